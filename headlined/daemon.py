@@ -1,0 +1,198 @@
+"""``headlined run``: the event loop, signals, systemd notifications and the watchdog.
+
+The daemon itself does little: it opens storage, starts the services the config asks for
+(pollers, Parquet flusher, exporter), feeds systemd's watchdog only while every component is
+healthy, re-reads the config on SIGHUP and shuts down in order on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from headlined import config, logs
+from headlined.notify import Notifier
+from headlined.store import Store, StoreError
+from headlined.supervisor import Supervisor
+
+log = logs.get("daemon")
+
+STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 60 s: stay well inside it
+STATUS_EVERY_S = 5.0
+STORE_JOB_DEADLINE_S = 120.0
+
+
+class Service(Protocol):
+    """A part of the daemon built from the config: the pollers, the flusher, the exporter."""
+
+    async def start(self, supervisor: Supervisor) -> None:
+        """Register components with the supervisor."""
+
+    async def reconfigure(self, loaded: config.Loaded) -> None:
+        """Adopt a new, valid config (SIGHUP)."""
+
+    async def shutdown(self) -> None:
+        """Finish what was fetched (flush, checkpoint) before the store closes."""
+
+    def status(self) -> str:
+        """A short fragment for systemd's one-line STATUS."""
+
+
+ServiceFactory = Callable[[config.Loaded, Store], Sequence[Service]]
+
+
+def default_services(loaded: config.Loaded, store: Store) -> Sequence[Service]:
+    """The services the configuration asks for."""
+    del loaded, store  # the pollers and the exporter plug in here
+    return []
+
+
+class Daemon:
+    """One run of ``headlined run``."""
+
+    def __init__(self, loaded: config.Loaded, notifier: Notifier | None = None,
+                 services: ServiceFactory = default_services,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.loaded = loaded
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.supervisor = Supervisor(clock=clock)
+        self._make_services = services
+        self._services: Sequence[Service] = ()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._unhealthy_reported: list[str] = []
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code."""
+        store = Store(self.loaded.config.database_path,
+                      heartbeat=self.supervisor.heartbeat("store", STORE_JOB_DEADLINE_S),
+                      job_deadline=STORE_JOB_DEADLINE_S)
+        try:
+            await store.open()
+        except StoreError as exc:
+            log.error("store_unavailable", error=str(exc))
+            return 1
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        try:
+            self._services = self._make_services(self.loaded, store)
+            for service in self._services:
+                await service.start(self.supervisor)
+            self.notifier.ready(self.status_line())
+            log.info("started", config=str(self.loaded.path),
+                     sources=len(self.loaded.config.sources),
+                     watchdog_s=self.notifier.watchdog_interval)
+            await self._main_loop()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self._shutdown(store)
+        return 0
+
+    def request_stop(self) -> None:
+        """Ask the daemon to shut down (what SIGTERM does)."""
+        self._stop.set()
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log.info("stop_requested", signal=sig.name)
+        self._stop.set()
+
+    async def _main_loop(self) -> None:
+        interval = self.notifier.watchdog_interval
+        feed_watchdog = interval is not None and self.loaded.config.watchdog
+        tick = min(interval, STATUS_EVERY_S) if feed_watchdog and interval else STATUS_EVERY_S
+        last_status = 0.0
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                await self._reconfigure()
+            unhealthy = self.supervisor.unhealthy()
+            self._report_health(unhealthy)
+            if feed_watchdog and not unhealthy:
+                self.notifier.watchdog()
+            now = time.monotonic()
+            if now - last_status >= STATUS_EVERY_S:
+                self.notifier.status(self.status_line(unhealthy))
+                last_status = now
+            stop = asyncio.ensure_future(self._stop.wait())
+            reload = asyncio.ensure_future(self._reload.wait())
+            await asyncio.wait({stop, reload}, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (stop, reload):
+                waiter.cancel()
+
+    def _report_health(self, unhealthy: list[str]) -> None:
+        if unhealthy == self._unhealthy_reported:
+            return
+        if unhealthy:
+            log.error("components_unhealthy", components=unhealthy,
+                      action="watchdog pings paused; systemd restarts us if this persists")
+        else:
+            log.info("components_healthy")
+        self._unhealthy_reported = unhealthy
+
+    def status_line(self, unhealthy: Sequence[str] = ()) -> str:
+        """The one line ``systemctl status headlined`` shows."""
+        parts = [s for s in (service.status() for service in self._services) if s]
+        if not parts:
+            parts = ["idle: no sources or export configured"]
+        if unhealthy:
+            parts.append("STALLED: " + ", ".join(unhealthy))
+        return "; ".join(parts)
+
+    async def _reconfigure(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = config.load(self.loaded.path)
+        except config.ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload_rejected", problem=str(problem))
+            log.error("reload_failed", action="kept the running configuration")
+        else:
+            if new.config.state_dir != self.loaded.config.state_dir:
+                log.warning("reload_partial", key="state_dir",
+                            problem="takes effect only after a restart")
+            logs.configure(new.config.log_level)
+            logs.REDACTOR.set_secrets(new.secrets)
+            for service in self._services:
+                await service.reconfigure(new)
+            self.loaded = new
+            log.info("reloaded", sources=len(new.config.sources))
+        self.notifier.ready(self.status_line())
+
+    async def _shutdown(self, store: Store) -> None:
+        self.notifier.stopping()
+        stuck = await self.supervisor.stop(grace=STOP_BUDGET_S / 2)
+        if stuck:
+            log.error("components_did_not_stop", components=stuck)
+        for service in self._services:
+            try:
+                await asyncio.wait_for(service.shutdown(), timeout=STOP_BUDGET_S / 4)
+            except Exception as exc:  # one failed flush must not skip the others
+                log.error("shutdown_step_failed", service=type(service).__name__,
+                          error=repr(exc), exc_info=exc)
+        try:
+            await store.close()
+        except Exception as exc:  # still say we stopped; DuckDB replays its WAL
+            log.error("store_close_failed", error=repr(exc), exc_info=exc)
+        log.info("stopped")
+        self.notifier.close()
+
+
+def run(path: Path) -> int:
+    """Load the config and run the daemon; returns the exit code (2 for a bad config)."""
+    try:
+        loaded = config.load(path)
+    except config.ConfigError as exc:
+        logs.configure("info")
+        for problem in exc.problems:
+            log.error("config_invalid", problem=str(problem))
+        return 2
+    logs.configure(loaded.config.log_level)
+    logs.REDACTOR.set_secrets(loaded.secrets)
+    return asyncio.run(Daemon(loaded).run())

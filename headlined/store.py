@@ -1,0 +1,192 @@
+"""The DuckDB file: schema, migrations, and the one writer thread that owns the connection.
+
+DuckDB calls block, so they never run on the event loop: every call is a job handed to a
+single worker thread (``await store.call(fn, ...)``), which also serialises writes. The
+writer's heartbeat turns unhealthy when one job runs past its deadline, so a wedged DuckDB
+stops the systemd watchdog pings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from headlined import logs
+from headlined.supervisor import Heartbeat
+
+log = logs.get("store")
+
+T = TypeVar("T")
+
+# Forward-only migrations: index i upgrades a file at version i to version i + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+    CREATE SEQUENCE messages_id;
+    CREATE TABLE messages (
+        source VARCHAR NOT NULL,
+        record_key VARCHAR NOT NULL,
+        record_time TIMESTAMPTZ,
+        payload JSON NOT NULL,
+        first_seen TIMESTAMPTZ NOT NULL,
+        id BIGINT NOT NULL DEFAULT nextval('messages_id'),
+        PRIMARY KEY (source, record_key)
+    );
+    CREATE TABLE fetch_summary (
+        source VARCHAR NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        duration_ms DOUBLE,
+        http_status INTEGER,
+        fetched INTEGER,
+        new INTEGER,
+        overlap INTEGER,
+        gap BOOLEAN NOT NULL DEFAULT false,
+        next_interval_s DOUBLE,
+        error VARCHAR
+    );
+    CREATE TABLE gaps (
+        source VARCHAR NOT NULL,
+        detected_at TIMESTAMPTZ NOT NULL,
+        last_seen_key VARCHAR,
+        first_new_key VARCHAR,
+        est_missing BIGINT
+    );
+    CREATE TABLE source_state (
+        source VARCHAR PRIMARY KEY,
+        state JSON NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE export_chunks (
+        database VARCHAR NOT NULL,
+        retention_policy VARCHAR NOT NULL,
+        start TIMESTAMPTZ NOT NULL,
+        "end" TIMESTAMPTZ NOT NULL,
+        state VARCHAR NOT NULL DEFAULT 'pending',
+        lines BIGINT,
+        rows BIGINT,
+        files INTEGER,
+        error VARCHAR,
+        updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (database, retention_policy, start)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The DuckDB file cannot be opened or upgraded."""
+
+
+def open_database(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open (creating) the DuckDB file and bring its schema up to date."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Under systemd's DynamicUser there is no HOME; DuckDB must not go looking for one.
+    home = path.parent / ".duckdb"
+    try:
+        conn = duckdb.connect(
+            str(path),
+            config={"home_directory": str(home), "extension_directory": str(home / "extensions")},
+        )
+    except duckdb.IOException as exc:
+        raise StoreError(
+            f"{path}: cannot open: {exc}. Is another headlined process using it? "
+            "(DuckDB allows one process per file.)"
+        ) from exc
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The file's schema version (0 for an empty file)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> None:
+    """Apply every migration the file lacks, each in its own transaction."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the state file has schema version {version}, newer than this headlined "
+            f"({SCHEMA_VERSION}); upgrade headlined or restore an older backup"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN")
+        conn.execute(MIGRATIONS[target - 1])
+        conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)]
+        )
+        conn.execute("COMMIT")
+        log.info("schema_migrated", version=target)
+
+
+class Store:
+    """Owns the DuckDB connection; runs every call on one dedicated thread."""
+
+    def __init__(self, path: Path, heartbeat: Heartbeat | None = None,
+                 job_deadline: float = 120.0) -> None:
+        self.path = path
+        self._heartbeat = heartbeat
+        self._job_deadline = job_deadline
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="duckdb")
+        self._conn: duckdb.DuckDBPyConnection | None = None
+
+    async def open(self) -> None:
+        """Open the file on the writer thread."""
+        self._conn = await self._submit(open_database, self.path)
+        log.info("store_opened", path=str(self.path), schema_version=SCHEMA_VERSION)
+
+    async def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread and return its result."""
+        conn = self._conn
+        if conn is None:
+            raise StoreError("store is not open")
+        return await self._submit(fn, conn)
+
+    async def _submit(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._job, fn, args)
+
+    def _job(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
+        if self._heartbeat is not None:
+            self._heartbeat.beat(within=self._job_deadline)
+        started = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            elapsed = time.monotonic() - started
+            if elapsed > 5:
+                log.warning("slow_store_job", job=getattr(fn, "__name__", "?"),
+                            seconds=round(elapsed, 1))
+            if self._heartbeat is not None:
+                # Idle is healthy: nothing is owed until the next job starts.
+                self._heartbeat.beat(within=math.inf)
+
+    async def close(self) -> None:
+        """Checkpoint and close the file, then stop the thread."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._submit(_checkpoint_and_close, conn)
+        self._executor.shutdown(wait=True)
+
+
+def _checkpoint_and_close(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("CHECKPOINT")
+    conn.close()
