@@ -14,7 +14,11 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", type=Path, default=None, metavar="FILE",
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="config file (default: $HEADLINED_CONFIG, else /etc/headlined/headlined.yaml)",
     )
 
@@ -42,8 +46,10 @@ def _check_config(path: Path) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     cfg = loaded.config
-    print(f"{path}: ok ({len(cfg.sources)} sources"
-          f"{', influx export' if cfg.influx else ''}; state in {cfg.state_dir})")
+    print(
+        f"{path}: ok ({len(cfg.sources)} sources"
+        f"{', influx export' if cfg.influx else ''}; state in {cfg.state_dir})"
+    )
     return EXIT_OK
 
 

@@ -244,8 +244,12 @@ def _duplicate_names(doc: yamlsource.Document) -> list[Problem]:
         if name in seen:
             loc = ("sources", i, "name")
             problems.append(
-                Problem(doc.file, doc.line_of(loc), yamlsource.format_loc(loc),
-                        f"{name!r} is already the name of sources[{seen[name]}]")
+                Problem(
+                    doc.file,
+                    doc.line_of(loc),
+                    yamlsource.format_loc(loc),
+                    f"{name!r} is already the name of sources[{seen[name]}]",
+                )
             )
         else:
             seen[name] = i

@@ -54,9 +54,13 @@ def default_services(loaded: config.Loaded, store: Store) -> Sequence[Service]:
 class Daemon:
     """One run of ``headlined run``."""
 
-    def __init__(self, loaded: config.Loaded, notifier: Notifier | None = None,
-                 services: ServiceFactory = default_services,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        loaded: config.Loaded,
+        notifier: Notifier | None = None,
+        services: ServiceFactory = default_services,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.loaded = loaded
         self.notifier = notifier if notifier is not None else Notifier()
         self.supervisor = Supervisor(clock=clock)
@@ -68,9 +72,11 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
-        store = Store(self.loaded.config.database_path,
-                      heartbeat=self.supervisor.heartbeat("store", STORE_JOB_DEADLINE_S),
-                      job_deadline=STORE_JOB_DEADLINE_S)
+        store = Store(
+            self.loaded.config.database_path,
+            heartbeat=self.supervisor.heartbeat("store", STORE_JOB_DEADLINE_S),
+            job_deadline=STORE_JOB_DEADLINE_S,
+        )
         try:
             await store.open()
         except StoreError as exc:
@@ -85,9 +91,12 @@ class Daemon:
             for service in self._services:
                 await service.start(self.supervisor)
             self.notifier.ready(self.status_line())
-            log.info("started", config=str(self.loaded.path),
-                     sources=len(self.loaded.config.sources),
-                     watchdog_s=self.notifier.watchdog_interval)
+            log.info(
+                "started",
+                config=str(self.loaded.path),
+                sources=len(self.loaded.config.sources),
+                watchdog_s=self.notifier.watchdog_interval,
+            )
             await self._main_loop()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -130,8 +139,11 @@ class Daemon:
         if unhealthy == self._unhealthy_reported:
             return
         if unhealthy:
-            log.error("components_unhealthy", components=unhealthy,
-                      action="watchdog pings paused; systemd restarts us if this persists")
+            log.error(
+                "components_unhealthy",
+                components=unhealthy,
+                action="watchdog pings paused; systemd restarts us if this persists",
+            )
         else:
             log.info("components_healthy")
         self._unhealthy_reported = unhealthy
@@ -155,8 +167,9 @@ class Daemon:
             log.error("reload_failed", action="kept the running configuration")
         else:
             if new.config.state_dir != self.loaded.config.state_dir:
-                log.warning("reload_partial", key="state_dir",
-                            problem="takes effect only after a restart")
+                log.warning(
+                    "reload_partial", key="state_dir", problem="takes effect only after a restart"
+                )
             logs.configure(new.config.log_level)
             logs.REDACTOR.set_secrets(new.secrets)
             for service in self._services:
@@ -174,8 +187,12 @@ class Daemon:
             try:
                 await asyncio.wait_for(service.shutdown(), timeout=STOP_BUDGET_S / 4)
             except Exception as exc:  # one failed flush must not skip the others
-                log.error("shutdown_step_failed", service=type(service).__name__,
-                          error=repr(exc), exc_info=exc)
+                log.error(
+                    "shutdown_step_failed",
+                    service=type(service).__name__,
+                    error=repr(exc),
+                    exc_info=exc,
+                )
         try:
             await store.close()
         except Exception as exc:  # still say we stopped; DuckDB replays its WAL

@@ -15,15 +15,20 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
 
 Mode = Literal["journal", "console", "json"]
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR, "critical": logging.CRITICAL}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 # sd-daemon(3) priorities, read by journald from a "<N>" line prefix.
 PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 REDACTED = "***"
@@ -36,12 +41,14 @@ class Redactor:
         self._needles: tuple[str, ...] = ()
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        """Replace the secrets to hide (raw form and its JSON-escaped form)."""
+        """Replace the secrets to hide, in every form a renderer may print them."""
         needles = set()
         for secret in secrets:
             if secret:
                 needles.add(secret)
                 needles.add(json.dumps(secret)[1:-1])
+                needles.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+                needles.add(repr(secret)[1:-1])
         # Longest first, so a secret containing another is hidden whole.
         self._needles = tuple(sorted(needles, key=len, reverse=True))
 
@@ -55,11 +62,19 @@ class Redactor:
     def processor(
         self, _logger: Any, _name: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        """structlog processor: scrub every string value of the event."""
+        """structlog processor: scrub every string in the event, however deeply nested."""
         for key, value in event.items():
-            if isinstance(value, str):
-                event[key] = self.scrub(value)
+            event[key] = self._scrub_value(value)
         return event
+
+    def _scrub_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, Mapping):
+            return {k: self._scrub_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._scrub_value(v) for v in value]
+        return value
 
 
 REDACTOR = Redactor()

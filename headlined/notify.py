@@ -1,7 +1,9 @@
 """systemd's notify protocol (sd_notify): READY, STATUS, WATCHDOG, RELOADING, STOPPING.
 
-A thin adapter over sdnotify. sdnotify's socket blocks and its errors are swallowed; we make
-the socket non-blocking (a stalled systemd must never freeze the event loop) and log failures.
+The protocol is one datagram of ``KEY=value`` lines to the AF_UNIX socket named by
+``NOTIFY_SOCKET`` (``@name`` is an abstract socket). We speak it directly rather than through
+the sdnotify package, whose socket blocks (a stalled systemd would freeze the event loop), whose
+errors are swallowed, and which leaks its socket when the connect fails.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-
-import sdnotify
 
 from headlined import logs
 
@@ -25,19 +25,22 @@ class Notifier:
         env = os.environ if environ is None else environ
         self._address = env.get("NOTIFY_SOCKET", "")
         self._sock: socket.socket | None = None
+        self._dropped = 0
         self.watchdog_interval = watchdog_interval(env)
         if self._address:
             self._connect()
 
     def _connect(self) -> None:
+        address = self._address
+        if address.startswith("@"):
+            address = "\0" + address[1:]
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
-            # sdnotify reads the address from the environment itself (and maps "@" to an
-            # abstract socket); debug=True makes it raise instead of silently giving up.
-            notifier = sdnotify.SystemdNotifier(debug=True)
-            sock: socket.socket = notifier.socket
             sock.setblocking(False)
+            sock.connect(address)
             self._sock = sock
         except OSError as exc:
+            sock.close()
             log.error("notify_socket_unusable", socket=self._address, error=str(exc))
 
     @property
@@ -52,10 +55,16 @@ class Notifier:
         try:
             self._sock.send("\n".join(assignments).encode())
         except BlockingIOError:
-            # systemd is not reading; dropping one message beats stalling every poll.
-            log.warning("notify_dropped", message=assignments[0].split("=", 1)[0])
+            # systemd is not reading; dropping a message beats stalling every poll.
+            if self._dropped == 0:
+                log.warning("notify_dropping", message=assignments[0].split("=", 1)[0])
+            self._dropped += 1
         except OSError as exc:
             log.error("notify_failed", error=str(exc))
+        else:
+            if self._dropped:
+                log.info("notify_recovered", dropped=self._dropped)
+                self._dropped = 0
 
     def ready(self, status: str) -> None:
         """Startup finished: config valid and storage open."""

@@ -130,9 +130,7 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> None:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN")
         conn.execute(MIGRATIONS[target - 1])
-        conn.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)]
-        )
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)])
         conn.execute("COMMIT")
         log.info("schema_migrated", version=target)
 
@@ -140,8 +138,9 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> None:
 class Store:
     """Owns the DuckDB connection; runs every call on one dedicated thread."""
 
-    def __init__(self, path: Path, heartbeat: Heartbeat | None = None,
-                 job_deadline: float = 120.0) -> None:
+    def __init__(
+        self, path: Path, heartbeat: Heartbeat | None = None, job_deadline: float = 120.0
+    ) -> None:
         self.path = path
         self._heartbeat = heartbeat
         self._job_deadline = job_deadline
@@ -173,8 +172,9 @@ class Store:
         finally:
             elapsed = time.monotonic() - started
             if elapsed > 5:
-                log.warning("slow_store_job", job=getattr(fn, "__name__", "?"),
-                            seconds=round(elapsed, 1))
+                log.warning(
+                    "slow_store_job", job=getattr(fn, "__name__", "?"), seconds=round(elapsed, 1)
+                )
             if self._heartbeat is not None:
                 # Idle is healthy: nothing is owed until the next job starts.
                 self._heartbeat.beat(within=math.inf)

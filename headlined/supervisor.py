@@ -50,8 +50,9 @@ class Heartbeat:
 Run = Callable[[Heartbeat], Awaitable[None]]
 
 
-def restart_delay(failures: int, base: float = 1.0, cap: float = 60.0,
-                  rng: Callable[[], float] = random.random) -> float:
+def restart_delay(
+    failures: int, base: float = 1.0, cap: float = 60.0, rng: Callable[[], float] = random.random
+) -> float:
     """Exponential backoff with full jitter in its upper half: 1, 2, 4 … ``cap`` seconds."""
     ceiling = min(cap, base * 2 ** max(0, failures - 1))
     return float(ceiling / 2 + rng() * ceiling / 2)
@@ -75,8 +76,11 @@ class Supervisor:
     # A run that lasted this long before crashing counts as a fresh start for backoff.
     STABLE_AFTER = 300.0
 
-    def __init__(self, clock: Clock = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        clock: Clock = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._components: dict[str, _Component] = {}
@@ -114,8 +118,9 @@ class Supervisor:
     def unhealthy(self) -> list[str]:
         """Components that missed their promised beat."""
         now = self._clock()
-        return [c.name for c in self._components.values()
-                if c.watched and not c.heartbeat.healthy(now)]
+        return [
+            c.name for c in self._components.values() if c.watched and not c.heartbeat.healthy(now)
+        ]
 
     def errors(self) -> dict[str, str]:
         """The last crash of each component that has crashed."""
@@ -136,8 +141,13 @@ class Supervisor:
                 component.restarts += 1
                 component.last_error = f"{type(exc).__name__}: {exc}"
                 delay = restart_delay(component.failures)
-                log.error("component_crashed", name=component.name, error=component.last_error,
-                          restart_in_s=round(delay, 1), exc_info=exc)
+                log.error(
+                    "component_crashed",
+                    name=component.name,
+                    error=component.last_error,
+                    restart_in_s=round(delay, 1),
+                    exc_info=exc,
+                )
                 # Waiting out the backoff is a promise kept, not a hang.
                 component.heartbeat.beat(within=delay + component.heartbeat.deadline)
                 await self._sleep(delay)

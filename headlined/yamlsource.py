@@ -125,16 +125,24 @@ def _convert(
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 doc.problems.append(
-                    Problem(doc.file, key_node.start_mark.line + 1, format_loc(loc),
-                            f"key {key!r} must be a string")
+                    Problem(
+                        doc.file,
+                        key_node.start_mark.line + 1,
+                        format_loc(loc),
+                        f"key {key!r} must be a string",
+                    )
                 )
                 continue
             child = (*loc, key)
             doc.key_lines[child] = key_node.start_mark.line + 1
             if key in out:
                 doc.problems.append(
-                    Problem(doc.file, key_node.start_mark.line + 1, format_loc(child),
-                            "duplicate key (the earlier one would be silently ignored)")
+                    Problem(
+                        doc.file,
+                        key_node.start_mark.line + 1,
+                        format_loc(child),
+                        "duplicate key (the earlier one would be silently ignored)",
+                    )
                 )
             out[key] = _convert(value_node, child, doc, loader, env)
         return out
@@ -151,9 +159,13 @@ def _expand(value: str, loc: Loc, doc: Document, env: Mapping[str, str]) -> str:
         resolved = lookup_reference(match.group(1), env)
         if resolved is None:
             doc.problems.append(
-                Problem(doc.file, doc.lines[loc], format_loc(loc),
-                        f"${{{match.group(1)}}} is not set: export it, or put it in a file "
-                        f"named {match.group(1)} under $CREDENTIALS_DIRECTORY (LoadCredential=)")
+                Problem(
+                    doc.file,
+                    doc.lines[loc],
+                    format_loc(loc),
+                    f"${{{match.group(1)}}} is not set: export it, or put it in a file "
+                    f"named {match.group(1)} under $CREDENTIALS_DIRECTORY (LoadCredential=)",
+                )
             )
             return match.group(0)
         if resolved:
@@ -162,4 +174,3 @@ def _expand(value: str, loc: Loc, doc: Document, env: Mapping[str, str]) -> str:
 
     expanded: str = _REF.sub(replace, value)
     return expanded
-
