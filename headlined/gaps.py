@@ -1,0 +1,184 @@
+"""Which records are new, and whether records were lost between two polls (pure logic).
+
+A gap is a full window that shares no record with what was seen before: everything between
+the newest record we had and the oldest one in the new window aged out unseen. Quiet feeds,
+partial windows, reordered records and a source's very first poll are never gaps.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from headlined.records import Record
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What is remembered of a record already stored: enough to order it and count a gap."""
+
+    time: datetime | None
+    seq: tuple[str, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A detected loss, as stored in the ``gaps`` table."""
+
+    last_seen_key: str | None
+    first_new_key: str
+    est_missing: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one response means once compared with what was seen."""
+
+    new: list[Record]
+    """New records, oldest first."""
+    overlap: int
+    gap: Gap | None
+    window_rate: float | None
+
+
+class SeenKeys:
+    """The most recent keys of one source, oldest first, bounded in size.
+
+    Rolling windows never bring back a record that aged out, so remembering a few windows is
+    enough to tell new from seen; the database's unique key is the final word on duplicates.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[str, Seen] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def add(self, key: str, seen: Seen) -> None:
+        """Remember a key as the newest."""
+        self._keys[key] = seen
+        self._keys.move_to_end(key)
+        while len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+
+    def newest(self) -> tuple[str, Seen] | None:
+        """The most recently added key."""
+        if not self._keys:
+            return None
+        key = next(reversed(self._keys))
+        return key, self._keys[key]
+
+    def max_seq(self) -> dict[str, int]:
+        """The highest sequence number seen per group."""
+        out: dict[str, int] = {}
+        for seen in self._keys.values():
+            if seen.seq is not None:
+                group, number = seen.seq
+                out[group] = max(number, out.get(group, number))
+        return out
+
+
+def chronological(records: list[Record], seen: SeenKeys | None = None) -> list[Record]:
+    """Records oldest first, whichever way the API sorts them.
+
+    Times decide when every record has one; else sequence numbers tell the direction of the
+    list; else where the already-seen records sit (new ones are at the newest end); else APIs
+    overwhelmingly list newest first, so we assume that.
+    """
+    if not records:
+        return []
+    oldest_first = _oldest_first(records, seen)
+    if all(r.time is not None for r in records):
+        # Stable sort: ties keep their response order, itself made oldest-first first.
+        ordered = records if oldest_first else records[::-1]
+        return sorted(ordered, key=lambda r: r.time or datetime.min)
+    return list(records) if oldest_first else records[::-1]
+
+
+def _oldest_first(records: list[Record], seen: SeenKeys | None) -> bool:
+    rising = falling = 0
+    last_by_group: dict[str, int] = {}
+    for record in records:
+        if record.seq is None:
+            continue
+        group, number = record.seq
+        previous = last_by_group.get(group)
+        if previous is not None:
+            rising += number > previous
+            falling += number < previous
+        last_by_group[group] = number
+    if rising != falling:
+        return rising > falling
+    first, last = records[0].time, records[-1].time
+    if first is not None and last is not None and first != last:
+        return first < last
+    if seen is not None:
+        old = [i for i, r in enumerate(records) if r.key in seen]
+        fresh = [i for i, r in enumerate(records) if r.key not in seen]
+        if old and fresh:
+            return sum(old) / len(old) < sum(fresh) / len(fresh)
+    return False
+
+
+def window_rate(records: list[Record]) -> float | None:
+    """Arrivals per second over the span of the records' times (None if it cannot tell)."""
+    times = [r.time for r in records if r.time is not None]
+    if len(times) < 10:
+        return None
+    span = (max(times) - min(times)).total_seconds()
+    return (len(times) - 1) / span if span >= 1.0 else None
+
+
+def compare(records: list[Record], seen: SeenKeys, window: int) -> PollResult:
+    """Split a response into new and already-seen records and decide whether it is a gap."""
+    ordered = chronological(records, seen)
+    new: list[Record] = []
+    batch: set[str] = set()
+    overlap = 0
+    for record in ordered:
+        if record.key in seen:
+            overlap += 1
+        elif record.key not in batch:  # an API repeating a record within one response
+            batch.add(record.key)
+            new.append(record)
+    gap = None
+    if overlap == 0 and new and len(seen) > 0 and len(records) >= window:
+        gap = _gap(new, seen)
+    return PollResult(new, overlap, gap, window_rate(ordered))
+
+
+def _gap(new: list[Record], seen: SeenKeys) -> Gap | None:
+    newest = seen.newest()
+    last_key, last_seen = newest if newest is not None else (None, None)
+    by_seq = _missing_by_sequence(new, seen)
+    if by_seq == 0:
+        return None  # no overlap, but the sequence numbers prove nothing fell between
+    estimate = by_seq if by_seq is not None else _missing_by_time(new, last_seen)
+    return Gap(last_key, new[0].key, estimate)
+
+
+def _missing_by_sequence(new: list[Record], seen: SeenKeys) -> int | None:
+    seqs = [r.seq for r in new if r.seq is not None]
+    if len(seqs) != len(new):
+        return None
+    highest = seen.max_seq()
+    lowest_new: dict[str, int] = {}
+    for group, number in seqs:
+        lowest_new[group] = min(number, lowest_new.get(group, number))
+    if not lowest_new or any(group not in highest for group in lowest_new):
+        return None  # a group we never saw: its start is unknown
+    return sum(max(0, lowest_new[g] - highest[g] - 1) for g in lowest_new)
+
+
+def _missing_by_time(new: list[Record], last_seen: Seen | None) -> int | None:
+    rate = window_rate(new)
+    first = new[0].time
+    if rate is None or first is None or last_seen is None or last_seen.time is None:
+        return None
+    between = (first - last_seen.time).total_seconds()
+    return max(0, round(rate * between) - 1) if between > 0 else None

@@ -1,0 +1,174 @@
+"""From a response body to keyed, timed records (pure: no I/O).
+
+A record's identity is its ``key`` fields, in config order, as canonical JSON (``[123]``,
+``["a",7]``): stable across restarts and versions, so deduplication never depends on order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+class BadResponseError(Exception):
+    """The body is not what the source's config describes; ``kind`` names the problem."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"{kind}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record as the API sent it, with its identity and (optional) time."""
+
+    key: str
+    time: datetime | None
+    payload: dict[str, Any]
+    seq: tuple[str, int] | None
+    """(group, number) when the last key field is an integer: the others form the group.
+    Sequential numbers let a gap's size be counted exactly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """The usable records of one response, and how many were set aside."""
+
+    records: list[Record]
+    rejected: int
+    reject_reason: str | None
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a body; non-UTF-8 and non-JSON become :class:`BadResponseError`."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadResponseError("not_utf8", f"byte {exc.start} is not UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadResponseError(
+            "not_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise BadResponseError("not_json", "nested too deeply") from None
+
+
+def dig(document: Any, path: str) -> Any:
+    """Follow a dotted path (``result.items``); ``""`` is the document itself."""
+    node = document
+    walked = []
+    for part in path.split(".") if path else []:
+        walked.append(part)
+        if not isinstance(node, dict) or part not in node:
+            raise BadResponseError(
+                "missing_records_path", f"no {'.'.join(walked)!r} in the response"
+            )
+        node = node[part]
+    return node
+
+
+def extract(document: Any, records_path: str, key: list[str], time_field: str | None) -> Extracted:
+    """The records at ``records_path``. Records lacking a key field are counted, not kept."""
+    items = dig(document, records_path)
+    if not isinstance(items, list):
+        where = records_path or "the body"
+        raise BadResponseError("not_a_list", f"{where} is a {type(items).__name__}, not a list")
+    records: list[Record] = []
+    rejected = 0
+    reason = None
+    for item in items:
+        if not isinstance(item, dict):
+            rejected += 1
+            reason = f"a record is a {type(item).__name__}, not an object"
+            continue
+        values = []
+        for field in key:
+            value = _get(item, field)
+            if value is _MISSING or value is None or isinstance(value, dict | list):
+                rejected += 1
+                reason = f"a record has no usable key field {field!r}"
+                break
+            values.append(value)
+        else:
+            time = parse_time(_get(item, time_field)) if time_field else None
+            records.append(Record(record_key(values), time, item, _seq(values)))
+    return Extracted(records, rejected, reason)
+
+
+def record_key(values: list[Any]) -> str:
+    """Canonical JSON of the key values: ``[123]``, ``["a",7]``."""
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+_MISSING = object()
+
+
+def _get(item: dict[str, Any], field: str) -> Any:
+    # A field name that exists as written wins; otherwise a dotted name walks nested objects.
+    if field in item:
+        return item[field]
+    node: Any = item
+    for part in field.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _seq(values: list[Any]) -> tuple[str, int] | None:
+    last = values[-1]
+    if isinstance(last, bool):
+        return None
+    if isinstance(last, str) and last.isdigit() and len(last) < 19:
+        last = int(last)
+    if not isinstance(last, int):
+        return None
+    return record_key(values[:-1]), last
+
+
+# Epoch numbers are told apart by size: seconds until the year 5138, then ms, µs, ns.
+_EPOCH_SCALES = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6), (math.inf, 1e9))
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 (zone optional: UTC assumed), or epoch seconds/ms/µs/ns; None if unusable."""
+    if value is None or value is _MISSING or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number: float = float(text)
+        except ValueError:
+            return _parse_iso(text)
+        return _from_epoch(number)
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    return None
+
+
+def _parse_iso(text: str) -> datetime | None:
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _from_epoch(number: float) -> datetime | None:
+    if not math.isfinite(number):
+        return None
+    for limit, scale in _EPOCH_SCALES:
+        if abs(number) < limit:
+            try:
+                return datetime.fromtimestamp(number / scale, tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                return None
+    return None

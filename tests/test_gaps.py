@@ -1,0 +1,130 @@
+"""Gap detection: real losses found and sized, no false gaps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from headlined.gaps import Seen, SeenKeys, chronological, compare
+from headlined.records import Record, record_key
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def rec(n: int, group: str | None = None, timed: bool = True, rate: float = 1.0) -> Record:
+    values: list[object] = [n] if group is None else [group, n]
+    seq = (record_key(values[:-1]), n)
+    time = T0 + timedelta(seconds=n / rate) if timed else None
+    return Record(record_key(values), time, {"id": n}, seq)
+
+
+def window(lo: int, hi: int, newest_first: bool = True, **kw: object) -> list[Record]:
+    records = [rec(n, **kw) for n in range(lo, hi)]  # type: ignore[arg-type]
+    return records[::-1] if newest_first else records
+
+
+def remember(seen: SeenKeys, records: list[Record]) -> None:
+    for r in chronological(records, seen):
+        seen.add(r.key, Seen(r.time, r.seq))
+
+
+def test_first_poll_is_never_a_gap() -> None:
+    result = compare(window(0, 200), SeenKeys(800), window=200)
+    assert len(result.new) == 200
+    assert result.gap is None
+
+
+def test_overlapping_full_window_is_not_a_gap() -> None:
+    seen = SeenKeys(800)
+    remember(seen, window(0, 200))
+    result = compare(window(150, 350), seen, window=200)
+    assert result.overlap == 50
+    assert [r.key for r in result.new][:2] == ["[200]", "[201]"]  # oldest first
+    assert result.gap is None
+
+
+def test_full_window_without_overlap_is_a_gap_counted_by_sequence() -> None:
+    seen = SeenKeys(800)
+    remember(seen, window(0, 200))
+    result = compare(window(260, 460), seen, window=200)
+    assert result.gap is not None
+    assert result.gap.last_seen_key == "[199]"
+    assert result.gap.first_new_key == "[260]"
+    assert result.gap.est_missing == 60
+
+
+def test_contiguous_but_not_overlapping_is_no_loss() -> None:
+    seen = SeenKeys(800)
+    remember(seen, window(0, 200))
+    assert compare(window(200, 400), seen, window=200).gap is None
+
+
+def test_gap_counted_by_time_when_keys_are_not_sequential() -> None:
+    def uuid_rec(n: int) -> Record:
+        return Record(record_key([f"u{n * 7919 % 10007}"]), T0 + timedelta(seconds=n / 4), {}, None)
+
+    seen = SeenKeys(800)
+    remember(seen, [uuid_rec(n) for n in range(200)])
+    result = compare([uuid_rec(n) for n in range(300, 500)], seen, window=200)
+    assert result.gap is not None
+    assert result.gap.est_missing is not None
+    assert abs(result.gap.est_missing - 100) <= 2
+
+
+def test_gap_without_times_or_sequences_has_unknown_size() -> None:
+    seen = SeenKeys(800)
+    remember(seen, [Record(f'["a{n}"]', None, {}, None) for n in range(200)])
+    result = compare([Record(f'["b{n}"]', None, {}, None) for n in range(200)], seen, window=200)
+    assert result.gap is not None
+    assert result.gap.est_missing is None
+
+
+def test_quiet_feed_and_partial_windows_are_not_gaps() -> None:
+    seen = SeenKeys(800)
+    remember(seen, window(0, 200))
+    quiet = compare(window(0, 200), seen, window=200)
+    assert quiet.new == []
+    assert quiet.gap is None
+    partial = compare(window(500, 550), seen, window=200)  # an API that restarted small
+    assert partial.gap is None
+
+
+def test_reordered_records_are_not_gaps() -> None:
+    seen = SeenKeys(800)
+    remember(seen, window(0, 200))
+    shuffled = window(100, 300)
+    shuffled = shuffled[::2] + shuffled[1::2]
+    result = compare(shuffled, seen, window=200)
+    assert result.gap is None
+    assert len(result.new) == 100
+
+
+def test_per_group_sequences() -> None:
+    seen = SeenKeys(800)
+    remember(seen, [rec(n, group=g, timed=False) for n in range(100) for g in ("a", "b")])
+    lost = [rec(n, group=g, timed=False) for n in range(110, 210) for g in ("a", "b")]
+    result = compare(lost, seen, window=200)
+    assert result.gap is not None
+    assert result.gap.est_missing == 20
+
+
+def test_oldest_first_apis_are_understood() -> None:
+    seen = SeenKeys(800)
+    remember(seen, window(0, 200, newest_first=False, timed=False))
+    newest = seen.newest()
+    assert newest is not None
+    assert newest[0] == "[199]"
+
+
+def test_seen_keys_are_bounded() -> None:
+    seen = SeenKeys(3)
+    for n in range(10):
+        seen.add(str(n), Seen(None, None))
+    assert len(seen) == 3
+    assert "6" not in seen
+    assert "9" in seen
+
+
+def test_duplicates_inside_one_response_count_once() -> None:
+    records = window(0, 10)
+    result = compare(records + records, SeenKeys(100), window=200)
+    assert len(result.new) == 10

@@ -1,0 +1,78 @@
+"""Records: extraction at a dotted path, canonical keys, every time format."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from headlined.records import BadResponseError, decode_json, extract, parse_time, record_key
+
+
+def test_keys_are_canonical_json_in_config_order() -> None:
+    assert record_key([123]) == "[123]"
+    assert record_key(["a", 7]) == '["a",7]'
+    assert record_key(["ทดสอบ"]) == '["ทดสอบ"]'
+
+
+def test_extract_nested_path_and_key_order() -> None:
+    doc = {"result": {"items": [{"seq": 7, "station": "st-1", "ts": 1700000000}]}}
+    out = extract(doc, "result.items", ["station", "seq"], "ts")
+    [record] = out.records
+    assert record.key == '["st-1",7]'
+    assert record.time == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert record.seq == ('["st-1"]', 7)
+    assert record.payload == doc["result"]["items"][0]
+
+
+def test_bare_list_and_records_without_keys_are_counted() -> None:
+    out = extract([{"id": 1}, {"id": None}, {"x": 2}, "junk", {"id": [1]}], "", ["id"], None)
+    assert [r.key for r in out.records] == ["[1]"]
+    assert out.rejected == 4
+    assert out.reject_reason is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "kind"),
+    [
+        (b"\xff\xfe", "", "not_utf8"),
+        (b"<html>", "", "not_json"),
+        (b'{"a": 1}', "data", "missing_records_path"),
+        (b'{"data": {"x": 1}}', "data", "not_a_list"),
+        (b"[" * 100000, "", "not_json"),
+    ],
+)
+def test_bad_bodies(body: bytes, path: str, kind: str) -> None:
+    with pytest.raises(BadResponseError) as err:
+        extract(decode_json(body), path, ["id"], None)
+    assert err.value.kind == kind
+
+
+T = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-23T10:00:00.123Z", T),
+        ("2026-11-23T10:00:00.123", T),
+        ("2026-11-23T17:00:00.123+07:00", T),
+        (T.timestamp(), T),
+        (int(T.timestamp() * 1000), T),
+        (str(int(T.timestamp() * 1000)), T),
+        (int(T.timestamp() * 1_000_000), T),
+        (int(T.timestamp() * 1_000_000_000), T),
+        ("yesterday", None),
+        (None, None),
+        (True, None),
+        (float("nan"), None),
+        ({"a": 1}, None),
+    ],
+)
+def test_time_formats(value: object, expected: datetime | None) -> None:
+    parsed = parse_time(value)
+    if expected is None:
+        assert parsed is None
+    else:
+        assert parsed is not None
+        assert abs((parsed - expected).total_seconds()) < 0.001
