@@ -16,6 +16,7 @@ from typing import Protocol
 
 from headlined import config, logs
 from headlined.notify import Notifier
+from headlined.pollservice import PollService
 from headlined.store import Store, StoreError
 from headlined.supervisor import Supervisor
 
@@ -47,8 +48,7 @@ ServiceFactory = Callable[[config.Loaded, Store], Sequence[Service]]
 
 def default_services(loaded: config.Loaded, store: Store) -> Sequence[Service]:
     """The services the configuration asks for."""
-    del loaded, store  # the pollers and the exporter plug in here
-    return []
+    return [PollService(loaded, store)]
 
 
 class Daemon:

@@ -101,6 +101,8 @@ def open_database(path: Path) -> duckdb.DuckDBPyConnection:
             "(DuckDB allows one process per file.)"
         ) from exc
     try:
+        # Dates of Parquet partitions and of query output must not depend on the host's zone.
+        conn.execute("SET TimeZone = 'UTC'")
         migrate(conn)
     except BaseException:
         conn.close()

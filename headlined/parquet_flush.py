@@ -1,0 +1,90 @@
+"""Copies new messages to Parquet, each record exactly once, never half-written.
+
+Layout: ``<parquet_dir>/messages/source=<name>/date=<YYYY-MM-DD>/part-<first>-<last>.parquet``
+(ZSTD), where first..last is the range of internal message ids the file covers and ``date``
+is the record's own time (its first-seen time when it has none), in UTC.
+
+Exactly once across crashes: the id range of a flush is written to ``meta`` *before* any file,
+files are renamed into place under names derived from that range, and the watermark moves
+only after every rename. A flush interrupted anywhere is redone with the same range and the
+same names, so it replaces its own files and never adds a second copy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+
+WATERMARK = "parquet_flushed_id"
+PENDING = "parquet_flush_pending"
+
+
+def _meta(conn: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return str(row[0]) if row else None
+
+
+def _set_meta(conn: duckdb.DuckDBPyConnection, key: str, value: str | None) -> None:
+    if value is None:
+        conn.execute("DELETE FROM meta WHERE key = ?", [key])
+    else:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
+    """Write every message not yet in Parquet; return how many rows were written."""
+    pending = _meta(conn, PENDING)
+    if pending is not None:
+        low, high = (int(x) for x in pending.split(","))
+    else:
+        low = int(_meta(conn, WATERMARK) or 0)
+        row = conn.execute("SELECT max(id) FROM messages").fetchone()
+        high = int(row[0]) if row and row[0] is not None else 0
+        if high <= low:
+            return 0
+        _set_meta(conn, PENDING, f"{low},{high}")
+    root = parquet_dir / "messages"
+    tmp = root / f".tmp-{low}-{high}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    copied = conn.execute(
+        f"""
+        COPY (
+            SELECT source,
+                   strftime(coalesce(record_time, first_seen) AT TIME ZONE 'UTC', '%Y-%m-%d')
+                       AS date,
+                   record_key, record_time, payload, first_seen, id
+            FROM messages WHERE id > $1 AND id <= $2 ORDER BY id
+        ) TO '{_sql_str(tmp)}'
+        (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (source, date), OVERWRITE_OR_IGNORE)
+        """,
+        [low, high],
+    ).fetchone()
+    for written in sorted(tmp.rglob("*.parquet")):
+        partition = written.parent.relative_to(tmp)
+        final_dir = root / partition
+        final_dir.mkdir(parents=True, exist_ok=True)
+        suffix = "" if written.stem in ("data_0", "data") else f"-{written.stem}"
+        final = final_dir / f"part-{low + 1:012d}-{high:012d}{suffix}.parquet"
+        _fsync(written)
+        written.rename(final)
+        _fsync(final_dir)
+    _set_meta(conn, WATERMARK, str(high))
+    _set_meta(conn, PENDING, None)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return int(copied[0]) if copied else 0
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sql_str(path: Path) -> str:
+    return str(path).replace("'", "''")

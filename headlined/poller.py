@@ -1,0 +1,243 @@
+"""Polls one rolling-window source forever: fetch, compare, commit, schedule the next poll.
+
+The logic lives in pure modules (:mod:`records`, :mod:`gaps`, :mod:`schedule`); this is the
+loop that feeds them and hands their results to the group-committing writer. Bad remote input
+never crashes it: every failure is counted in ``fetch_summary``, logged once per streak, and
+its body sampled under ``<state_dir>/rejected/<source>/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from headlined import logs
+from headlined.config import SourceConfig
+from headlined.fetch import FetchError, fetch
+from headlined.gaps import Seen, SeenKeys, compare
+from headlined.pollstore import Poll, Restored, Summary
+from headlined.pollwriter import PollWriter
+from headlined.records import BadResponseError, decode_json, extract
+from headlined.rejects import RejectSampler
+from headlined.schedule import (
+    Limits,
+    Observation,
+    Outcome,
+    State,
+    after_failure,
+    after_success,
+    retry_budget,
+)
+from headlined.supervisor import Heartbeat
+
+log = logs.get("poller")
+
+SEEN_WINDOWS = 4  # how many windows of keys are remembered per source
+COMMIT_SLACK_S = 60.0  # what a poll's commit may take before the poller counts as hung
+
+
+@dataclass(slots=True)
+class Counters:
+    """What ``status`` and STATUS= show about a source."""
+
+    polls: int = 0
+    records: int = 0
+    gaps: int = 0
+    errors: int = 0
+    last_poll: float | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    kind: str
+    detail: str
+    status: int | None
+    body: bytes
+    outcome: Outcome
+    retry_after: float | None = None
+
+
+class SourcePoller:
+    """The polling loop of one source."""
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        client: httpx.AsyncClient,
+        writer: PollWriter,
+        rejects: RejectSampler,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.source = source
+        self.limits = Limits(source.window, source.min_interval, source.max_interval)
+        self.state = State()
+        self.counters = Counters()
+        self._client = client
+        self._writer = writer
+        self._rejects = rejects
+        self._clock = clock
+        self._sleep = sleep
+        self._seen = SeenKeys(SEEN_WINDOWS * source.window)
+        self._next_due = 0.0
+        self._failing: str | None = None  # the error kind of the current failure streak
+        self._bad_records_logged: set[str] = set()
+
+    def restore(self, restored: Restored) -> None:
+        """Pick up where the last run stopped: schedule state and the newest keys.
+
+        The first poll then compares against what is stored, so loss during downtime shows.
+        """
+        if restored.state is not None:
+            self.state = State.from_json(restored.state)
+        old = extract(restored.payloads, "", self.source.key, self.source.time)
+        for record in old.records:
+            self._seen.add(record.key, Seen(record.time, record.seq))
+        self.counters.records = restored.records
+        self.counters.gaps = restored.gaps
+
+    async def run(self, heartbeat: Heartbeat) -> None:
+        """Poll until cancelled (a supervisor component)."""
+        while True:
+            delay = self._next_due - self._clock()
+            if delay > 0:
+                heartbeat.beat(within=delay + COMMIT_SLACK_S)
+                await self._sleep(delay)
+            budget = retry_budget(self.state, self._clock(), self.limits)
+            heartbeat.beat(within=budget + 2 * self.source.timeout + COMMIT_SLACK_S)
+            await self.poll_once()
+            heartbeat.beat()
+
+    async def poll_once(self) -> None:
+        """One poll: fetch (with retries), compare, commit, and schedule the next."""
+        started = self._clock()
+        started_at = datetime.fromtimestamp(started, UTC)
+        budget = retry_budget(self.state, started, self.limits)
+        tick = time.monotonic()
+        try:
+            response = await fetch(self._client, self.source, budget, sleep=self._sleep)
+            document = decode_json(response.body)
+            extracted = extract(document, self.source.records, self.source.key, self.source.time)
+        except FetchError as exc:
+            outcome: Outcome = (
+                "client_error" if exc.kind in ("http_4xx", "too_large") else "retryable_error"
+            )
+            failure = _Failure(
+                exc.kind, exc.detail, exc.status, exc.sample, outcome, exc.retry_after
+            )
+            await self._failed(started_at, tick, failure)
+            return
+        except BadResponseError as exc:
+            failure = _Failure(
+                exc.kind, exc.detail, response.status, response.body, "retryable_error"
+            )
+            await self._failed(started_at, tick, failure)
+            return
+        result = compare(extracted.records, self._seen, self.source.window)
+        observation = Observation(
+            started,
+            len(result.new),
+            len(extracted.records),
+            result.gap is not None,
+            result.window_rate,
+        )
+        self.state = after_success(self.state, observation, self.limits)
+        error = None
+        if extracted.rejected:
+            error = f"bad_records: {extracted.rejected} rejected ({extracted.reject_reason})"
+            await self._bad_records(extracted.reject_reason or "", error, response.body)
+        summary = Summary(
+            self.source.name,
+            started_at,
+            _ms_since(tick),
+            response.status,
+            len(extracted.records),
+            result.overlap,
+            self.state.interval,
+            error,
+        )
+        poll = Poll(summary, result.new, result.gap, self.state.to_json(), started_at)
+        added = await self._writer.submit(poll)
+        for record in result.new:
+            self._seen.add(record.key, Seen(record.time, record.seq))
+        self._next_due = started + (self.state.interval or self.limits.min_interval)
+        self._recovered()
+        self.counters.polls += 1
+        self.counters.records += added
+        self.counters.last_poll = started
+        if result.gap is not None:
+            self.counters.gaps += 1
+            log.warning(
+                "gap_detected",
+                source=self.source.name,
+                est_missing=result.gap.est_missing,
+                last_seen_key=result.gap.last_seen_key,
+                first_new_key=result.gap.first_new_key,
+                action="records aged out of the window before this poll",
+            )
+        log.debug(
+            "polled",
+            source=self.source.name,
+            fetched=len(extracted.records),
+            new=added,
+            overlap=result.overlap,
+            attempts=response.attempts,
+            next_s=round(self.state.interval or 0, 2),
+            rate=self.state.rate,
+        )
+
+    async def _failed(self, started_at: datetime, tick: float, failure: _Failure) -> None:
+        kind, status = failure.kind, failure.status
+        self.state = after_failure(self.state, failure.outcome, self.limits)
+        wait = self.state.interval or self.limits.min_interval
+        if failure.retry_after is not None:
+            wait = max(wait, failure.retry_after)  # the server asked: honour it
+        error = f"{kind}: {failure.detail}"
+        self.counters.polls += 1
+        self.counters.errors += 1
+        self.counters.last_error = error
+        self.counters.last_poll = started_at.timestamp()
+        if self._failing != kind:
+            # Once per streak: a source down for a day must not fill the journal.
+            self._failing = kind
+            sample = None
+            if failure.body:
+                sample = await asyncio.to_thread(
+                    self._rejects.save, self.source.name, kind, failure.detail, failure.body, status
+                )
+            log.warning(
+                "poll_failed",
+                source=self.source.name,
+                error=error,
+                http_status=status,
+                next_try_s=round(wait, 1),
+                sample=str(sample) if sample else None,
+            )
+        summary = Summary(self.source.name, started_at, _ms_since(tick), status, 0, 0, wait, error)
+        await self._writer.submit(Poll(summary, [], None, self.state.to_json(), started_at))
+        self._next_due = started_at.timestamp() + wait
+
+    async def _bad_records(self, reason: str, error: str, body: bytes) -> None:
+        if reason in self._bad_records_logged:
+            return
+        self._bad_records_logged.add(reason)
+        sample = await asyncio.to_thread(
+            self._rejects.save, self.source.name, "bad_records", reason, body, 200
+        )
+        log.warning("records_rejected", source=self.source.name, error=error, sample=str(sample))
+
+    def _recovered(self) -> None:
+        if self._failing is not None:
+            log.info("poll_recovered", source=self.source.name, after=self._failing)
+            self._failing = None
+
+
+def _ms_since(tick: float) -> float:
+    return round((time.monotonic() - tick) * 1000, 3)

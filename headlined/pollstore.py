@@ -1,0 +1,182 @@
+"""The poller's SQL: commit polls atomically, and restore a source after a restart.
+
+These functions run on the store's writer thread (``await store.call(...)``). DuckDB is an
+analytical engine: each statement costs ~1 ms of CPU however small, so polls are committed
+in batches (see :mod:`headlined.pollwriter`) with a handful of set-based statements each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from headlined.gaps import Gap
+from headlined.records import Record
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One row of ``fetch_summary`` (``new`` is filled in from what the insert really added)."""
+
+    source: str
+    started_at: datetime
+    duration_ms: float
+    http_status: int | None
+    fetched: int
+    overlap: int
+    next_interval_s: float | None
+    error: str | None
+
+
+@dataclass(slots=True)
+class Poll:
+    """Everything one poll commits, and the future its poller awaits."""
+
+    summary: Summary
+    new: list[Record]
+    gap: Gap | None
+    state: dict[str, Any]
+    seen_at: datetime
+    done: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def commit_polls(conn: duckdb.DuckDBPyConnection, polls: list[Poll]) -> list[int]:
+    """Commit ``polls`` in one transaction; return how many records each really added."""
+    rows = [(p, r) for p in polls for r in p.new]
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        added: dict[str, int] = {}
+        if rows:
+            inserted = conn.execute(
+                """
+                INSERT INTO messages (source, record_key, record_time, payload, first_seen)
+                SELECT s, k, t, p::JSON, f
+                FROM (SELECT unnest(?::VARCHAR[]) AS s, unnest(?::VARCHAR[]) AS k,
+                             unnest(?::TIMESTAMPTZ[]) AS t, unnest(?::VARCHAR[]) AS p,
+                             unnest(?::TIMESTAMPTZ[]) AS f)
+                ON CONFLICT DO NOTHING
+                RETURNING source
+                """,
+                [
+                    [p.summary.source for p, _ in rows],
+                    [r.key for _, r in rows],
+                    [r.time for _, r in rows],
+                    [json.dumps(r.payload, ensure_ascii=False) for _, r in rows],
+                    [p.seen_at for p, _ in rows],
+                ],
+            ).fetchall()
+            for (source,) in inserted:
+                added[source] = added.get(source, 0) + 1
+        # Two polls of one source in a batch: the second's records are disjoint from the
+        # first's (the poller waits for its commit), so per-source totals split cleanly.
+        counts = [min(len(p.new), added.get(p.summary.source, 0)) for p in polls]
+        for poll, count in zip(polls, counts, strict=True):
+            added[poll.summary.source] = added.get(poll.summary.source, 0) - count
+        _insert_summaries(conn, polls, counts)
+        gaps = [p for p in polls if p.gap is not None]
+        if gaps:
+            _insert_gaps(conn, gaps)
+        _save_states(conn, polls)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return counts
+
+
+def _insert_summaries(conn: duckdb.DuckDBPyConnection, polls: list[Poll], new: list[int]) -> None:
+    s = [p.summary for p in polls]
+    conn.execute(
+        """
+        INSERT INTO fetch_summary
+        SELECT * FROM (SELECT unnest(?::VARCHAR[]), unnest(?::TIMESTAMPTZ[]),
+                              unnest(?::DOUBLE[]), unnest(?::INTEGER[]), unnest(?::INTEGER[]),
+                              unnest(?::INTEGER[]), unnest(?::INTEGER[]), unnest(?::BOOLEAN[]),
+                              unnest(?::DOUBLE[]), unnest(?::VARCHAR[]))
+        """,
+        [
+            [x.source for x in s],
+            [x.started_at for x in s],
+            [x.duration_ms for x in s],
+            [x.http_status for x in s],
+            [x.fetched for x in s],
+            new,
+            [x.overlap for x in s],
+            [p.gap is not None for p in polls],
+            [x.next_interval_s for x in s],
+            [x.error for x in s],
+        ],
+    )
+
+
+def _insert_gaps(conn: duckdb.DuckDBPyConnection, polls: list[Poll]) -> None:
+    gaps = [(p, p.gap) for p in polls if p.gap is not None]
+    conn.execute(
+        """
+        INSERT INTO gaps
+        SELECT * FROM (SELECT unnest(?::VARCHAR[]), unnest(?::TIMESTAMPTZ[]),
+                              unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]))
+        """,
+        [
+            [p.summary.source for p, _ in gaps],
+            [p.seen_at for p, _ in gaps],
+            [g.last_seen_key for _, g in gaps],
+            [g.first_new_key for _, g in gaps],
+            [g.est_missing for _, g in gaps],
+        ],
+    )
+
+
+def _save_states(conn: duckdb.DuckDBPyConnection, polls: list[Poll]) -> None:
+    latest = {p.summary.source: p for p in polls}  # the last poll of a source wins
+    conn.execute(
+        """
+        INSERT OR REPLACE INTO source_state
+        SELECT * FROM (SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])::JSON,
+                              unnest(?::TIMESTAMPTZ[]))
+        """,
+        [
+            list(latest),
+            [json.dumps(p.state) for p in latest.values()],
+            [p.seen_at for p in latest.values()],
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What the database remembers of a source."""
+
+    state: dict[str, Any] | None
+    payloads: list[dict[str, Any]]
+    """Payloads of the most recent records, oldest first."""
+    records: int
+    gaps: int
+
+
+def restore(conn: duckdb.DuckDBPyConnection, source: str, keep: int) -> Restored:
+    """The schedule state, the last ``keep`` records' payloads, and counters of a source."""
+    row = conn.execute("SELECT state FROM source_state WHERE source = ?", [source]).fetchone()
+    state = json.loads(row[0]) if row else None
+    payloads = [
+        json.loads(p)
+        for (p,) in conn.execute(
+            """SELECT payload FROM (SELECT payload, id FROM messages WHERE source = ?
+                                    ORDER BY id DESC LIMIT ?) ORDER BY id""",
+            [source, keep],
+        ).fetchall()
+    ]
+    counts = conn.execute(
+        """SELECT (SELECT count(*) FROM messages WHERE source = $1),
+                  (SELECT count(*) FROM gaps WHERE source = $1)""",
+        [source],
+    ).fetchone()
+    records, gaps = (int(counts[0]), int(counts[1])) if counts else (0, 0)
+    return Restored(state, payloads, records, gaps)

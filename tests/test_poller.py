@@ -1,0 +1,246 @@
+"""The poller loop against an httpx transport and a fake clock: stored, deduplicated, gaps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from headlined.config import SourceConfig
+from headlined.poller import SourcePoller
+from headlined.pollstore import restore
+from headlined.pollwriter import PollWriter
+from headlined.rejects import RejectSampler
+from headlined.store import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class Feed:
+    """A rolling window: record n arrives at t0 + n / rate; the newest ``window`` are served."""
+
+    def __init__(self, clock: Clock, rate: float, window: int = 200) -> None:
+        self.clock = clock
+        self.rate = rate
+        self.window = window
+        self.t0 = clock.now
+        self.fault: Callable[[], httpx.Response | None] = lambda: None
+
+    def arrived(self) -> int:
+        return int((self.clock.now - self.t0) * self.rate)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        fault = self.fault()
+        if fault is not None:
+            return fault
+        n = self.arrived()
+        items = [
+            {"id": i, "ts": self.t0 + i / self.rate, "v": i * 0.5}
+            for i in range(max(0, n - self.window), n)
+        ][::-1]
+        return httpx.Response(200, json={"data": items})
+
+
+def source(**overrides: Any) -> SourceConfig:
+    fields: dict[str, Any] = {
+        "name": "feed",
+        "url": "http://feed.test/x",
+        "records": "data",
+        "key": ["id"],
+        "time": "ts",
+        "window": 200,
+        "min_interval": "1s",
+        "max_interval": "1m",
+    }
+    fields.update(overrides)
+    return SourceConfig.model_validate(fields)
+
+
+async def run_polls(
+    tmp_path: Path, feed: Feed, clock: Clock, polls: int, cfg: SourceConfig | None = None
+) -> tuple[Store, SourcePoller]:
+    store = Store(tmp_path / "h.duckdb")
+    await store.open()
+    writer = PollWriter(store, linger=0)
+    writer.start()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(feed.handler))
+    poller = SourcePoller(
+        cfg or source(),
+        client,
+        writer,
+        RejectSampler(tmp_path / "rejected"),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    poller.restore(await store.call(lambda c: restore(c, "feed", 400)))
+    for _ in range(polls):
+        await poller.poll_once()
+        clock.now += poller.state.interval or 1.0
+    await writer.close()
+    await client.aclose()
+    return store, poller
+
+
+def query(store: Store, sql: str) -> list[tuple[Any, ...]]:
+    async def go() -> list[tuple[Any, ...]]:
+        return await store.call(lambda c: c.execute(sql).fetchall())
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("rate", [0.1, 2.0, 20.0, 80.0])
+def test_steady_feed_loses_nothing(tmp_path: Path, rate: float) -> None:
+    clock = Clock()
+    feed = Feed(clock, rate)
+
+    async def scenario() -> tuple[int, list[tuple[Any, ...]]]:
+        store, poller = await run_polls(tmp_path, feed, clock, polls=120)
+        stored = await store.call(
+            lambda c: c.execute(
+                "SELECT count(*), count(DISTINCT record_key), min(record_key::JSON->>0), "
+                "(SELECT count(*) FROM gaps) FROM messages"
+            ).fetchall()
+        )
+        await store.close()
+        del poller
+        return feed.arrived(), stored
+
+    # The last poll happened one interval before the end: everything before it is stored.
+    arrived, [(count, distinct, first, gaps)] = asyncio.run(scenario())
+    assert count == distinct
+    assert first == "0"
+    assert gaps == 0
+    assert arrived - count <= rate * 60 + 1  # at most one max_interval of records not yet polled
+
+
+def test_fast_feed_reports_gap_with_estimate(tmp_path: Path) -> None:
+    clock = Clock()
+    feed = Feed(clock, rate=500.0)  # 200 / 500 = 0.4 s window, min_interval 1 s: loss
+
+    async def scenario() -> list[tuple[Any, ...]]:
+        store, _ = await run_polls(tmp_path, feed, clock, polls=5)
+        rows = await store.call(
+            lambda c: c.execute(
+                "SELECT last_seen_key, first_new_key, est_missing FROM gaps"
+            ).fetchall()
+        )
+        await store.close()
+        return rows
+
+    gaps = asyncio.run(scenario())
+    assert len(gaps) == 3  # polls 3-5: the first saw an empty feed, the second the first data
+    for last, first, est in gaps:
+        true_missing = json.loads(first)[0] - json.loads(last)[0] - 1
+        assert est == true_missing
+        assert true_missing == pytest.approx(300, abs=2)
+
+
+def test_restart_reports_downtime_loss(tmp_path: Path) -> None:
+    clock = Clock()
+    feed = Feed(clock, rate=5.0)
+
+    async def scenario() -> tuple[int, list[tuple[Any, ...]]]:
+        store, _ = await run_polls(tmp_path, feed, clock, polls=10)
+        await store.close()
+        clock.now += 600  # down for ten minutes: 3000 records, a 200 window
+        store, _ = await run_polls(tmp_path, feed, clock, polls=3)
+        rows = await store.call(lambda c: c.execute("SELECT est_missing FROM gaps").fetchall())
+        count = await store.call(lambda c: c.execute("SELECT count(*) FROM messages").fetchone())
+        await store.close()
+        return int(count[0]) if count else 0, rows
+
+    _, gaps = asyncio.run(scenario())
+    assert len(gaps) == 1
+    assert gaps[0][0] == pytest.approx(3000 - 200, rel=0.05)
+
+
+BAD = {
+    "not_json": lambda: httpx.Response(200, content=b"<html>oops</html>"),
+    "not_utf8": lambda: httpx.Response(200, content=b'{"data": ["\xff"]}'),
+    "missing_records_path": lambda: httpx.Response(200, json={"items": []}),
+    "not_a_list": lambda: httpx.Response(200, json={"data": {"id": 1}}),
+    "http_5xx": lambda: httpx.Response(503, content=b"maintenance"),
+    "http_4xx": lambda: httpx.Response(404, content=b"no such feed"),
+    "too_large": lambda: httpx.Response(200, content=b"[" + b" " * 2_000_000 + b"]"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_input_is_counted_sampled_and_logged_once(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = Clock()
+    feed = Feed(clock, rate=1.0)
+    polls = {"n": 0}
+
+    def fault() -> httpx.Response | None:
+        polls["n"] += 1
+        return BAD[kind]() if 3 <= polls["n"] < 12 else None
+
+    feed.fault = fault
+    cfg = source(max_response_bytes=1_000_000)
+
+    async def scenario() -> list[tuple[Any, ...]]:
+        store, _ = await run_polls(tmp_path, feed, clock, polls=20, cfg=cfg)
+        rows = await store.call(
+            lambda c: c.execute(
+                "SELECT error FROM fetch_summary WHERE error IS NOT NULL"
+            ).fetchall()
+        )
+        total = await store.call(
+            lambda c: c.execute(
+                "SELECT count(*) = count(DISTINCT record_key) FROM messages"
+            ).fetchall()
+        )
+        await store.close()
+        assert total == [(True,)]
+        return rows
+
+    errors = asyncio.run(scenario())
+    assert errors, "failures are recorded in fetch_summary"
+    assert all(e[0].startswith(kind) for e in errors)
+    out = capsys.readouterr().out
+    assert out.count("poll_failed") == 1, "logged once per streak"
+    assert out.count("poll_recovered") == 1
+    samples = list((tmp_path / "rejected" / "feed").glob("*.txt"))
+    assert len(samples) == 1
+    assert f"kind: {kind}" in samples[0].read_text(errors="replace")
+
+
+def test_records_without_key_are_rejected_and_the_rest_kept(tmp_path: Path) -> None:
+    clock = Clock()
+    feed = Feed(clock, rate=1.0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": [{"id": 1}, {"noid": 2}, {"id": 3}]})
+
+    feed.handler = handler  # type: ignore[method-assign]
+
+    async def scenario() -> list[tuple[Any, ...]]:
+        store, _ = await run_polls(tmp_path, feed, clock, polls=2)
+        rows = await store.call(
+            lambda c: c.execute(
+                "SELECT (SELECT count(*) FROM messages), error FROM fetch_summary"
+            ).fetchall()
+        )
+        await store.close()
+        return rows
+
+    rows = asyncio.run(scenario())
+    assert rows[0][0] == 2
+    assert "bad_records: 1 rejected" in rows[0][1]
