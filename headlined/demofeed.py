@@ -115,9 +115,17 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _hash(seed: int, salt: int, n: int) -> int:
-    """Deterministic 64-bit hash of (seed, salt, n); unlike hash(), stable across runs."""
-    return _mix(_mix(_mix(seed & _MASK64) ^ salt) ^ (n & _MASK64))
+def _stream(seed: int, salt: int) -> int:
+    """Key of one pseudo-random stream, for use with `_hash`."""
+    return _mix(_mix(seed & _MASK64) ^ salt)
+
+
+def _hash(stream: int, n: int) -> int:
+    """Deterministic 64-bit hash of element n of a stream; unlike hash(), stable across runs.
+
+    A bijection of n (mod 2**64) for a given stream, so distinct n never collide.
+    """
+    return _mix(stream ^ (n & _MASK64))
 
 
 def _unit(h: int) -> float:
@@ -210,8 +218,15 @@ class FeedModel:
         """Build the model for `spec`."""
         self.spec = spec
         self._info = _SHAPES[spec.shape]
-        self._uuid_offset = _hash(spec.seed, _SALT_UUID_LO, 0)
+        # Stream keys are computed once: hashing dominates the cost of rendering a window.
+        self._jitter_stream = _stream(spec.seed, _SALT_JITTER)
+        self._record_stream = _stream(spec.seed, _SALT_RECORD)
+        self._uuid_hi_stream = _stream(spec.seed, _SALT_UUID_HI)
+        self._uuid_lo_stream = _stream(spec.seed, _SALT_UUID_LO)
+        self._error_stream = _stream(spec.seed, _SALT_ERROR)
+        self._slow_stream = _stream(spec.seed, _SALT_SLOW)
         self._burst_every_s, self._burst_size = spec.burst or (0.0, 0)
+        self._memo: dict[int, dict[str, Any]] = {}
 
     def arrivals_until(self, t: float) -> int:
         """How many records have arrived at or before time `t`."""
@@ -219,35 +234,18 @@ class FeedModel:
 
     def arrival_time(self, i: int) -> float:
         """When record `i` arrives (epoch seconds); also the basis of its time field."""
-        if i < 0:
-            raise ValueError(f"record numbers start at 0, got {i}")
-        if self._burst_size == 0:
-            return self._steady_time(i)
-        # Burst j occupies numbers [S(b_j) + size*(j-1), S(b_j) + size*j) where S counts
-        # steady arrivals up to the burst time b_j. Find the first burst ending after i;
-        # size*j > i guarantees the search range holds one.
-        size = self._burst_size
-        lo, hi = 1, i // size + 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._steady_until(self._burst_time(mid)) + size * mid > i:
-                hi = mid
-            else:
-                lo = mid + 1
-        burst_t = self._burst_time(lo)
-        if i >= self._steady_until(burst_t) + size * (lo - 1):
-            return burst_t
-        return self._steady_time(i - size * (lo - 1))
+        return self._arrival_times(i, i + 1)[0]
 
     def record(self, i: int) -> dict[str, Any]:
         """Record number `i` (0-based, arrival order) as the feed would return it."""
-        t = self.arrival_time(i)
-        h = _hash(self.spec.seed, _SALT_RECORD, i)
+        return self._record(i, self.arrival_time(i))
+
+    def _record(self, i: int, t: float) -> dict[str, Any]:
+        h = _hash(self._record_stream, i)
         text = _TEXTS[h % len(_TEXTS)]
-        u = _unit(h)
-        # Bits 16+ are reused for small categorical picks; they are independent enough of
-        # the low bits used for `text` for demo and test data.
-        pick = h >> 16
+        # Further mixing steps give independent streams for the numeric and categorical fields.
+        u = _unit(_mix(h))
+        pick = _mix(_mix(h))
         shape = self.spec.shape
         if shape is Shape.DATA:
             return {
@@ -287,7 +285,18 @@ class FeedModel:
     def window_at(self, t: float) -> list[dict[str, Any]]:
         """The newest `window` records at time `t`, in the spec's order."""
         n = self.arrivals_until(t)
-        records = [self.record(i) for i in range(max(0, n - self.spec.window), n)]
+        start = max(0, n - self.spec.window)
+        # Consecutive polls overlap almost entirely, so reuse the previous window's records
+        # and render only newer ones. The memo dict is never mutated, only replaced whole,
+        # which keeps concurrent calls from server threads safe without a lock.
+        memo = self._memo
+        reused = start
+        while reused < n and reused in memo:
+            reused += 1
+        rendered = [memo[i] for i in range(start, reused)] + self.records_between(reused, n)
+        self._memo = dict(zip(range(start, n), rendered, strict=True))
+        # Callers get copies: a caller editing a record must not change later windows.
+        records = [dict(r) for r in rendered]
         if self.spec.order == "newest_first":
             records.reverse()
         return records
@@ -314,18 +323,24 @@ class FeedModel:
 
         Whatever a poller stored, ``set(all_keys_until(t)) - stored`` is exactly what it lost.
         """
-        return [self.key_of(self.record(i)) for i in range(self.arrivals_until(t))]
+        return [self.key_of(r) for r in self.records_between(0, self.arrivals_until(t))]
+
+    def records_between(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Records numbered `start` up to, not including, `stop`, oldest first.
+
+        Much faster than calling `record` for each, since arrival times are walked in order.
+        """
+        return [self._record(i, t) for i, t in enumerate(self._arrival_times(start, stop), start)]
 
     def request_fault(self, n: int) -> Fault:
         """Whether request number `n` (0-based, per feed) fails and how long it stalls."""
-        seed = self.spec.seed
-        error = _unit(_hash(seed, _SALT_ERROR, n)) < self.spec.error_rate
-        slow = _unit(_hash(seed, _SALT_SLOW, n)) < self.spec.slow_rate
+        error = _unit(_hash(self._error_stream, n)) < self.spec.error_rate
+        slow = _unit(_hash(self._slow_stream, n)) < self.spec.slow_rate
         return Fault(error=error, delay_s=self.spec.slow_s if slow else 0.0)
 
     def _steady_time(self, k: int) -> float:
         spec = self.spec
-        offset = 0.5 + spec.jitter * (_unit(_hash(spec.seed, _SALT_JITTER, k)) - 0.5)
+        offset = 0.5 + spec.jitter * (_unit(_hash(self._jitter_stream, k)) - 0.5)
         return spec.t0 + (k + offset) / spec.rate
 
     def _steady_until(self, t: float) -> int:
@@ -356,11 +371,62 @@ class FeedModel:
             j += 1
         return j
 
+    def _arrival_times(self, start: int, stop: int) -> list[float]:
+        """Arrival times of records start..stop-1, walking the merged steady/burst streams."""
+        if start < 0:
+            raise ValueError(f"record numbers start at 0, got {start}")
+        count = max(0, stop - start)
+        size = self._burst_size
+        if size == 0:
+            if self.spec.rate == 0 and count:
+                raise ValueError("no record ever arrives in a feed with rate 0 and no bursts")
+            return [self._steady_time(k) for k in range(start, start + count)]
+        j = self._first_burst_ending_after(start)
+        steady_before = self._steady_until(self._burst_time(j))
+        burst_start = steady_before + size * (j - 1)
+        if start >= burst_start:
+            k, pending = steady_before, size - (start - burst_start)
+        else:
+            k, pending = start - size * (j - 1), 0
+        # From here merge in order: k is the next steady record, j the current or next
+        # burst, `pending` how many of burst j are still to come. Ties go to steady records.
+        times: list[float] = []
+        while len(times) < count:
+            burst_t = self._burst_time(j)
+            if pending:
+                times.append(burst_t)
+                pending -= 1
+                if pending == 0:
+                    j += 1
+                continue
+            steady_t = self._steady_time(k) if self.spec.rate > 0 else math.inf
+            if steady_t <= burst_t:
+                times.append(steady_t)
+                k += 1
+            else:
+                pending = size
+        return times
+
+    def _first_burst_ending_after(self, i: int) -> int:
+        """Smallest j >= 1 such that burst j ends after record number i."""
+        # Burst j occupies numbers [S(b_j) + size*(j-1), S(b_j) + size*j) where S counts
+        # steady arrivals up to the burst time b_j; that end is increasing in j, and
+        # size*j > i guarantees the search range holds the answer.
+        size = self._burst_size
+        lo, hi = 1, i // size + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._steady_until(self._burst_time(mid)) + size * mid > i:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
     def _uuid(self, i: int) -> str:
         # The low half is a bijection of i, so uuids never collide within a feed.
-        lo = _mix((i + self._uuid_offset) & _MASK64)
-        hi = _hash(self.spec.seed, _SALT_UUID_HI, i)
-        hi = (hi & ~(0xF << 12)) | (4 << 12)
+        lo = _hash(self._uuid_lo_stream, i)
+        # Version nibble 4, so the value reads as a random (v4) UUID.
+        hi = (_hash(self._uuid_hi_stream, i) & ~(0xF << 12)) | (4 << 12)
         return str(uuid.UUID(int=(hi << 64) | lo))
 
 
@@ -429,8 +495,12 @@ class _HTTPServer(ThreadingHTTPServer):
     def handle_error(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
     ) -> None:
-        # Clients vanishing mid-response are routine here; keep tracebacks off stderr.
-        _log.debug("demo feed connection from %s failed", client_address, exc_info=True)
+        # Clients vanishing mid-response (and stop() cutting connections) are routine here;
+        # anything else is a bug in the simulator and must not go unnoticed.
+        if isinstance(sys.exception(), OSError):
+            _log.debug("demo feed connection from %s failed", client_address, exc_info=True)
+        else:
+            _log.exception("demo feed failed to answer %s", client_address)
 
     def close_connections(self, timeout: float) -> None:
         """Shut down every open connection and wait for handler threads to release them."""
@@ -476,13 +546,14 @@ class DemoFeedServer:
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._port: int | None = None
 
     @property
     def port(self) -> int:
-        """The port actually bound (meaningful once started)."""
-        if self._httpd is None:
+        """The port actually bound; available from `start()` on, also after `stop()`."""
+        if self._port is None:
             raise RuntimeError("DemoFeedServer is not started")
-        return int(self._httpd.server_address[1])
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -509,6 +580,7 @@ class DemoFeedServer:
         if self._httpd is not None or self._stopping.is_set():
             raise RuntimeError("DemoFeedServer can be started only once")
         self._httpd = _HTTPServer((self._host, self._requested_port), self)
+        self._port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             # The poll interval bounds how long stop() waits for the accept loop to notice.
