@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(run)
     check = commands.add_parser("check-config", help="validate the config file")
     _config_arg(check)
+    demo = commands.add_parser(
+        "demo-feed", help="serve simulated rolling-window feeds on loopback (for trying it out)"
+    )
+    demo.add_argument("--port", type=int, default=8787, help="TCP port on 127.0.0.1 (8787)")
     return parser
 
 
@@ -56,11 +60,16 @@ def _check_config(path: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``headlined`` console script."""
     args = build_parser().parse_args(argv)
-    path: Path = args.config if args.config is not None else config.default_path()
+    path: Path = getattr(args, "config", None) or config.default_path()
     if args.command == "check-config":
         return _check_config(path)
     if args.command == "run":
         return daemon.run(path)
+    if args.command == "demo-feed":
+        from headlined import demofeed  # noqa: PLC0415  only this command needs the simulator
+
+        demofeed.run_demo(port=args.port)
+        return EXIT_OK
     raise AssertionError(f"unhandled command {args.command}")
 
 

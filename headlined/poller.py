@@ -164,16 +164,8 @@ class SourcePoller:
             error,
         )
         poll = Poll(summary, result.new, result.gap, self.state.to_json(), started_at)
-        added = await self._writer.submit(poll)
-        for record in result.new:
-            self._seen.add(record.key, Seen(record.time, record.seq))
-        self._next_due = started + (self.state.interval or self.limits.min_interval)
-        self._recovered()
-        self.counters.polls += 1
-        self.counters.records += added
-        self.counters.last_poll = started
+        # Logged before the commit: a poll cut short by shutdown is still committed.
         if result.gap is not None:
-            self.counters.gaps += 1
             log.warning(
                 "gap_detected",
                 source=self.source.name,
@@ -182,6 +174,15 @@ class SourcePoller:
                 first_new_key=result.gap.first_new_key,
                 action="records aged out of the window before this poll",
             )
+        added = await self._writer.submit(poll)
+        for record in result.new:
+            self._seen.add(record.key, Seen(record.time, record.seq))
+        self._next_due = started + (self.state.interval or self.limits.min_interval)
+        self._recovered()
+        self.counters.polls += 1
+        self.counters.records += added
+        self.counters.gaps += result.gap is not None
+        self.counters.last_poll = started
         log.debug(
             "polled",
             source=self.source.name,

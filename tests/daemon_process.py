@@ -1,0 +1,128 @@
+"""Run the real ``headlined run`` as a child process, against demo feeds on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from headlined.demofeed import DemoFeedServer, FeedSpec, source_fragment
+from headlined.records import record_key
+
+
+def write_config(path: Path, server: DemoFeedServer, specs: list[FeedSpec], **top: Any) -> Path:
+    """A config polling every feed of ``server``, state under ``path.parent``."""
+    sources = []
+    for spec in specs:
+        fragment = source_fragment(spec.shape)
+        sources.append(
+            {
+                "name": spec.name,
+                "url": server.url_for(spec.name),
+                "records": fragment["records"],
+                "key": fragment["key"],
+                "time": fragment["time"],
+                "window": spec.window,
+                "min_interval": "1s",
+                "max_interval": "20s",
+            }
+        )
+    config = {
+        "state_dir": str(path.parent / "state"),
+        "parquet_dir": str(path.parent / "pq"),
+        "log_level": "info",
+        "sources": sources,
+        **top,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class Daemon:
+    """``headlined run -c CONFIG`` with its output captured to a file."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log = config.parent / f"daemon-{time.monotonic_ns()}.log"
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "headlined", "run", "-c", str(config)],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env=env or dict(os.environ),
+        )
+
+    def wait_started(self, timeout: float = 30) -> None:
+        """Until the daemon logged ``started``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if '"started"' in self.log.read_text():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.output()}")
+            time.sleep(0.1)
+        raise AssertionError(f"daemon did not start: {self.output()}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send ``sig`` and wait for the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        self._out.close()
+        return code
+
+    def output(self) -> str:
+        """Everything the daemon printed so far."""
+        return self.log.read_text()
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The logged events called ``name``."""
+        out = []
+        for line in self.output().splitlines():
+            if line.startswith("{") and f'"{name}"' in line:
+                event = json.loads(line)
+                if event.get("event") == name:
+                    out.append(event)
+        return out
+
+
+def stored_keys(state_dir: Path) -> dict[str, list[str]]:
+    """record_key of every stored message, per source (the daemon must not be running)."""
+    conn = duckdb.connect(str(state_dir / "headlined.duckdb"), read_only=True)
+    try:
+        out: dict[str, list[str]] = {}
+        for source, key in conn.execute("SELECT source, record_key FROM messages").fetchall():
+            out.setdefault(source, []).append(key)
+        return out
+    finally:
+        conn.close()
+
+
+def query(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Run SQL on the state file (the daemon must not be running)."""
+    conn = duckdb.connect(str(state_dir / "headlined.duckdb"), read_only=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def lost_records(
+    server: DemoFeedServer, spec: FeedSpec, stored: list[str], start: float, end: float
+) -> list[str]:
+    """Keys of records the daemon could have seen (still in the window at ``start``) that aged
+    out of the window by ``end`` without being stored."""
+    model = server.model(spec.name)
+    existed = [record_key(list(k)) for k in model.all_keys_until(end)]
+    visible_from = max(0, model.arrivals_until(start) - spec.window)
+    aged_out = existed[visible_from : max(0, len(existed) - spec.window)]
+    have = set(stored)
+    return [k for k in aged_out if k not in have]
