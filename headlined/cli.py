@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from headlined import __version__, config, daemon
+from headlined import __version__, config, control, daemon, query, status
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -36,11 +36,86 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(run)
     check = commands.add_parser("check-config", help="validate the config file")
     _config_arg(check)
+    status = commands.add_parser(
+        "status", help="per source and per export figures; works while the daemon runs"
+    )
+    _config_arg(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    sql = commands.add_parser(
+        "query", help="read-only SQL over everything stored; works while the daemon runs"
+    )
+    _config_arg(sql)
+    sql.add_argument("sql", metavar="SQL")
+    output = sql.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON object per row")
+    output.add_argument("--csv", action="store_true", help="CSV with a header line")
+    sql.add_argument("--limit", type=int, default=100_000, help="most rows to print (100000)")
     demo = commands.add_parser(
         "demo-feed", help="serve simulated rolling-window feeds on loopback (for trying it out)"
     )
     demo.add_argument("--port", type=int, default=8787, help="TCP port on 127.0.0.1 (8787)")
     return parser
+
+
+def _load(path: Path) -> config.Loaded | None:
+    try:
+        return config.load(path)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _status(path: Path, as_json: bool) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_USAGE
+    cfg = loaded.config
+    sock = control.socket_path(cfg.state_dir)
+    try:
+        if control.daemon_listening(sock):
+            document = control.request(sock, {"cmd": "status"})
+            document.pop("ok", None)
+        else:
+            conn = query.open_offline(cfg.database_path)
+            try:
+                document = status.offline_snapshot(conn, cfg)
+            finally:
+                conn.close()
+    except (control.ControlError, query.QueryError, OSError) as exc:
+        print(f"headlined status: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(status.to_json(document) if as_json else status.render(document))
+    return EXIT_OK
+
+
+def _query(path: Path, sql: str, fmt: str, limit: int) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_USAGE
+    cfg = loaded.config
+    sock = control.socket_path(cfg.state_dir)
+    influx_dir = cfg.influx.output_dir if cfg.influx else None
+    try:
+        if control.daemon_listening(sock):
+            reply = control.request(sock, {"cmd": "query", "sql": sql, "limit": limit})
+            result = query.Result(
+                reply["columns"], reply["rows"], reply["truncated"], reply["notes"]
+            )
+        else:
+            conn = query.open_offline(cfg.database_path)
+            try:
+                result = query.run(conn, sql, influx_dir, limit)
+            finally:
+                conn.close()
+    except (control.ControlError, query.QueryError, OSError) as exc:
+        print(f"headlined query: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    query.write(result, fmt, sys.stdout)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.truncated:
+        print(f"note: only the first {limit} rows are shown (--limit)", file=sys.stderr)
+    return EXIT_OK
 
 
 def _check_config(path: Path) -> int:
@@ -65,6 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(path)
     if args.command == "run":
         return daemon.run(path)
+    if args.command == "status":
+        return _status(path, args.json)
+    if args.command == "query":
+        fmt = "json" if args.json else "csv" if args.csv else "table"
+        return _query(path, args.sql, fmt, args.limit)
     if args.command == "demo-feed":
         from headlined import demofeed  # noqa: PLC0415  only this command needs the simulator
 

@@ -8,13 +8,15 @@ healthy, re-reads the config on SIGHUP and shuts down in order on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from headlined import config, logs
+from headlined import config, logs, query
+from headlined.control import ControlError, ControlServer, socket_path
 from headlined.notify import Notifier
 from headlined.pollservice import PollService
 from headlined.store import Store, StoreError
@@ -25,6 +27,7 @@ log = logs.get("daemon")
 STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 60 s: stay well inside it
 STATUS_EVERY_S = 5.0
 STORE_JOB_DEADLINE_S = 120.0
+QUERY_TIMEOUT_S = 300.0
 
 
 class Service(Protocol):
@@ -41,6 +44,9 @@ class Service(Protocol):
 
     def status(self) -> str:
         """A short fragment for systemd's one-line STATUS."""
+
+    def snapshot(self) -> dict[str, object]:
+        """Figures for ``headlined status`` (merged into one document)."""
 
 
 ServiceFactory = Callable[[config.Loaded, Store], Sequence[Service]]
@@ -69,6 +75,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._unhealthy_reported: list[str] = []
+        self._started_at = time.time()
+        self._store: Store
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -82,6 +90,18 @@ class Daemon:
         except StoreError as exc:
             log.error("store_unavailable", error=str(exc))
             return 1
+        self._store = store
+        control = ControlServer(socket_path(self.loaded.config.state_dir))
+        control.handlers.update(status=self._status_request, query=self._query_request)
+        try:
+            await control.start()
+        except OSError as exc:
+            log.error(
+                "control_socket_unavailable",
+                path=str(control.path),
+                error=str(exc),
+                action="status/query/export will not reach this daemon",
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
@@ -101,8 +121,45 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            await control.close()
             await self._shutdown(store)
         return 0
+
+    async def _status_request(self, _request: dict[str, Any]) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "daemon": {
+                "pid": os.getpid(),
+                "config": str(self.loaded.path),
+                "started_at": self._started_at,
+                "uptime_s": round(time.time() - self._started_at, 1),
+                "unhealthy": self.supervisor.unhealthy(),
+                "component_errors": self.supervisor.errors(),
+                "status": self.status_line(self.supervisor.unhealthy()),
+            }
+        }
+        for service in self._services:
+            document.update(service.snapshot())
+        return document
+
+    async def _query_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        sql = str(request.get("sql", ""))
+        limit = int(request.get("limit", 100_000))
+        influx = self.loaded.config.influx
+        influx_dir = influx.output_dir if influx else None
+        try:
+            result = await self._store.read(
+                lambda cur: query.run(cur, sql, influx_dir, limit), limit_s=QUERY_TIMEOUT_S
+            )
+        except query.QueryError as exc:
+            raise ControlError(str(exc)) from None
+        except TimeoutError:
+            raise ControlError(f"query took longer than {QUERY_TIMEOUT_S:g}s") from None
+        return {
+            "columns": result.columns,
+            "rows": result.rows,
+            "truncated": result.truncated,
+            "notes": result.notes,
+        }
 
     def request_stop(self) -> None:
         """Ask the daemon to shut down (what SIGTERM does)."""

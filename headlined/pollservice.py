@@ -124,7 +124,7 @@ class PollService:
         )
         return text + (f", {failing} failing" if failing else "")
 
-    def snapshot(self) -> dict[str, dict[str, object]]:
+    def snapshot(self) -> dict[str, object]:
         """Per-source figures for ``headlined status``."""
         now = time.time()
         out: dict[str, dict[str, object]] = {}
@@ -143,4 +143,4 @@ class PollService:
                 "failing": s.errors > 0,
                 "last_error": c.last_error,
             }
-        return out
+        return {"sources": out}

@@ -147,6 +147,8 @@ class Store:
         self._heartbeat = heartbeat
         self._job_deadline = job_deadline
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="duckdb")
+        # Reads (queries from the CLI) run beside the writer on their own cursors.
+        self._readers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="duckdb-read")
         self._conn: duckdb.DuckDBPyConnection | None = None
 
     async def open(self) -> None:
@@ -160,6 +162,20 @@ class Store:
         if conn is None:
             raise StoreError("store is not open")
         return await self._submit(fn, conn)
+
+    async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], limit_s: float) -> T:
+        """Run ``fn(cursor)`` on a reader thread, interrupting it after ``limit_s`` seconds."""
+        cursor = await self.call(lambda conn: conn.cursor())
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._readers, fn, cursor)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), limit_s)
+        except TimeoutError:
+            cursor.interrupt()
+            raise
+        finally:
+            # The cursor is closed only once its thread let go of it.
+            future.add_done_callback(lambda _: cursor.close())
 
     async def _submit(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
@@ -184,6 +200,7 @@ class Store:
     async def close(self) -> None:
         """Checkpoint and close the file, then stop the thread."""
         conn, self._conn = self._conn, None
+        self._readers.shutdown(wait=True, cancel_futures=True)
         if conn is not None:
             await self._submit(_checkpoint_and_close, conn)
         self._executor.shutdown(wait=True)

@@ -186,6 +186,9 @@ class HangingService:
     def status(self) -> str:
         return "hanging test service"
 
+    def snapshot(self) -> dict[str, object]:
+        return {}
+
 
 @pytest.mark.parametrize("block_loop", [False, True], ids=["hung-await", "blocked-loop"])
 def test_watchdog_stops_while_a_component_hangs(

@@ -1,0 +1,154 @@
+"""``headlined status``: per source and per export, from the running daemon or the state file.
+
+The document has the same shape either way: ``daemon`` (only when running), ``sources`` and
+``export``; :func:`render` turns it into the text a person reads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from headlined.config import Config, format_duration
+
+
+def offline_snapshot(conn: duckdb.DuckDBPyConnection, cfg: Config) -> dict[str, Any]:
+    """What the state file says when no daemon is running."""
+    sources: dict[str, Any] = {}
+    for source in cfg.sources:
+        name = source.name
+        row = conn.execute(
+            """
+            SELECT (SELECT count(*) FROM messages WHERE source = $1),
+                   (SELECT count(*) FROM gaps WHERE source = $1),
+                   (SELECT count(*) FROM fetch_summary WHERE source = $1),
+                   (SELECT count(*) FROM fetch_summary WHERE source = $1 AND error IS NOT NULL),
+                   (SELECT epoch(max(started_at)) FROM fetch_summary WHERE source = $1),
+                   (SELECT arg_max(error, started_at) FROM fetch_summary
+                     WHERE source = $1 AND error IS NOT NULL),
+                   (SELECT state::VARCHAR FROM source_state WHERE source = $1)
+            """,
+            [name],
+        ).fetchone()
+        records, gaps, polls, errors, last_poll, last_error, state_json = row or (0,) * 7
+        state = json.loads(state_json) if state_json else {}
+        sources[name] = {
+            "url": source.url,
+            "last_poll": last_poll,
+            "seconds_since_poll": None if last_poll is None else round(time.time() - last_poll, 1),
+            "interval_s": state.get("interval"),
+            "rate_per_s": state.get("rate"),
+            "records": records,
+            "gaps": gaps,
+            "polls": polls,
+            "errors": errors,
+            "failing": bool(state.get("errors")),
+            "last_error": last_error,
+        }
+    return {"sources": sources, "export": offline_export(conn)}
+
+
+def offline_export(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Chunk counts by state, rows and lines, per database, from ``export_chunks``."""
+    out: dict[str, Any] = {}
+    for database, state, chunks, rows, lines in conn.execute(
+        """SELECT database, state, count(*), coalesce(sum(rows), 0), coalesce(sum(lines), 0)
+           FROM export_chunks GROUP BY ALL ORDER BY ALL"""
+    ).fetchall():
+        entry = out.setdefault(database, {"chunks": {}, "rows": 0, "lines": 0})
+        entry["chunks"][state] = chunks
+        entry["rows"] += rows
+        entry["lines"] += lines
+    return out
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return f"{format_duration(round(seconds))} ago" if seconds >= 1 else "just now"
+
+
+def render(document: dict[str, Any]) -> str:
+    """The text ``headlined status`` prints."""
+    lines = []
+    daemon = document.get("daemon")
+    if daemon:
+        state = "STALLED: " + ", ".join(daemon["unhealthy"]) if daemon["unhealthy"] else "running"
+        lines.append(
+            f"headlined: {state} (pid {daemon['pid']}, up "
+            f"{format_duration(round(daemon['uptime_s']))}) - {daemon['status']}"
+        )
+    else:
+        lines.append("headlined: not running (figures from the state file)")
+    sources = document.get("sources", {})
+    if sources:
+        header = (
+            "SOURCE",
+            "LAST POLL",
+            "INTERVAL",
+            "RATE/S",
+            "RECORDS",
+            "GAPS",
+            "ERRORS",
+            "LAST ERROR",
+        )
+        rows: list[tuple[str, ...]] = [header]
+        for name, s in sources.items():
+            interval = s.get("interval_s")
+            rate = s.get("rate_per_s")
+            rows.append(
+                (
+                    name,
+                    _ago(s.get("seconds_since_poll")),
+                    format_duration(interval) if interval else "-",
+                    f"{rate:.2f}" if rate is not None else "-",
+                    str(s.get("records", 0)),
+                    str(s.get("gaps", 0)),
+                    str(s.get("errors", 0)),
+                    (s.get("last_error") or "-")[:60],
+                )
+            )
+        lines.append("")
+        lines.extend(table(rows))
+    export = document.get("export", {})
+    if export:
+        lines.append("")
+        rows = [("DATABASE", "CHUNKS DONE/TOTAL", "FAILED", "ROWS", "SPEED", "ETA")]
+        for database, e in export.items():
+            chunks = e.get("chunks", {})
+            total = sum(chunks.values())
+            speed = e.get("rows_per_s")
+            eta = e.get("eta_s")
+            rows.append(
+                (
+                    database,
+                    f"{chunks.get('done', 0)}/{total}",
+                    str(chunks.get("failed", 0)),
+                    str(e.get("rows", 0)),
+                    f"{speed:,.0f} rows/s" if speed else "-",
+                    format_duration(round(eta)) if eta else "-",
+                )
+            )
+        lines.extend(table(rows))
+    return "\n".join(lines)
+
+
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def to_json(document: dict[str, Any]) -> str:
+    """``status --json``."""
+    return json.dumps(document, indent=2, default=_default, ensure_ascii=False)
+
+
+def _default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
