@@ -119,10 +119,12 @@ class Daemon:
             )
             await self._main_loop()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+            # Handlers stay installed through shutdown: a second SIGINT/SIGTERM (timeout(1)
+            # signals the whole process group) must not interrupt the final flush.
             await control.close()
             await self._shutdown(store)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
         return 0
 
     async def _status_request(self, _request: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +168,9 @@ class Daemon:
         self._stop.set()
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
+        if self._stop.is_set():
+            log.info("stop_already_requested", signal=sig.name)
+            return
         log.info("stop_requested", signal=sig.name)
         self._stop.set()
 
@@ -269,4 +274,9 @@ def run(path: Path) -> int:
         return 2
     logs.configure(loaded.config.log_level)
     logs.REDACTOR.set_secrets(loaded.secrets)
-    return asyncio.run(Daemon(loaded).run())
+    try:
+        return asyncio.run(Daemon(loaded).run())
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were installed (while opening storage).
+        log.warning("interrupted_during_startup")
+        return 130
