@@ -83,17 +83,18 @@ REDACTOR = Redactor()
 class LineWriter:
     """The one place that does I/O: scrubs, prefixes and writes one line per event."""
 
-    def __init__(self, stream: TextIO, prefix_priority: bool) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO | None, prefix_priority: bool) -> None:
+        self._stream = stream  # None: whatever sys.stdout is at the time of writing
         self._prefix = prefix_priority
 
     def _write(self, level: str, message: str) -> None:
         line = REDACTOR.scrub(message)
         if self._prefix:
             line = f"<{PRIORITY[level]}>{line}"
+        stream = sys.stdout if self._stream is None else self._stream
         try:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            stream.write(line + "\n")
+            stream.flush()
         except (OSError, ValueError):
             # stdout gone (journald restarted, pipe closed): logging must not kill the daemon.
             pass
@@ -147,8 +148,7 @@ class _ToStructlog(logging.Handler):
 
 def configure(level: str = "info", stream: TextIO | None = None, mode: Mode | None = None) -> None:
     """Set up structlog (and route stdlib logging into it). Safe to call again on reload."""
-    out = sys.stdout if stream is None else stream
-    chosen = detect_mode(out) if mode is None else mode
+    chosen = detect_mode(sys.stdout if stream is None else stream) if mode is None else mode
     renderer: structlog.typing.Processor
     if chosen == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=True)
@@ -166,7 +166,7 @@ def configure(level: str = "info", stream: TextIO | None = None, mode: Mode | No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=lambda *_: LineWriter(out, prefix_priority=chosen == "journal"),
+        logger_factory=lambda *_: LineWriter(stream, prefix_priority=chosen == "journal"),
         cache_logger_on_first_use=False,
     )
     root = logging.getLogger()

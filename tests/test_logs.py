@@ -23,7 +23,7 @@ SECRET = 'Bearer tok-"quoted"-Thai-ทดสอบ-123'
 def _reset_redactor() -> Iterator[None]:
     yield
     logs.REDACTOR.set_secrets(())
-    logs.configure("info", stream=sys.stdout, mode="json")
+    logs.configure("info", mode="json")
 
 
 def test_journal_lines_carry_priority_prefix() -> None:
