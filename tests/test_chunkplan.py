@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,7 +21,7 @@ def test_chunks_cover_the_data_contiguously_and_align_to_the_epoch() -> None:
     chunks = plan([ext(T, T + timedelta(days=20))], 7 * DAY, None, None)
     assert chunks[0].start <= T
     assert chunks[-1].end > T + timedelta(days=20)
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert a.end == b.start
     assert all(to_ns(c.start) % (7 * 86400 * NS) == 0 for c in chunks)
 
