@@ -40,6 +40,8 @@ class PollResult:
     overlap: int
     gap: Gap | None
     window_rate: float | None
+    burst: int | None
+    """The most records whose times fall within one second (None without times)."""
 
 
 class SeenKeys:
@@ -56,7 +58,7 @@ class SeenKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: object) -> bool:
         return key in self._keys
 
     def add(self, key: str, seen: Seen) -> None:
@@ -83,16 +85,16 @@ class SeenKeys:
         return out
 
 
-def chronological(records: list[Record], seen: SeenKeys | None = None) -> list[Record]:
+def chronological(records: list[Record], newest_first: bool | None = None) -> list[Record]:
     """Records oldest first, whichever way the API sorts them.
 
     Times decide when every record has one; else sequence numbers tell the direction of the
-    list; else where the already-seen records sit (new ones are at the newest end); else APIs
+    list; else the caller's hint (where the already-seen records sat); else APIs
     overwhelmingly list newest first, so we assume that.
     """
     if not records:
         return []
-    oldest_first = _oldest_first(records, seen)
+    oldest_first = _oldest_first(records, newest_first)
     if all(r.time is not None for r in records):
         # Stable sort: ties keep their response order, itself made oldest-first first.
         ordered = records if oldest_first else records[::-1]
@@ -100,7 +102,7 @@ def chronological(records: list[Record], seen: SeenKeys | None = None) -> list[R
     return list(records) if oldest_first else records[::-1]
 
 
-def _oldest_first(records: list[Record], seen: SeenKeys | None) -> bool:
+def _oldest_first(records: list[Record], newest_first: bool | None) -> bool:
     rising = falling = 0
     last_by_group: dict[str, int] = {}
     for record in records:
@@ -117,12 +119,7 @@ def _oldest_first(records: list[Record], seen: SeenKeys | None) -> bool:
     first, last = records[0].time, records[-1].time
     if first is not None and last is not None and first != last:
         return first < last
-    if seen is not None:
-        old = [i for i, r in enumerate(records) if r.key in seen]
-        fresh = [i for i, r in enumerate(records) if r.key not in seen]
-        if old and fresh:
-            return sum(old) / len(old) < sum(fresh) / len(fresh)
-    return False
+    return newest_first is False
 
 
 def window_rate(records: list[Record]) -> float | None:
@@ -134,22 +131,43 @@ def window_rate(records: list[Record]) -> float | None:
     return (len(times) - 1) / span if span >= 1.0 else None
 
 
+def largest_burst(records: list[Record], span_s: float = 1.0) -> int | None:
+    """The most records whose times fall within any ``span_s`` seconds."""
+    times = sorted(r.time.timestamp() for r in records if r.time is not None)
+    if not times:
+        return None
+    most = low = 0
+    for high, t in enumerate(times):
+        while t - times[low] > span_s:
+            low += 1
+        most = max(most, high - low + 1)
+    return most
+
+
 def compare(records: list[Record], seen: SeenKeys, window: int) -> PollResult:
     """Split a response into new and already-seen records and decide whether it is a gap."""
-    ordered = chronological(records, seen)
     new: list[Record] = []
     batch: set[str] = set()
     overlap = 0
-    for record in ordered:
+    old_at: list[int] = []
+    new_at: list[int] = []
+    for position, record in enumerate(records):
         if record.key in seen:
             overlap += 1
+            old_at.append(position)
         elif record.key not in batch:  # an API repeating a record within one response
             batch.add(record.key)
             new.append(record)
+            new_at.append(position)
+    # New records sit at the newest end of the list: that tells its direction.
+    hint = None
+    if old_at and new_at:
+        hint = sum(new_at) / len(new_at) < sum(old_at) / len(old_at)
+    ordered = chronological(new, newest_first=hint)
     gap = None
-    if overlap == 0 and new and len(seen) > 0 and len(records) >= window:
-        gap = _gap(new, seen)
-    return PollResult(new, overlap, gap, window_rate(ordered))
+    if overlap == 0 and ordered and len(seen) > 0 and len(records) >= window:
+        gap = _gap(ordered, seen)
+    return PollResult(ordered, overlap, gap, window_rate(ordered), largest_burst(ordered))
 
 
 def _gap(new: list[Record], seen: SeenKeys) -> Gap | None:

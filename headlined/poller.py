@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -39,6 +40,7 @@ log = logs.get("poller")
 
 SEEN_WINDOWS = 4  # how many windows of keys are remembered per source
 COMMIT_SLACK_S = 60.0  # what a poll's commit may take before the poller counts as hung
+STATE_EVERY_S = 30.0  # the schedule state is saved at least this often (and at shutdown)
 
 
 @dataclass(slots=True)
@@ -47,6 +49,7 @@ class Counters:
 
     polls: int = 0
     records: int = 0
+    new_records: int = 0
     gaps: int = 0
     errors: int = 0
     last_poll: float | None = None
@@ -89,6 +92,8 @@ class SourcePoller:
         self._next_due = 0.0
         self._failing: str | None = None  # the error kind of the current failure streak
         self._bad_records_logged: set[str] = set()
+        self._saved_state: State | None = None
+        self._saved_at = 0.0
 
     def restore(self, restored: Restored) -> None:
         """Pick up where the last run stopped: schedule state and the newest keys.
@@ -124,7 +129,9 @@ class SourcePoller:
         try:
             response = await fetch(self._client, self.source, budget, sleep=self._sleep)
             document = decode_json(response.body)
-            extracted = extract(document, self.source.records, self.source.key, self.source.time)
+            extracted = extract(
+                document, self.source.records, self.source.key, self.source.time, self._seen
+            )
         except FetchError as exc:
             outcome: Outcome = (
                 "client_error" if exc.kind in ("http_4xx", "too_large") else "retryable_error"
@@ -147,6 +154,8 @@ class SourcePoller:
             len(extracted.records),
             result.gap is not None,
             result.window_rate,
+            missing=result.gap.est_missing if result.gap is not None else None,
+            burst_seen=result.burst,
         )
         self.state = after_success(self.state, observation, self.limits)
         error = None
@@ -163,7 +172,7 @@ class SourcePoller:
             self.state.interval,
             error,
         )
-        poll = Poll(summary, result.new, result.gap, self.state.to_json(), started_at)
+        poll = Poll(summary, result.new, result.gap, self._state_to_save(started), started_at)
         # Logged before the commit: a poll cut short by shutdown is still committed.
         if result.gap is not None:
             log.warning(
@@ -181,6 +190,7 @@ class SourcePoller:
         self._recovered()
         self.counters.polls += 1
         self.counters.records += added
+        self.counters.new_records += added
         self.counters.gaps += result.gap is not None
         self.counters.last_poll = started
         log.debug(
@@ -222,7 +232,8 @@ class SourcePoller:
                 sample=str(sample) if sample else None,
             )
         summary = Summary(self.source.name, started_at, _ms_since(tick), status, 0, 0, wait, error)
-        await self._writer.submit(Poll(summary, [], None, self.state.to_json(), started_at))
+        state = self._state_to_save(started_at.timestamp())
+        await self._writer.submit(Poll(summary, [], None, state, started_at))
         self._next_due = started_at.timestamp() + wait
 
     async def _bad_records(self, reason: str, error: str, body: bytes) -> None:
@@ -233,6 +244,21 @@ class SourcePoller:
             self._rejects.save, self.source.name, "bad_records", reason, body, 200
         )
         log.warning("records_rejected", source=self.source.name, error=error, sample=str(sample))
+
+    def _state_to_save(self, now: float) -> dict[str, Any] | None:
+        """The schedule state when it is worth saving: every STATE_EVERY_S, or when the
+        interval or the failure streak changed noticeably."""
+        saved = self._saved_state
+        changed = (
+            saved is None
+            or saved.errors != self.state.errors
+            or abs((saved.interval or 0) - (self.state.interval or 0))
+            > 0.25 * (saved.interval or 1)
+        )
+        if not changed and now - self._saved_at < STATE_EVERY_S:
+            return None
+        self._saved_state, self._saved_at = self.state, now
+        return self.state.to_json()
 
     def _recovered(self) -> None:
         if self._failing is not None:

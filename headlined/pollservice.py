@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import httpx
 
 from headlined import __version__, config, logs
+from headlined.control import Handler
 from headlined.parquet_flush import flush_messages
 from headlined.poller import SourcePoller
-from headlined.pollstore import restore
+from headlined.pollstore import restore, save_states
 from headlined.pollwriter import PollWriter
 from headlined.rejects import RejectSampler
 from headlined.store import Store
@@ -107,10 +109,18 @@ class PollService:
             await self.flush()
 
     async def shutdown(self) -> None:
-        """Commit every fetched poll, copy it to Parquet, close the HTTP client."""
+        """Commit every fetched poll, save schedules, copy to Parquet, close the client."""
         await self._writer.close()
+        now = datetime.now(UTC)
+        states = {name: (p.state.to_json(), now) for name, p in self.pollers.items()}
+        if states:
+            await self._store.call(lambda conn: save_states(conn, states))
         await self.flush()
         await self._client.aclose()
+
+    def handlers(self) -> dict[str, Handler]:
+        """No control commands of its own."""
+        return {}
 
     def status(self) -> str:
         """``7 sources, 12345 records, 0 gaps, 1 failing``."""
@@ -137,6 +147,8 @@ class PollService:
                 "interval_s": s.interval,
                 "rate_per_s": s.rate,
                 "records": c.records,
+                "new_records": c.new_records,
+                "last_success": s.last_success,
                 "gaps": c.gaps,
                 "polls": c.polls,
                 "errors": c.errors,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,8 +74,18 @@ def dig(document: Any, path: str) -> Any:
     return node
 
 
-def extract(document: Any, records_path: str, key: list[str], time_field: str | None) -> Extracted:
-    """The records at ``records_path``. Records lacking a key field are counted, not kept."""
+def extract(
+    document: Any,
+    records_path: str,
+    key: list[str],
+    time_field: str | None,
+    known: Container[str] = (),
+) -> Extracted:
+    """The records at ``records_path``. Records lacking a key field are counted, not kept.
+
+    Records whose key is in ``known`` (already stored) get no time or sequence: nothing
+    downstream needs them, and parsing them is most of a steady-state poll's work.
+    """
     items = dig(document, records_path)
     if not isinstance(items, list):
         where = records_path or "the body"
@@ -96,14 +107,28 @@ def extract(document: Any, records_path: str, key: list[str], time_field: str | 
                 break
             values.append(value)
         else:
-            time = parse_time(_get(item, time_field)) if time_field else None
-            records.append(Record(record_key(values), time, item, _seq(values)))
+            identity = record_key(values)
+            if identity in known:
+                records.append(Record(identity, None, item, None))
+            else:
+                time = parse_time(_get(item, time_field)) if time_field else None
+                records.append(Record(identity, time, item, _seq(values)))
     return Extracted(records, rejected, reason)
 
 
 def record_key(values: list[Any]) -> str:
-    """Canonical JSON of the key values: ``[123]``, ``["a",7]``."""
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    """Canonical JSON of the key values: ``[123]``, ``["a",7]``.
+
+    Exactly ``json.dumps(values, ensure_ascii=False, separators=(",", ":"))``, built by hand
+    for the common int and str values because it runs for every record of every poll.
+    """
+    return "[" + ",".join(_encode(v) for v in values) + "]"
+
+
+def _encode(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 _MISSING = object()
@@ -129,7 +154,7 @@ def _seq(values: list[Any]) -> tuple[str, int] | None:
         last = int(last)
     if not isinstance(last, int):
         return None
-    return record_key(values[:-1]), last
+    return (record_key(values[:-1]) if len(values) > 1 else "[]"), last
 
 
 # Epoch numbers are told apart by size: seconds until the year 5138, then ms, µs, ns.

@@ -66,6 +66,10 @@ class Observation:
     gap: bool
     window_rate: float | None = None
     """Arrival rate read from the record times of this response, when they exist."""
+    missing: int | None = None
+    """A gap's estimated size (None: no gap, or unknown)."""
+    burst_seen: int | None = None
+    """The most records of this response that arrived within one second."""
 
 
 def after_success(state: State, obs: Observation, limits: Limits) -> State:
@@ -121,12 +125,21 @@ def _update_rate(previous: float | None, sample: float | None) -> float | None:
 
 def _update_burst(state: State, obs: Observation, elapsed: float | None, limits: Limits) -> float:
     burst = state.burst
+    excesses = []
     if elapsed is not None:
         burst *= 0.5 ** (elapsed / BURST_HALF_LIFE_S)
         if state.rate is not None:
-            excess = obs.new - state.rate * elapsed
-            if excess > BURST_MIN_FRACTION * limits.window:
-                burst = max(burst, excess)
+            arrived = float(obs.new + (obs.missing or 0))
+            if obs.gap and obs.missing is None:
+                # A loss of unknown size: at least half a window more came than we saw.
+                arrived += FILL * limits.window
+            excesses.append(arrived - state.rate * elapsed)
+    if obs.burst_seen is not None:
+        # Read from record times: seen even when the burst did not overflow the window.
+        excesses.append(obs.burst_seen - (state.rate or 0.0))
+    for excess in excesses:
+        if excess > BURST_MIN_FRACTION * limits.window:
+            burst = max(burst, excess)
     return min(burst, float(limits.window))
 
 

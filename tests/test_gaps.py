@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from headlined.gaps import Seen, SeenKeys, chronological, compare
+from headlined.gaps import Seen, SeenKeys, chronological, compare, largest_burst
 from headlined.records import Record, record_key
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -23,7 +23,7 @@ def window(lo: int, hi: int, newest_first: bool = True, **kw: object) -> list[Re
 
 
 def remember(seen: SeenKeys, records: list[Record]) -> None:
-    for r in chronological(records, seen):
+    for r in chronological(records):
         seen.add(r.key, Seen(r.time, r.seq))
 
 
@@ -128,3 +128,28 @@ def test_duplicates_inside_one_response_count_once() -> None:
     records = window(0, 10)
     result = compare(records + records, SeenKeys(100), window=200)
     assert len(result.new) == 10
+
+
+def test_direction_of_untimed_unsequenced_lists_comes_from_the_seen_records() -> None:
+    def msg(n: int) -> Record:
+        return Record(f'["m{n:04d}"]', None, {}, None)
+
+    seen = SeenKeys(800)
+    for n in range(100):
+        seen.add(msg(n).key, Seen(None, None))
+    oldest_first = [msg(n) for n in range(50, 150)]  # seen ones first, new ones at the end
+    result = compare(oldest_first, seen, window=200)
+    assert [r.key for r in result.new][:2] == ['["m0100"]', '["m0101"]']
+    newest_first = oldest_first[::-1]
+    result = compare(newest_first, seen, window=200)
+    assert [r.key for r in result.new][:2] == ['["m0100"]', '["m0101"]']
+
+
+def test_largest_burst_counts_records_within_a_second() -> None:
+    steady = [rec(n, rate=2.0) for n in range(40)]
+    burst = [
+        Record(f"[b{n}]", T0 + timedelta(seconds=5, milliseconds=n), {}, None) for n in range(150)
+    ]
+    assert largest_burst(steady) == 3
+    assert largest_burst(steady + burst) == 150 + 3
+    assert largest_burst([Record("[1]", None, {}, None)]) is None

@@ -244,3 +244,35 @@ def test_records_without_key_are_rejected_and_the_rest_kept(tmp_path: Path) -> N
     rows = asyncio.run(scenario())
     assert rows[0][0] == 2
     assert "bad_records: 1 rejected" in rows[0][1]
+
+
+def test_duplicate_already_stored_is_not_stored_twice(tmp_path: Path) -> None:
+    """A record stored long ago (no longer remembered) that comes back is not doubled."""
+    clock = Clock()
+    feed = Feed(clock, rate=1.0)
+
+    async def scenario() -> list[tuple[Any, ...]]:
+        store, poller = await run_polls(tmp_path, feed, clock, polls=3)
+        await store.close()
+        store = Store(tmp_path / "h.duckdb")
+        await store.open()
+        writer = PollWriter(store, linger=0)
+        writer.start()
+        old = {"data": [{"id": 0, "ts": feed.t0}, {"id": 10_000, "ts": clock.now}]}
+        client = httpx.AsyncClient(
+            transport=httpx.MockTransport(lambda _r: httpx.Response(200, json=old)))
+        fresh = SourcePoller(source(), client, writer, RejectSampler(tmp_path / "r"),
+                             clock=clock, sleep=clock.sleep)  # remembers nothing
+        await fresh.poll_once()
+        await writer.close()
+        await client.aclose()
+        rows = await store.call(lambda c: c.execute(
+            "SELECT record_key, count(*) FROM messages WHERE record_key IN ('[0]', '[10000]') "
+            "GROUP BY 1 ORDER BY 1").fetchall())
+        news = await store.call(lambda c: c.execute(
+            "SELECT new FROM fetch_summary ORDER BY started_at DESC LIMIT 1").fetchall())
+        await store.close()
+        del poller
+        return rows + news
+
+    assert asyncio.run(scenario()) == [("[0]", 1), ("[10000]", 1), (1,)]

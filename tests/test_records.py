@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from headlined.records import BadResponseError, decode_json, extract, parse_time, record_key
 
@@ -76,3 +79,28 @@ def test_time_formats(value: object, expected: datetime | None) -> None:
     else:
         assert parsed is not None
         assert abs((parsed - expected).total_seconds()) < 0.001
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(),
+            st.text(),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_record_key_is_canonical_json(values: list[object]) -> None:
+    assert record_key(values) == json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_known_records_skip_time_parsing() -> None:
+    doc = [{"id": 1, "t": "2026-01-01T00:00:00Z"}, {"id": 2, "t": "2026-01-01T00:00:01Z"}]
+    out = extract(doc, "", ["id"], "t", known={"[1]"})
+    assert [(r.key, r.time is None, r.seq is None) for r in out.records] == [
+        ("[1]", True, True),
+        ("[2]", False, False),
+    ]
