@@ -29,21 +29,21 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from headlined import logs  # noqa: E402  after the path set-up above
-from headlined.config import SourceConfig  # noqa: E402
-from headlined.demofeed import (  # noqa: E402
+from headlined import logs
+from headlined.config import SourceConfig
+from headlined.demofeed import (
     DemoFeedServer,
     FeedModel,
     FeedSpec,
     Shape,
     source_fragment,
 )
-from headlined.poller import SourcePoller  # noqa: E402
-from headlined.pollwriter import PollWriter  # noqa: E402
-from headlined.records import record_key  # noqa: E402
-from headlined.rejects import RejectSampler  # noqa: E402
-from headlined.store import Store  # noqa: E402
-from tests.daemon_process import Daemon, write_config  # noqa: E402
+from headlined.poller import SourcePoller
+from headlined.pollwriter import PollWriter
+from headlined.records import record_key
+from headlined.rejects import RejectSampler
+from headlined.store import Store
+from tests.daemon_process import Daemon, write_config
 
 RATES = [1.0, 5.0, 10.0, 20.0, 50.0]
 WINDOW = 200
