@@ -64,6 +64,7 @@ class _Failure:
     body: bytes
     outcome: Outcome
     retry_after: float | None = None
+    attempts: int = 1
 
 
 class SourcePoller:
@@ -137,13 +138,24 @@ class SourcePoller:
                 "client_error" if exc.kind in ("http_4xx", "too_large") else "retryable_error"
             )
             failure = _Failure(
-                exc.kind, exc.detail, exc.status, exc.sample, outcome, exc.retry_after
+                exc.kind,
+                exc.detail,
+                exc.status,
+                exc.sample,
+                outcome,
+                exc.retry_after,
+                exc.attempts,
             )
             await self._failed(started_at, tick, failure)
             return
         except BadResponseError as exc:
             failure = _Failure(
-                exc.kind, exc.detail, response.status, response.body, "retryable_error"
+                exc.kind,
+                exc.detail,
+                response.status,
+                response.body,
+                "retryable_error",
+                attempts=response.attempts,
             )
             await self._failed(started_at, tick, failure)
             return
@@ -171,6 +183,7 @@ class SourcePoller:
             result.overlap,
             self.state.interval,
             error,
+            response.attempts,
         )
         poll = Poll(summary, result.new, result.gap, self._state_to_save(started), started_at)
         # Logged before the commit: a poll cut short by shutdown is still committed.
@@ -231,7 +244,17 @@ class SourcePoller:
                 next_try_s=round(wait, 1),
                 sample=str(sample) if sample else None,
             )
-        summary = Summary(self.source.name, started_at, _ms_since(tick), status, 0, 0, wait, error)
+        summary = Summary(
+            self.source.name,
+            started_at,
+            _ms_since(tick),
+            status,
+            0,
+            0,
+            wait,
+            error,
+            failure.attempts,
+        )
         state = self._state_to_save(started_at.timestamp())
         await self._writer.submit(Poll(summary, [], None, state, started_at))
         self._next_due = started_at.timestamp() + wait

@@ -31,6 +31,8 @@ class Summary:
     overlap: int
     next_interval_s: float | None
     error: str | None
+    attempts: int = 1
+    """HTTP requests this poll made (retries included)."""
 
 
 @dataclass(slots=True)
@@ -112,11 +114,13 @@ def _insert_summaries(conn: duckdb.DuckDBPyConnection, polls: list[Poll], new: l
     s = [p.summary for p in polls]
     conn.execute(
         """
-        INSERT INTO fetch_summary
-        SELECT * FROM (SELECT unnest(?::VARCHAR[]), unnest(?::TIMESTAMPTZ[]),
-                              unnest(?::DOUBLE[]), unnest(?::INTEGER[]), unnest(?::INTEGER[]),
-                              unnest(?::INTEGER[]), unnest(?::INTEGER[]), unnest(?::BOOLEAN[]),
-                              unnest(?::DOUBLE[]), unnest(?::VARCHAR[]))
+        INSERT INTO fetch_summary BY NAME
+        SELECT unnest(?::VARCHAR[]) AS source, unnest(?::TIMESTAMPTZ[]) AS started_at,
+               unnest(?::DOUBLE[]) AS duration_ms, unnest(?::INTEGER[]) AS http_status,
+               unnest(?::INTEGER[]) AS fetched, unnest(?::INTEGER[]) AS new,
+               unnest(?::INTEGER[]) AS overlap, unnest(?::BOOLEAN[]) AS gap,
+               unnest(?::DOUBLE[]) AS next_interval_s, unnest(?::VARCHAR[]) AS error,
+               unnest(?::INTEGER[]) AS attempts
         """,
         [
             [x.source for x in s],
@@ -129,6 +133,7 @@ def _insert_summaries(conn: duckdb.DuckDBPyConnection, polls: list[Poll], new: l
             [p.gap is not None for p in polls],
             [x.next_interval_s for x in s],
             [x.error for x in s],
+            [x.attempts for x in s],
         ],
     )
 

@@ -77,6 +77,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (database, retention_policy, start)
     );
     """,
+    # 2: how many HTTP requests (retries included) each poll made.
+    "ALTER TABLE fetch_summary ADD COLUMN attempts INTEGER;",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
