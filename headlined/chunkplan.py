@@ -1,9 +1,10 @@
 """Which export chunks to run (pure: no files, no clock).
 
 A chunk is one ``influx_inspect export`` run: one database, one retention policy, one time
-range ``[start, end)``. Chunk boundaries are multiples of the chunk length counted from the
-Unix epoch, so planning the same data again gives the same chunks: a resumed export finds
-its checkpoints, and a chunk's Parquet files keep their names.
+range ``[start, end)``. Chunk boundaries are multiples of the chunk length counted from Go's
+zero time (0001-01-01, a Monday), exactly as InfluxDB aligns its shard groups: a 7d chunk is
+one default shard, Monday to Monday. Planning the same data again gives the same chunks, so
+a resumed export finds its checkpoints and a chunk's Parquet files keep their names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 NS = 1_000_000_000
+GO_ZERO_NS = 62_135_596_800 * NS  # from 0001-01-01T00:00:00Z to the Unix epoch
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -74,7 +76,7 @@ def plan(
         high = extent.last_ns + 1 if end is None else min(extent.last_ns + 1, to_ns(end))
         if high <= low:
             continue
-        edge = (low // size) * size
+        edge = (low + GO_ZERO_NS) // size * size - GO_ZERO_NS
         while edge < high:
             # Clipping to the configured range keeps its edges exact (no data outside it).
             lo = max(edge, to_ns(start)) if start is not None else edge
