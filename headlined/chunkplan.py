@@ -27,6 +27,14 @@ class Chunk:
     """Exclusive."""
 
     @property
+    def label(self) -> str:
+        """How messages name the chunk: ``sensors/autogen 2024-01-15T00:00Z..2024-01-22T00:00Z``."""
+        return (
+            f"{self.database}/{self.retention_policy} "
+            f"{self.start:%Y-%m-%dT%H:%MZ}..{self.end:%Y-%m-%dT%H:%MZ}"
+        )
+
+    @property
     def stem(self) -> str:
         """The chunk's Parquet file name (without ``.parquet``): deterministic."""
         return f"{self.start:%Y%m%dT%H%M%SZ}_{self.end:%Y%m%dT%H%M%SZ}"

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from headlined import __version__, config, control, daemon, query, status
+from headlined import __version__, config, control, daemon, export_cli, query, status
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="one JSON object per row")
     output.add_argument("--csv", action="store_true", help="CSV with a header line")
     sql.add_argument("--limit", type=int, default=100_000, help="most rows to print (100000)")
+    export = commands.add_parser(
+        "export", help="run the configured InfluxDB export now, with a progress bar"
+    )
+    _config_arg(export)
+    export.add_argument("--database", metavar="DB", help="only this database")
     demo = commands.add_parser(
         "demo-feed", help="serve simulated rolling-window feeds on loopback (for trying it out)"
     )
@@ -145,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "query":
         fmt = "json" if args.json else "csv" if args.csv else "table"
         return _query(path, args.sql, fmt, args.limit)
+    if args.command == "export":
+        loaded = _load(path)
+        return EXIT_USAGE if loaded is None else export_cli.run(loaded, args.database)
     if args.command == "demo-feed":
         from headlined import demofeed  # noqa: PLC0415  only this command needs the simulator
 

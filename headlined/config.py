@@ -159,6 +159,21 @@ class InfluxConfig(_Model):
         return value
 
 
+def _check_listen(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not host:port")  # noqa: TRY004  pydantic wants ValueError
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:9464")
+    return value
+
+
+class MetricsConfig(_Model):
+    """Prometheus metrics endpoint (off unless configured)."""
+
+    listen: Annotated[str, pydantic.BeforeValidator(_check_listen)]
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -169,6 +184,7 @@ class Config(_Model):
     flush_interval: Duration = 60.0
     sources: list[SourceConfig] = Field(default_factory=list)
     influx: InfluxConfig | None = None
+    metrics: MetricsConfig | None = None
 
     @property
     def parquet_path(self) -> Path:
@@ -278,5 +294,7 @@ def _suggestion(loc: tuple[str | int, ...]) -> str:
             model = SourceConfig
         elif part == "influx":
             model = InfluxConfig
+        elif part == "metrics":
+            model = MetricsConfig
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

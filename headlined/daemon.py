@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from headlined import config, logs, query
-from headlined.control import ControlError, ControlServer, socket_path
+from headlined.control import ControlError, ControlServer, Handler, socket_path
+from headlined.exportservice import ExportService
+from headlined.metrics import MetricsServer
 from headlined.notify import Notifier
 from headlined.pollservice import PollService
 from headlined.store import Store, StoreError
@@ -48,13 +50,16 @@ class Service(Protocol):
     def snapshot(self) -> dict[str, object]:
         """Figures for ``headlined status`` (merged into one document)."""
 
+    def handlers(self) -> dict[str, Handler]:
+        """Control socket commands this service answers."""
+
 
 ServiceFactory = Callable[[config.Loaded, Store], Sequence[Service]]
 
 
 def default_services(loaded: config.Loaded, store: Store) -> Sequence[Service]:
     """The services the configuration asks for."""
-    return [PollService(loaded, store)]
+    return [PollService(loaded, store), ExportService(loaded, store)]
 
 
 class Daemon:
@@ -102,12 +107,15 @@ class Daemon:
                 error=str(exc),
                 action="status/query/export will not reach this daemon",
             )
+        metrics = self._start_metrics()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         try:
             self._services = self._make_services(self.loaded, store)
+            for service in self._services:
+                control.handlers.update(service.handlers())
             for service in self._services:
                 await service.start(self.supervisor)
             self.notifier.ready(self.status_line())
@@ -122,12 +130,18 @@ class Daemon:
             # Handlers stay installed through shutdown: a second SIGINT/SIGTERM (timeout(1)
             # signals the whole process group) must not interrupt the final flush.
             await control.close()
+            if metrics is not None:
+                await asyncio.to_thread(metrics.stop)
             await self._shutdown(store)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         return 0
 
     async def _status_request(self, _request: dict[str, Any]) -> dict[str, Any]:
+        return self.status_document()
+
+    def status_document(self) -> dict[str, Any]:
+        """Everything ``headlined status`` and the metrics show (read from any thread)."""
         document: dict[str, Any] = {
             "daemon": {
                 "pid": os.getpid(),
@@ -162,6 +176,19 @@ class Daemon:
             "truncated": result.truncated,
             "notes": result.notes,
         }
+
+    def _start_metrics(self) -> MetricsServer | None:
+        settings = self.loaded.config.metrics
+        if settings is None:
+            return None
+        server = MetricsServer(settings.listen, self.status_document)
+        try:
+            server.start()
+        except OSError as exc:
+            log.error("metrics_unavailable", listen=settings.listen, error=str(exc))
+            return None
+        log.info("metrics_listening", url=f"http://{settings.listen}/metrics")
+        return server
 
     def request_stop(self) -> None:
         """Ask the daemon to shut down (what SIGTERM does)."""
@@ -228,10 +255,11 @@ class Daemon:
                 log.error("reload_rejected", problem=str(problem))
             log.error("reload_failed", action="kept the running configuration")
         else:
-            if new.config.state_dir != self.loaded.config.state_dir:
-                log.warning(
-                    "reload_partial", key="state_dir", problem="takes effect only after a restart"
-                )
+            for key in ("state_dir", "metrics"):
+                if getattr(new.config, key) != getattr(self.loaded.config, key):
+                    log.warning(
+                        "reload_partial", key=key, problem="takes effect only after a restart"
+                    )
             logs.configure(new.config.log_level)
             logs.REDACTOR.set_secrets(new.secrets)
             for service in self._services:

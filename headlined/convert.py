@@ -1,0 +1,1328 @@
+"""Bulk converter: InfluxDB 1.x line protocol (plain, .gz or a FIFO) to typed Parquet.
+
+It agrees line for line with :mod:`headlined.lineprotocol` (the exact parser) but gets its
+speed from DuckDB: one sequential pass reads the input into a DuckDB table, and vectorised
+string functions, casts and GROUP BYs do the per-line work.  Only awkward lines take the exact
+path through ``lineprotocol.parse_line`` in Python.
+
+How a line travels
+------------------
+1. **Reader thread.**  The source is read once, sequentially (a FIFO can be read only once), in
+   blocks cut at newlines, and written into a FIFO that DuckDB's ``read_csv`` reads as one
+   VARCHAR column per line (no quote, no escape, delimiter ``\\x01``).  Table row ``rowid`` is
+   then physical line ``rowid + 1``.  DuckDB must not see what it would mangle: it treats a
+   carriage return as a line break and refuses invalid UTF-8, so the reader re-encodes with
+   ``\\x02`` tokens (``\\x02e`` = ``\\x02``, ``\\x02r`` = CR, ``\\x02d`` = ``\\x01``) and
+   replaces a line that is not UTF-8, or longer than 1 MiB, by a whole-line marker that the
+   exact path rejects.  It also turns ``\\<space>`` into ``\\x02s`` so that the unescaped spaces
+   of a line are exactly its separators.
+2. **Bulk classification** (SQL, per line).  A line ``<series key> <fields> <timestamp>`` is
+   *bulk* when its timestamp is a canonical integer in range, and its field part is either
+   plain fields without quotes or backslashes (``a=1`` or ``a=1,b=2i``) or one string field
+   ``k="..."`` (influx_inspect writes one field per line).  The series key is kept as text;
+   the field part as key and raw value text.  Blank lines, ``#`` comments and ``CREATE
+   DATABASE`` lines are skipped (``# CONTEXT-DATABASE:``/``# CONTEXT-RETENTION-POLICY:``
+   headers set the database and retention policy of the lines after them).  Everything else
+   goes to the exact path.
+3. **Exact path** (Python).  Those lines are parsed with ``parse_line``.  A line with an open
+   quote or a trailing backslash continues on the next physical lines exactly as ``parse``
+   joins them (a bulk line swallowed that way is taken out of the bulk).  Lines that fail are
+   rejected.  influx_inspect 1.6's ``skipped missing file: PATH`` message, which it prints
+   without a newline, is split off at the ``.tsm`` that ends PATH and rejected, and the text
+   glued after it is treated as a line of its own.
+4. **Validation** (SQL, per field value).  Values are typed from their shape (``"..."``
+   string, ``t/T/true/True/TRUE/f/F/false/False/FALSE`` boolean, ``...i`` integer, ``...u``
+   unsigned, else float) and checked with the parser's own patterns; a value that does not fit
+   (bad number, overflow, infinity) sends its line to the exact path, which rejects it.
+5. **Series** (Python, once per *distinct* series key).  Each key is parsed with the exact
+   parser; keys it would read differently from the bulk split go to the exact path.
+6. **Merge and write** (SQL, per database, retention policy and measurement).  Lines are
+   merged into points keyed by (series, time) with ``arg_max(value, line order)`` per field,
+   so a later line wins, as the WAL does after TSM data.  Rows are sorted by tags, then time,
+   and written with ZSTD.
+
+Columns and the type-conflict rule
+----------------------------------
+``time`` (TIMESTAMP_NS, UTC), one VARCHAR column per tag key (sorted), one column per field
+key (sorted): float DOUBLE, integer BIGINT, unsigned UBIGINT, string VARCHAR, boolean BOOLEAN.
+
+*Type conflicts are kept, not coerced*: when a field has more than one type among the lines of
+one input (InfluxDB allows it across shards), each of its types gets its own column
+``<field>__<type>`` (``temp__float``, ``temp__integer``; types in the order float, integer,
+unsigned, string, boolean) and there is no plain ``<field>`` column.  A point's value sits in
+the column of its type, NULL in the others.  When the same point's field comes with two
+types, the later line wins, and only its type's column is set.  Nothing is ever converted, so
+every value and its type survive.
+
+Column names must be unique, also ignoring case (DuckDB reads names case-insensitively): a
+tag key that is also a field key (or ``time``) gets ``<key>_tag``; a field column named
+``time`` gets ``time_field``; any remaining clash gets ``_2``, ``_3``... in column order.
+
+Files
+-----
+layout ``measurement``: ``<out_dir>/<measurement>/<file_stem>.parquet``; when one input holds
+the same measurement under several databases or retention policies, those are not merged but
+written as ``<file_stem>-0.parquet``, ``-1``... in (database, retention policy) order.
+layout ``database``: ``<out_dir>/<database>/<rp>/<measurement>/<file_stem>.parquet``.
+Directory names go through :func:`path_segment`.  A file is written under a hidden temporary
+name, fsynced, renamed, and its directory fsynced; files of the same stem that the new run did
+not write are removed, so a redone chunk replaces its files.
+
+Rejected lines go to ``<rejected_dir>/<file_stem>.txt`` as ``FILE:LINE: reason: <line>``
+(LINE is where the error is; a newline inside a rejected line is shown as ``\\n``).  A
+measurement whose name cannot be a directory name (over 255 bytes encoded) is rejected line by
+line too.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import gzip
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections import defaultdict
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import duckdb
+
+from headlined import logs
+from headlined.lineprotocol import (
+    MAX_NANO_TIME,
+    MIN_NANO_TIME,
+    PRECISION_NS,
+    LineProtocolError,
+    _scan_line,
+    parse_line,
+)
+
+__all__ = ["ConvertError", "ConvertResult", "convert", "path_segment"]
+
+log = logs.get("convert")
+
+TYPES = ("float", "integer", "unsigned", "string", "boolean")
+_TYPE_CODE = {name: code for code, name in enumerate(TYPES)}
+_SQL_TYPE = {
+    "float": "DOUBLE",
+    "integer": "BIGINT",
+    "unsigned": "UBIGINT",
+    "string": "VARCHAR",
+    "boolean": "BOOLEAN",
+}
+
+_CHUNK = 1 << 18
+_MAX_LINE = 1 << 20  # bytes of one physical line; longer ones are rejected
+_CSV_MAX_LINE = 4 * _MAX_LINE + 64  # an encoded line: every byte may double, markers use hex
+_HEAD = 200  # bytes of an overlong line kept for the rejected file
+_KEY_CHECK_CHARS = 16382  # lineprotocol only checks key lengths of longer lines
+_FIELD_SLOTS = 16384  # order key = rowid * slots + field index; lines this short fit
+_MAX_SEGMENT_BYTES = 255
+_LOGGED_REJECTS = 100
+_BATCH = 5000
+
+# Kinds of rows in the `lines` table.
+_BULK, _SKIP, _SLOW, _TAKEN = 0, 2, 5, 6
+
+_FLOAT_RE = r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# One string field as influx_inspect writes it; the key has no escapes.
+_STRING_FIELD_RE = r'[^\\,= "\t\x00\x02][^\\,= "\x02]*="(?:[^"\\]|\\.)*"'
+_BOOLS = ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE")
+_TRUE = ("t", "T", "true", "True", "TRUE")
+
+_SKIPPED_FILE = re.compile(r"skipped missing file: (.*?[0-9]+-[0-9]+\.tsm)", re.DOTALL)
+_HEADER_DB = "# CONTEXT-DATABASE:"
+_HEADER_RP = "# CONTEXT-RETENTION-POLICY:"
+_UNESCAPED_SPACE = re.compile(r"(?<!\\) ")
+_PAIRED_KEY = re.compile(r"(?:[^\\ ]|\\.)*", re.DOTALL)
+_TOKEN = re.compile("\x02(.)", re.DOTALL)
+_TOKENS = {"e": "\x02", "r": "\r", "d": "\x01", "b": "\ufeff"}
+_MARK_BAD_UTF8 = "\x02U"
+_MARK_LONG = "\x02L"
+_PATH_UNSAFE = re.compile(r"[%/\\\x00-\x1f\x7f]")
+
+
+class ConvertError(ValueError):
+    """The conversion cannot be done as asked (bad arguments, or input it cannot place)."""
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What one conversion read and wrote."""
+
+    lines: int  # data lines seen (not comments/headers/blank)
+    points: int  # rows written (after merging field-per-line into points)
+    rejected: int
+    files: list[Path]  # final Parquet files written
+    measurements: dict[tuple[str | None, str | None, str], int]  # (db, rp, measurement) -> rows
+
+
+def path_segment(name: str) -> str:
+    """Encode ``name`` as one safe directory name; ``urllib.parse.unquote`` gives it back.
+
+    ``%``, ``/``, ``\\``, control characters and a leading ``.`` (so also ``.`` and ``..``)
+    are percent-encoded as UTF-8; everything else (spaces, commas, Thai, emoji) is kept.
+    Raises ValueError for an empty name, or one longer than 255 bytes once encoded.
+    """
+    if not name:
+        raise ValueError("an empty name cannot be a directory name")
+    encoded = _PATH_UNSAFE.sub(lambda m: urllib.parse.quote(m.group(), safe=""), name)
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if len(encoded.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT_BYTES:
+        raise ValueError(
+            f"name {name[:40]!r}... is longer than {_MAX_SEGMENT_BYTES} bytes as a directory name"
+        )
+    return encoded
+
+
+# --------------------------------------------------------------------------
+# Public entry point
+
+
+def convert(
+    source: Path,
+    out_dir: Path,
+    *,
+    precision: str = "ns",
+    layout: Literal["measurement", "database"] = "measurement",
+    file_stem: str = "part-00000",
+    default_database: str | None = None,
+    default_rp: str | None = None,
+    rejected_dir: Path | None = None,
+    work_dir: Path | None = None,
+    memory_limit: str = "512MB",
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ConvertResult:
+    """Convert line protocol at ``source`` (file, ``.gz`` or FIFO; read once) to Parquet.
+
+    See the module docstring for the layout, the columns and the type-conflict rule.
+    ``progress`` is called from the reader thread with the number of physical lines read so
+    far.  Raises ConvertError for a bad ``precision``, ``layout`` or ``file_stem``, or when
+    layout "database" meets data with no database or retention policy (no header and no
+    default); OSError when the source cannot be read.
+    """
+    if precision not in PRECISION_NS:
+        raise ConvertError(f"precision must be one of {', '.join(PRECISION_NS)}, not {precision!r}")
+    if layout not in ("measurement", "database"):
+        raise ConvertError(f"layout must be 'measurement' or 'database', not {layout!r}")
+    if not file_stem or file_stem != path_segment(file_stem) or file_stem.startswith("."):
+        raise ConvertError(f"file_stem {file_stem!r} must be a plain file name")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    own_work = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir)) if work_dir is None else work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        job = _Job(
+            source=source,
+            out_dir=out_dir,
+            precision=precision,
+            layout=layout,
+            file_stem=file_stem,
+            default_database=default_database,
+            default_rp=default_rp,
+            rejected_dir=rejected_dir if rejected_dir is not None else out_dir / "_rejected",
+            work=work,
+            memory_limit=memory_limit,
+            threads=threads,
+            progress=progress,
+        )
+        return job.run()
+    finally:
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# Reading the source
+
+
+class _Prefixed(io.RawIOBase):
+    """A raw stream that first returns `head`, then the rest of `stream`."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            count = min(len(view), len(self._head))
+            view[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _open_source(path: Path) -> Iterator[IO[bytes]]:
+    """Open a plain or gzip file (recognised by its magic bytes, so a FIFO works too)."""
+    with path.open("rb", buffering=0) as raw:
+        head = b""
+        while len(head) < 2:  # a FIFO may deliver fewer bytes than asked for
+            more = raw.read(2 - len(head))
+            if not more:
+                break
+            head += more
+        stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=_CHUNK)
+        if head == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
+                yield unzipped  # type: ignore[misc]  # GzipFile is a binary IO
+        else:
+            yield stream
+
+
+def _encode_block(block: bytes) -> bytes:
+    """Re-encode whole lines so that DuckDB's CSV reader keeps each one intact."""
+    if not block.isascii():
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            block = b"\n".join(map(_checked_utf8, block.split(b"\n")))
+    if b"\x02" in block:
+        block = block.replace(b"\x02", b"\x02e")
+    if b"\r" in block:
+        block = block.replace(b"\r", b"\x02r")
+    if b"\x01" in block:
+        block = block.replace(b"\x01", b"\x02d")
+    return block
+
+
+def _checked_utf8(line: bytes) -> bytes:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        # Hex has no byte the later encoding steps touch.
+        return _MARK_BAD_UTF8.encode() + line.hex().encode()
+    return line
+
+
+def _long_marker(head: bytes, length: int) -> bytes:
+    return f"{_MARK_LONG}{length}:".encode() + head[:_HEAD].hex().encode()
+
+
+def _cut_long_lines(block: bytes) -> bytes:
+    lines = block.split(b"\n")
+    return b"\n".join(
+        _long_marker(line, len(line)) if len(line) > _MAX_LINE else line for line in lines
+    )
+
+
+def _plain_file_is_clean(path: Path) -> bool:
+    """Whether DuckDB can read `path` itself: a regular, uncompressed file without a byte the
+    reader thread would have to re-encode (CR, \\x01, \\x02, a BOM, invalid UTF-8) and without
+    an overlong line.  Reading a file twice (page cache) is much cheaper than the single-threaded
+    FIFO path."""
+    if not path.is_file():
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line_length = 0
+    with path.open("rb") as stream:
+        first = True
+        while chunk := stream.read(_CHUNK * 4):
+            if first and (chunk.startswith((b"\x1f\x8b", codecs.BOM_UTF8))):
+                return False
+            first = False
+            if b"\r" in chunk or b"\x01" in chunk or b"\x02" in chunk:
+                return False
+            if not chunk.isascii():
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    return False
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                line_length += len(chunk)
+            else:
+                # Lines within a chunk are shorter than it; only the ones crossing chunk
+                # boundaries can be overlong.
+                if line_length + newline > _MAX_LINE:
+                    return False
+                line_length = len(chunk) - chunk.rfind(b"\n") - 1
+            if line_length > _MAX_LINE:
+                return False
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _Reader(threading.Thread):
+    """Copies the source into the FIFO that DuckDB reads, re-encoded (see _encode_block)."""
+
+    def __init__(self, source: Path, fifo: Path, progress: Callable[[int], None] | None) -> None:
+        super().__init__(name="convert-reader", daemon=True)
+        self.source = source
+        self.fifo = fifo
+        self.progress = progress
+        self.error: BaseException | None = None
+        self.lines = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            # The FIFO is opened first and always: DuckDB waits for a writer, so even a source
+            # that fails to open must give it an end of file.
+            with self.fifo.open("wb", buffering=0) as out, _open_source(self.source) as stream:
+                self._copy(stream, out)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            self.error = exc
+
+    def _copy(self, stream: IO[bytes], out: IO[bytes]) -> None:
+        first = True
+        pending = b""
+        long_head: bytes | None = None
+        long_length = 0
+        while not self.stop.is_set():
+            data = stream.read(_CHUNK)
+            if not data:
+                break
+            if long_head is not None:
+                newline = data.find(b"\n")
+                if newline < 0:
+                    long_length += len(data)
+                    continue
+                out.write(_long_marker(long_head, long_length + newline) + b"\n")
+                self._count(1)
+                long_head = None
+                data = data[newline + 1 :]
+            data = pending + data
+            cut = data.rfind(b"\n") + 1
+            block, pending = data[:cut], data[cut:]
+            if len(pending) > _MAX_LINE:
+                long_head, long_length, pending = pending[:_HEAD], len(pending), b""
+            if block:
+                if len(block) > _MAX_LINE:  # only then can a line in it be too long
+                    block = _cut_long_lines(block)
+                encoded = _encode_block(block)
+                if first and encoded.startswith(codecs.BOM_UTF8):
+                    encoded = b"\x02b" + encoded[len(codecs.BOM_UTF8) :]  # DuckDB drops a BOM
+                first = False
+                out.write(encoded)
+                self._count(block.count(b"\n"))
+        if self.stop.is_set():
+            return
+        if long_head is not None:
+            out.write(_long_marker(long_head, long_length))
+            self._count(1)
+        elif pending:
+            out.write(_encode_block(pending))
+            self._count(1)
+
+    def _count(self, lines: int) -> None:
+        self.lines += lines
+        if self.progress is not None and lines:
+            self.progress(self.lines)
+
+    def finish(self) -> None:
+        """Stop and join; a writer still waiting for a reader is released first."""
+        self.stop.set()
+        if self.is_alive():
+            with contextlib.suppress(OSError):
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+                os.close(fd)  # the writer now gets EPIPE and ends
+            self.join()
+
+
+def _decode(text: str) -> str:
+    """Undo the reader's \\x02 tokens."""
+    if "\x02" not in text:
+        return text
+    return _TOKEN.sub(lambda m: _TOKENS.get(m.group(1), m.group()), text)
+
+
+# --------------------------------------------------------------------------
+# SQL helpers
+
+
+def _lit(text: str) -> str:
+    """A SQL string literal (control characters through chr(), which literals cannot hold)."""
+    parts: list[str] = []
+    plain: list[str] = []
+    for char in text:
+        if ord(char) < 32 or char == "\x7f":
+            if plain:
+                parts.append("'" + "".join(plain).replace("'", "''") + "'")
+                plain = []
+            parts.append(f"chr({ord(char)})")
+        else:
+            plain.append(char)
+    if plain or not parts:
+        parts.append("'" + "".join(plain).replace("'", "''") + "'")
+    return " || ".join(parts)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _in_list(values: Iterable[str]) -> str:
+    return "(" + ", ".join(_lit(v) for v in values) + ")"
+
+
+_TYPE_SQL = (
+    "CASE WHEN starts_with(v, '\"') THEN 3 "
+    f"WHEN v IN {_in_list(_BOOLS)} THEN 4 "
+    "WHEN suffix(v, 'i') THEN 1 WHEN suffix(v, 'u') THEN 2 ELSE 0 END"
+)
+_NUMBER_BODY = "substr(v, 1, strlen(v) - 1)"
+# Values whose shape the parser's patterns accept; only long ones or ones with an exponent can
+# overflow, so only those are cast here.
+_BAD_SQL = (
+    "CASE ty "
+    f"WHEN 0 THEN NOT coalesce(regexp_full_match(v, '{_FLOAT_RE}') AND ((strlen(v) < 300 "
+    "AND NOT contains(v, 'e') AND NOT contains(v, 'E')) OR isfinite(TRY_CAST(v AS DOUBLE))), "
+    "false) "
+    "WHEN 1 THEN NOT coalesce(regexp_full_match(v, '-?[0-9]+i') AND (strlen(v) < 20 "
+    f"OR TRY_CAST({_NUMBER_BODY} AS BIGINT) IS NOT NULL), false) "
+    "WHEN 2 THEN NOT coalesce(regexp_full_match(v, '[0-9]+u') AND (strlen(v) < 21 "
+    f"OR TRY_CAST({_NUMBER_BODY} AS UBIGINT) IS NOT NULL), false) "
+    "ELSE false END"
+)
+
+
+def _decode_sql(expr: str) -> str:
+    """SQL undoing the reader's \\x02 tokens in `expr` (the others first, then \\x02 itself)."""
+    return (
+        f"replace(replace(replace({expr}, chr(2) || 'r', chr(13)), chr(2) || 'd', chr(1)), "
+        "chr(2) || 'e', chr(2))"
+    )
+
+
+def _string_value_sql(v: str) -> str:
+    """SQL for the value of string token `v` (``"..."``): tokens decoded, escapes undone."""
+    inner = f"substr({v}, 2, length({v}) - 2)"
+    decoded = f"(CASE WHEN contains({inner}, chr(2)) THEN {_decode_sql(inner)} ELSE {inner} END)"
+    # Only \\" and \\\\ are escapes in a string; the reader's tokens hold no backslash.
+    return (
+        f"(CASE WHEN contains({inner}, '\\') THEN "
+        f"regexp_replace({decoded}, '\\\\([\"\\\\])', '\\1', 'g') ELSE {decoded} END)"
+    )
+
+
+def _value_sql(kind: str, v: str) -> str:
+    """SQL turning raw value text `v` (validated to be of type `kind`) into its typed value."""
+    body = f"substr({v}, 1, strlen({v}) - 1)"
+    if kind == "float":
+        return f"CAST({v} AS DOUBLE)"
+    if kind == "integer":
+        return f"CAST({body} AS BIGINT)"
+    if kind == "unsigned":
+        return f"CAST({body} AS UBIGINT)"
+    if kind == "boolean":
+        return f"{v} IN {_in_list(_TRUE)}"
+    return _string_value_sql(v)
+
+
+_RAW_LINE_SQL = (
+    f"CASE WHEN kind = {_BULK} THEN key || ' ' || "
+    "CASE WHEN fk IS NULL THEN v ELSE fk || '=' || v END || ' ' || CAST(ts AS VARCHAR) "
+    "ELSE coalesce(raw, '') END"
+)
+
+
+def _value_text(value: object, kind: str) -> str:
+    """A parsed value back in the raw text form that the SQL value expressions read."""
+    if kind == "string":
+        text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\x02", "\x02e")
+        return f'"{text}"'
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind == "integer":
+        return f"{value}i"
+    if kind == "unsigned":
+        return f"{value}u"
+    return repr(float(value))  # type: ignore[arg-type]  # the shortest text that round-trips
+
+
+# --------------------------------------------------------------------------
+# The conversion
+
+
+SeriesId = tuple[str, tuple[tuple[str, str], ...]]
+GroupId = tuple[str | None, str | None, str]
+
+
+@dataclass
+class _Group:
+    """One output table: a measurement under one database and retention policy."""
+
+    database: str | None
+    rp: str | None
+    measurement: str
+    fields: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    keys: set[str] = field(default_factory=set)  # bulk series keys, as stored (encoded)
+    canons: set[str] = field(default_factory=set)  # series of exact-path points
+    segments: set[int] = field(default_factory=set)
+    tag_keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """Lines from rowid `start` on, up to the next segment, share a database and policy."""
+
+    start: int
+    database: str | None
+    rp: str | None
+
+
+class _Job:
+    """One conversion: the DuckDB connection and what the passes learn along the way."""
+
+    def __init__(
+        self,
+        *,
+        source: Path,
+        out_dir: Path,
+        precision: str,
+        layout: str,
+        file_stem: str,
+        default_database: str | None,
+        default_rp: str | None,
+        rejected_dir: Path,
+        work: Path,
+        memory_limit: str,
+        threads: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.source = source
+        self.out_dir = out_dir
+        self.precision = precision
+        self.layout = layout
+        self.file_stem = file_stem
+        self.default_database = default_database
+        self.default_rp = default_rp
+        self.rejected_dir = rejected_dir
+        self.work = work
+        self.progress = progress
+        self.mult = PRECISION_NS[precision]
+        now = time.time_ns()
+        self.now = now - now % self.mult  # parse() truncates the default time the same way
+        config: dict[str, Any] = {
+            "memory_limit": memory_limit,
+            "temp_directory": str(work / "spill"),
+            "preserve_insertion_order": True,  # rowid must follow the line order
+        }
+        if threads is not None:
+            config["threads"] = threads
+        self.con = duckdb.connect(":memory:", config=config)
+        self.lines = 0
+        self.rejected = 0
+        self.has_mitems = False
+        self.headers: dict[int, tuple[str, str]] = {}  # rowid -> ("database" | "rp", name)
+        self.segments: list[_Segment] = []
+        self.bulk_series: dict[str, SeriesId] = {}  # stored key -> series
+        self.slow_series: dict[str, SeriesId] = {}  # canonical text -> series
+        self._canon: dict[SeriesId, str] = {}
+        self._slow_rows: list[tuple[int, int, str, str, str, int]] = []
+        self._reject_rows: list[tuple[int, str, str]] = []
+
+    # ---------------------------------------------------------------- driver
+
+    def run(self) -> ConvertResult:
+        """Run every pass; always closes the connection."""
+        try:
+            self._read()
+            # From here on the order of rows no longer matters: every query orders explicitly.
+            self.con.execute("SET preserve_insertion_order = false")
+            self.con.execute(
+                "CREATE TABLE slow_items (o BIGINT, n BIGINT, canon VARCHAR, fk VARCHAR, "
+                "v VARCHAR, t BIGINT)"
+            )
+            self.con.execute("CREATE TABLE rejects (line BIGINT, reason VARCHAR, text VARCHAR)")
+            self._walk_slow_lines()
+            self._split_multi_field_lines()
+            self._find_segments()
+            groups = self._collect()
+            return self._write_all(groups)
+        finally:
+            self.con.close()
+
+    # ---------------------------------------------------------------- pass 1: read
+
+    def _read(self) -> None:
+        if _plain_file_is_clean(self.source):
+            # DuckDB reads the file itself, in parallel.
+            self.con.execute(self._pass1_sql(self.source))
+            if self.progress is not None:
+                row = self.con.execute("SELECT count(*) FROM lines").fetchone()
+                self.progress(int(row[0]) if row else 0)
+            return
+        fifo = self.work / "input.fifo"
+        with contextlib.suppress(FileNotFoundError):
+            fifo.unlink()
+        os.mkfifo(fifo, 0o600)
+        reader = _Reader(self.source, fifo, self.progress)
+        reader.start()
+        try:
+            self.con.execute(self._pass1_sql(fifo))
+        finally:
+            reader.finish()
+        if reader.error is not None:
+            raise reader.error
+
+    def _pass1_sql(self, path: Path) -> str:
+        """Read every line into `lines`, split bulk lines into key, field key, value, time.
+
+        A line without quotes is split at its last two spaces: time, fields, and the series
+        key before them (whose escaped spaces Python checks once per distinct key).  A line
+        with a quote may be one string field holding spaces: its key ends at the first space
+        not preceded by a backslash (found with `\\ ` masked), its time at the last space.
+        """
+        low = -(-MIN_NANO_TIME // self.mult)  # ceil: the scaled time must stay in range
+        high = MAX_NANO_TIME // self.mult
+        ws = "' ' || chr(9) || chr(0)"
+        csv = (
+            f"read_csv({_lit(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
+            "auto_detect=false, quote='', escape='', delim=chr(1), strict_mode=false, "
+            f"compression='none', max_line_size={_CSV_MAX_LINE})"
+        )
+        # A 19-character time of at least 10**18 that DuckDB could read is canonical unless
+        # it has an exponent or is hexadecimal; other times are checked by printing them.
+        canonical = (
+            "CASE WHEN strlen(tt) = 19 AND ts >= 1000000000000000000 THEN NOT contains(tt, 'e') "
+            "AND NOT contains(tt, 'E') AND NOT contains(tt, 'x') AND NOT contains(tt, 'X') "
+            "ELSE CAST(ts AS VARCHAR) = tt END"
+        )
+        return f"""
+        CREATE TABLE lines AS
+        WITH a AS (SELECT line, string_split(line, ' ') AS p, contains(line, '"') AS q FROM {csv}),
+        b AS (SELECT line, q, len(p) AS np, p[-1] AS tt, TRY_CAST(p[-1] AS BIGINT) AS ts,
+                     CASE WHEN q THEN strpos(replace(line, '\\ ', '__'), ' ') END AS ke,
+                     p[-2] AS last_fields FROM a),
+        c AS (
+            SELECT line, q, np, tt, ts,
+                CASE WHEN q THEN substr(line, ke + 1, length(line) - ke - length(tt) - 1)
+                     ELSE last_fields END AS f,
+                CASE WHEN q THEN substr(line, 1, ke - 1)
+                     ELSE substr(line, 1, length(line) - length(last_fields) - length(tt) - 2)
+                END AS key
+            FROM b),
+        d AS (
+            SELECT line, f, key, ts, strpos(f, '=') AS eq,
+                coalesce(np >= 3 AND ts BETWEEN {low} AND {high} AND {canonical} AND CASE
+                    WHEN q THEN regexp_full_match(f, '{_STRING_FIELD_RE}')
+                    ELSE NOT contains(f, '\\') AND NOT contains(f, chr(2)) AND strpos(f, '=') > 1
+                END, false) AS bulk,
+                NOT q AND contains(f, ',') AS multi
+            FROM c)
+        SELECT
+            CAST(CASE WHEN bulk THEN {_BULK}
+                 WHEN line IS NULL OR (NOT contains(line, '"') AND NOT suffix(line, '\\') AND (
+                      ltrim(line, {ws}) = '' OR starts_with(ltrim(line, {ws}), '#')
+                      OR starts_with(line, 'CREATE DATABASE '))) THEN {_SKIP}
+                 ELSE {_SLOW} END AS UTINYINT) AS kind,
+            key,
+            CASE WHEN NOT multi THEN substr(f, 1, eq - 1) END AS fk,
+            CASE WHEN multi THEN f ELSE substr(f, eq + 1) END AS v,
+            ts,
+            CASE WHEN NOT bulk THEN line END AS raw
+        FROM d
+        """
+
+    # ---------------------------------------------------------------- exact path
+
+    def _walk_slow_lines(self) -> None:
+        """Parse, in order, the lines that the bulk classification left to the exact parser."""
+        cursor = self.con.cursor()
+        cursor.execute(f"SELECT rowid, raw FROM lines WHERE kind = {_SLOW} ORDER BY rowid")
+        taken_until = -1
+        taken: list[tuple[int, int]] = []
+        while batch := cursor.fetchmany(_BATCH):
+            for rowid, raw in batch:
+                if rowid <= taken_until:
+                    continue  # part of a logical line that began earlier
+                last = self._exact_line(rowid, raw)
+                if last > rowid:
+                    taken.append((rowid + 1, last))
+                    taken_until = last
+        cursor.close()
+        for first, last in taken:
+            self.con.execute(
+                f"UPDATE lines SET kind = {_TAKEN} WHERE rowid BETWEEN ? AND ?", [first, last]
+            )
+        self._flush()
+
+    def _exact_line(self, rowid: int, raw: str) -> int:
+        """Handle the logical line starting at physical row `rowid`; return its last rowid."""
+        if raw.startswith(_MARK_BAD_UTF8):
+            text = bytes.fromhex(raw[len(_MARK_BAD_UTF8) :]).decode("utf-8", "backslashreplace")
+            self.lines += 1
+            self._reject(rowid, "invalid UTF-8", text)
+            return rowid
+        if raw.startswith(_MARK_LONG):
+            length, _, head = raw[len(_MARK_LONG) :].partition(":")
+            text = bytes.fromhex(head).decode("utf-8", "backslashreplace") + "..."
+            self.lines += 1
+            self._reject(rowid, f"line of {length} bytes, longer than {_MAX_LINE}", text)
+            return rowid
+        text = _decode(raw)
+        while match := _SKIPPED_FILE.match(text):
+            # influx_inspect 1.6 prints this without a newline when a TSM file vanished during
+            # the export: what follows the .tsm path is the next line of the export.
+            self.lines += 1
+            self._reject(rowid, "influx_inspect message, not line protocol", match.group())
+            text = text[match.end() :]
+        if not text and raw:
+            return rowid
+        last = rowid
+        if '"' in text or text.endswith("\\"):
+            text, last = self._logical_line(text, rowid)
+        self._exact_text(text, rowid)
+        return last
+
+    def _logical_line(self, text: str, rowid: int) -> tuple[str, int]:
+        """Join the following physical lines as parse() does; return the text and last rowid."""
+        last = rowid
+        following = self._physical_lines(rowid + 1)
+        for nxt in following:
+            # Whether a newline ends the line depends on the scanner's state there, so scan
+            # the text with the next line appended, as parse() scans the whole input.
+            joined = text + "\n" + nxt
+            if _scan_line(joined, 0) == len(text):
+                break
+            text, last = joined, last + 1
+        following.close()
+        return text, last
+
+    def _physical_lines(self, first: int) -> Generator[str, None, None]:
+        """Physical lines from rowid `first` on, decoded, fetched a few at a time."""
+        cursor = self.con.cursor()
+        try:
+            start = first
+            while True:
+                rows = cursor.execute(
+                    f"SELECT {_RAW_LINE_SQL} FROM lines WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                    [start, start + 63],
+                ).fetchall()
+                for (text,) in rows:
+                    yield _decode(str(text))
+                if len(rows) < 64:
+                    return
+                start += 64
+        finally:
+            cursor.close()
+
+    def _exact_text(self, text: str, rowid: int) -> None:
+        """Parse one logical line (first physical row `rowid`) with the exact parser."""
+        header = _header(text)
+        if header is not None:
+            self.headers[rowid] = header
+            return
+        stripped = text.lstrip(" \t\x00")
+        if not stripped or stripped.startswith("#") or text.startswith("CREATE DATABASE "):
+            return
+        self.lines += 1
+        if _MARK_BAD_UTF8 in text or _MARK_LONG in text:
+            self._reject(rowid, "invalid UTF-8 or an overlong line inside a quoted string", text)
+            return
+        try:
+            point = parse_line(text, self.precision, self.now)
+        except LineProtocolError as exc:
+            self._reject(rowid + exc.line - 1, f"{exc.reason} (column {exc.column})", text)
+            return
+        sid: SeriesId = (point.measurement, tuple(sorted(point.tags.items())))
+        canon = self._canon.get(sid)
+        if canon is None:
+            canon = self._canon[sid] = json.dumps(sid, ensure_ascii=False)
+            self.slow_series[canon] = sid
+        for index, (key, value) in enumerate(point.fields.items()):
+            self._slow_rows.append(
+                (
+                    rowid * _FIELD_SLOTS + index,
+                    rowid,
+                    canon,
+                    key,
+                    _value_text(value, point.field_types[key]),
+                    point.time,
+                )
+            )
+        if len(self._slow_rows) >= _BATCH:
+            self._flush()
+
+    def _reject(self, rowid: int, reason: str, text: str) -> None:
+        self.rejected += 1
+        if self.rejected <= _LOGGED_REJECTS:
+            log.warning("line rejected", file=str(self.source), line=rowid + 1, reason=reason)
+        self._reject_rows.append((rowid + 1, reason, _shown(text)))
+        if len(self._reject_rows) >= _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Move buffered exact-path points and rejects into their DuckDB tables."""
+        if self._slow_rows:
+            self.con.execute(
+                "INSERT INTO slow_items SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
+                "unnest($5), unnest($6)",
+                [list(column) for column in zip(*self._slow_rows, strict=True)],
+            )
+            self._slow_rows.clear()
+        if self._reject_rows:
+            self.con.execute(
+                "INSERT INTO rejects SELECT unnest($1), unnest($2), unnest($3)",
+                [list(column) for column in zip(*self._reject_rows, strict=True)],
+            )
+            self._reject_rows.clear()
+
+    def _reparse_bulk(self, where: str, params: list[Any] | None = None) -> None:
+        """Hand bulk rows matching `where` to the exact parser (each is one whole line)."""
+        cursor = self.con.cursor()
+        cursor.execute(
+            f"SELECT rowid, {_RAW_LINE_SQL} FROM lines WHERE kind = {_BULK} AND ({where}) "
+            "ORDER BY rowid",
+            params,
+        )
+        moved: list[int] = []
+        while batch := cursor.fetchmany(_BATCH):
+            for rowid, raw in batch:
+                self._exact_text(_decode(raw), rowid)
+                moved.append(rowid)
+        cursor.close()
+        self._flush()
+        for start in range(0, len(moved), _BATCH):
+            chunk = moved[start : start + _BATCH]
+            self.con.execute(
+                f"UPDATE lines SET kind = {_TAKEN} WHERE rowid IN (SELECT unnest($1))", [chunk]
+            )
+            if self.has_mitems:
+                self.con.execute("DELETE FROM mitems WHERE n IN (SELECT unnest($1))", [chunk])
+
+    # ---------------------------------------------------------------- multi-field lines
+
+    def _split_multi_field_lines(self) -> None:
+        """Unnest plain multi-field lines into `mitems`; odd ones go to the exact parser."""
+        row = self.con.execute(
+            f"SELECT count(*) FROM lines WHERE kind = {_BULK} AND fk IS NULL"
+        ).fetchone()
+        if not row or not row[0]:
+            return
+        self.con.execute(f"""
+            CREATE TABLE mitems AS
+            SELECT n, key, ts, idx, eq, substr(item, 1, eq - 1) AS fk, substr(item, eq + 1) AS v
+            FROM (SELECT n, key, ts, idx, item, strpos(item, '=') AS eq FROM (
+                SELECT n, key, ts, unnest(items) AS item, unnest(range(1, len(items) + 1)) AS idx
+                FROM (SELECT rowid AS n, key, ts, string_split(v, ',') AS items
+                      FROM lines WHERE kind = {_BULK} AND fk IS NULL)))
+        """)
+        self.has_mitems = True
+        # An empty field or key, or a key given twice in one line (parse() keeps only the
+        # last, so the first one's type must not count), is left to the exact parser.
+        self._reparse_bulk(
+            "rowid IN (SELECT n FROM mitems WHERE eq <= 1 OR v = '' "
+            "UNION SELECT n FROM mitems GROUP BY n, fk HAVING count(*) > 1)"
+        )
+
+    # ---------------------------------------------------------------- headers, segments
+
+    def _find_segments(self) -> None:
+        rows = self.con.execute(
+            f"SELECT rowid, raw FROM lines WHERE kind = {_SKIP} AND starts_with(raw, '# CONTEXT-')"
+        ).fetchall()
+        for rowid, raw in rows:
+            header = _header(_decode(raw))
+            if header is not None:
+                self.headers[rowid] = header
+        segments = [_Segment(0, self.default_database, self.default_rp)]
+        for rowid in sorted(self.headers):
+            kind, name = self.headers[rowid]
+            if kind == "database":
+                segments.append(_Segment(rowid, name, self.default_rp))
+            else:
+                segments.append(_Segment(rowid, segments[-1].database, name))
+        self.segments = segments
+
+    def _segment_sql(self, column: str) -> str:
+        """SQL for the segment index of rowid `column`."""
+        if len(self.segments) == 1:
+            return "0"
+        cases = " ".join(
+            f"WHEN {column} < {segment.start} THEN {index}"
+            for index, segment in enumerate(self.segments[1:])
+        )
+        return f"CASE {cases} ELSE {len(self.segments) - 1} END"
+
+    # ---------------------------------------------------------------- pass 2: what is there
+
+    def _collect(self) -> dict[GroupId, _Group]:
+        """Validate values, parse distinct series keys, and gather fields per output group."""
+        items = f"SELECT rowid AS n, key, fk, v FROM lines WHERE kind = {_BULK} AND fk IS NOT NULL"
+        if self.has_mitems:
+            items += " UNION ALL SELECT n, key, fk, v FROM mitems"
+        scan = f"""
+            SELECT {self._segment_sql("n")} AS seg, n, key, fk, ty, {_BAD_SQL} AS bad
+            FROM (SELECT n, key, fk, v, {_TYPE_SQL} AS ty FROM ({items}))
+        """
+        rows = self.con.execute(
+            f"SELECT seg, key, fk, ty, count(*) FILTER (WHERE NOT bad), "
+            f"count(*) FILTER (WHERE bad) FROM ({scan}) GROUP BY ALL"
+        ).fetchall()
+        if any(row[5] for row in rows):
+            # Bad numbers, overflows, infinities: the exact parser gives the reason.
+            self._reparse_bulk(f"rowid IN (SELECT n FROM ({scan}) WHERE bad)")
+        parsed = {key: _parse_key(key) for key in {row[1] for row in rows if row[4]}}
+        odd = [key for key, sid in parsed.items() if sid is None]
+        if odd:
+            self.con.execute("CREATE TEMP TABLE odd_keys AS SELECT unnest($1) AS key", [odd])
+            self._reparse_bulk("key IN (SELECT key FROM odd_keys)")
+        self.bulk_series = {key: sid for key, sid in parsed.items() if sid is not None}
+        slow_rows = self.con.execute(
+            f"SELECT {self._segment_sql('n')} AS seg, canon, fk, {_TYPE_SQL} AS ty "
+            "FROM slow_items GROUP BY ALL"
+        ).fetchall()
+        groups: dict[GroupId, _Group] = {}
+
+        def group(segment: int, measurement: str) -> _Group:
+            where = self.segments[segment]
+            ident = (where.database, where.rp, measurement)
+            found = groups.get(ident)
+            if found is None:
+                found = groups[ident] = _Group(where.database, where.rp, measurement)
+            found.segments.add(segment)
+            return found
+
+        for segment, key, fk, ty, good, _ in rows:
+            sid = self.bulk_series.get(key)
+            if good and sid is not None:
+                target = group(segment, sid[0])
+                target.keys.add(key)
+                target.fields[fk].add(TYPES[ty])
+        for segment, canon, fk, ty in slow_rows:
+            target = group(segment, self.slow_series[canon][0])
+            target.canons.add(canon)
+            target.fields[fk].add(TYPES[ty])
+        if self.layout == "database":
+            for database, rp, measurement in groups:
+                if database is None or rp is None:
+                    raise ConvertError(
+                        f"{self.source}: lines of measurement {measurement!r} come before any "
+                        f"'{_HEADER_DB}'/'{_HEADER_RP}' header and no default_database/"
+                        "default_rp was given"
+                    )
+        row = self.con.execute(f"SELECT count(*) FROM lines WHERE kind = {_BULK}").fetchone()
+        self.lines += int(row[0]) if row else 0
+        return groups
+
+    # ---------------------------------------------------------------- pass 3: write
+
+    def _write_all(self, groups: dict[GroupId, _Group]) -> ConvertResult:
+        sid_of = _series_ids(set(self.bulk_series.values()) | set(self.slow_series.values()))
+        targets = self._targets(groups)
+        files: list[Path] = []
+        written: dict[Path, set[str]] = defaultdict(set)
+        measurements: dict[GroupId, int] = {}
+        for ident in sorted(groups, key=_group_order):
+            group = groups[ident]
+            self._group_tables(group, sid_of)
+            target = targets.get(ident)
+            if target is None:
+                self._reject_group(group)
+                continue
+            measurements[ident] = self._write_group(group, target)
+            files.append(target)
+            written[target.parent].add(target.name)
+        for directory, names in written.items():
+            _remove_stale(directory, self.file_stem, names)
+        self._flush()
+        self._write_rejects()
+        return ConvertResult(
+            self.lines, sum(measurements.values()), self.rejected, files, measurements
+        )
+
+    def _targets(self, groups: dict[GroupId, _Group]) -> dict[GroupId, Path]:
+        """The final file of each group; groups whose names cannot be directories are left out."""
+        targets: dict[GroupId, Path] = {}
+        if self.layout == "database":
+            for ident in groups:
+                with contextlib.suppress(ValueError):
+                    parts = [path_segment(str(name)) for name in ident]
+                    targets[ident] = self.out_dir.joinpath(*parts, f"{self.file_stem}.parquet")
+            return targets
+        by_measurement: dict[str, list[GroupId]] = defaultdict(list)
+        for ident in groups:
+            by_measurement[ident[2]].append(ident)
+        for measurement, idents in by_measurement.items():
+            try:
+                directory = self.out_dir / path_segment(measurement)
+            except ValueError:
+                continue
+            idents.sort(key=_group_order)
+            for index, ident in enumerate(idents):
+                name = self.file_stem if len(idents) == 1 else f"{self.file_stem}-{index}"
+                targets[ident] = directory / f"{name}.parquet"
+        return targets
+
+    def _group_tables(self, group: _Group, sid_of: dict[SeriesId, int]) -> None:
+        """Temp tables of the group's series: keys to series ids, series ids to tag values."""
+        keys = sorted(group.keys)
+        canons = sorted(group.canons)
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE group_keys AS "
+            "SELECT unnest($1) AS key, unnest($2)::INTEGER AS sid",
+            [keys, [sid_of[self.bulk_series[key]] for key in keys]],
+        )
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE group_canons AS "
+            "SELECT unnest($1) AS canon, unnest($2)::INTEGER AS sid",
+            [canons, [sid_of[self.slow_series[canon]] for canon in canons]],
+        )
+        series = sorted(self._group_series(group), key=sid_of.__getitem__)
+        tag_keys = sorted({tag for sid in series for tag, _ in sid[1]})
+        columns = [[dict(sid[1]).get(tag) for sid in series] for tag in tag_keys]
+        select = "".join(f"unnest(${i + 2}) AS t{i}, " for i in range(len(tag_keys)))
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE group_tags AS SELECT {select}unnest($1)::INTEGER AS sid",
+            [[sid_of[sid] for sid in series], *columns],
+        )
+        group.tag_keys = tag_keys
+
+    def _group_series(self, group: _Group) -> set[SeriesId]:
+        return {self.bulk_series[key] for key in group.keys} | {
+            self.slow_series[canon] for canon in group.canons
+        }
+
+    def _sources_sql(self, group: _Group, with_type: bool) -> str:
+        """Every (order, series id, time, field key, raw value) of one group."""
+        ranges = []
+        for index in sorted(group.segments):
+            start = self.segments[index].start
+            if index + 1 < len(self.segments):
+                ranges.append(f"n BETWEEN {start} AND {self.segments[index + 1].start - 1}")
+            else:
+                ranges.append(f"n >= {start}")
+        parts: list[str] = []
+        if group.keys:
+            keys = sorted(group.keys)
+            # Lines come sorted by series key in an export: the key range lets DuckDB skip the
+            # row groups of other measurements.
+            parts.append(
+                f"SELECT l.rowid * {_FIELD_SLOTS} AS o, l.rowid AS n, g.sid, "
+                f"l.ts * {self.mult} AS t, l.fk, l.v FROM lines l JOIN group_keys g "
+                f"ON l.key = g.key WHERE l.kind = {_BULK} AND l.fk IS NOT NULL "
+                f"AND l.key BETWEEN {_lit(keys[0])} AND {_lit(keys[-1])}"
+            )
+            if self.has_mitems:
+                parts.append(
+                    f"SELECT m.n * {_FIELD_SLOTS} + m.idx AS o, m.n, g.sid, "
+                    f"m.ts * {self.mult} AS t, m.fk, m.v FROM mitems m JOIN group_keys g "
+                    "ON m.key = g.key"
+                )
+        if group.canons:
+            parts.append(
+                "SELECT s.o, s.n, g.sid, s.t, s.fk, s.v FROM slow_items s JOIN group_canons g "
+                "ON s.canon = g.canon"
+            )
+        union = " UNION ALL ".join(f"({part})" for part in parts)
+        type_column = f", {_TYPE_SQL} AS ty" if with_type else ""
+        return f"SELECT o, sid, t, fk, v{type_column} FROM ({union}) WHERE {' OR '.join(ranges)}"
+
+    def _write_group(self, group: _Group, target: Path) -> int:
+        field_columns, tag_columns = _column_names(group.tag_keys, group.fields)
+        with_type = any(len(kinds) > 1 for kinds in group.fields.values())
+        # Raw value text is aggregated and converted afterwards: one conversion per output
+        # value instead of one per line and type.
+        aggregates = []
+        values = []
+        for name, key, kind, conflicting in field_columns:
+            lit, column = _lit(key), _ident(name)
+            if conflicting:
+                code = _TYPE_CODE[kind]
+                aggregates.append(
+                    f"CASE WHEN arg_max(ty, o) FILTER (WHERE fk = {lit}) = {code} THEN "
+                    f"arg_max(v, o) FILTER (WHERE fk = {lit} AND ty = {code}) END AS {column}"
+                )
+            else:
+                aggregates.append(f"arg_max(v, o) FILTER (WHERE fk = {lit}) AS {column}")
+            values.append(f"{_value_sql(kind, f'p.{column}')} AS {column}")
+        columns = ['make_timestamp_ns(p.t) AS "time"']
+        columns += [f"g.t{index} AS {_ident(name)}" for index, name in enumerate(tag_columns)]
+        columns += values
+        tmp = target.parent / f".{target.name}.tmp"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        row = self.con.execute(f"""
+            COPY (
+                SELECT {", ".join(columns)}
+                FROM (SELECT sid, t, {", ".join(aggregates)}
+                      FROM ({self._sources_sql(group, with_type)}) GROUP BY sid, t) p
+                JOIN group_tags g ON p.sid = g.sid
+                ORDER BY p.sid, p.t
+            ) TO {_lit(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
+        """).fetchone()
+        _fsync(tmp)
+        tmp.replace(target)
+        _fsync(target.parent)
+        return int(row[0]) if row else 0
+
+    def _reject_group(self, group: _Group) -> None:
+        """Reject every line of a group whose names cannot become directory names."""
+        what = (
+            "database, retention policy or measurement"
+            if self.layout == "database"
+            else ("measurement")
+        )
+        reason = f"{what} name longer than {_MAX_SEGMENT_BYTES} bytes as a directory name"
+        cursor = self.con.cursor()
+        cursor.execute(
+            f"SELECT DISTINCT o // {_FIELD_SLOTS} AS n FROM ({self._sources_sql(group, False)}) "
+            "ORDER BY n"
+        )
+        while batch := cursor.fetchmany(_BATCH):
+            for (rowid,) in batch:
+                self._reject(rowid, reason, f"a line of measurement {group.measurement[:80]!r}")
+        cursor.close()
+
+    def _write_rejects(self) -> None:
+        target = self.rejected_dir / f"{self.file_stem}.txt"
+        if not self.rejected:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+            return
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.rejected_dir / f".{target.name}.tmp"
+        cursor = self.con.cursor()
+        cursor.execute("SELECT line, reason, text FROM rejects ORDER BY line, reason")
+        with tmp.open("w", encoding="utf-8", errors="surrogateescape", newline="\n") as out:
+            while batch := cursor.fetchmany(_BATCH):
+                out.writelines(
+                    f"{self.source}:{line}: {reason}: {text}\n" for line, reason, text in batch
+                )
+            out.flush()
+            os.fsync(out.fileno())
+        cursor.close()
+        tmp.replace(target)
+        _fsync(self.rejected_dir)
+        log.warning(
+            "rejected lines kept aside",
+            file=str(self.source),
+            rejected=self.rejected,
+            path=str(target),
+        )
+
+
+# --------------------------------------------------------------------------
+# Small pieces
+
+
+def _header(text: str) -> tuple[str, str] | None:
+    if "\n" in text:
+        return None
+    if text.startswith(_HEADER_DB):
+        return "database", text[len(_HEADER_DB) :]
+    if text.startswith(_HEADER_RP):
+        return "rp", text[len(_HEADER_RP) :]
+    return None
+
+
+def _parse_key(encoded: str) -> SeriesId | None:
+    """Measurement and tags of a bulk series key, or None if the bulk split may be wrong."""
+    key = _decode(encoded)
+    if not key or key[0] in " \t\x00#" or key.endswith("\\"):
+        return None
+    # The bulk split took the first space not preceded by a backslash as the key's end; the
+    # line scanner reads backslashes in pairs.  Both must agree that the key has no space.
+    if _UNESCAPED_SPACE.search(key) or not _PAIRED_KEY.fullmatch(key):
+        return None
+    try:
+        point = parse_line(key + " f=1 0")
+    except LineProtocolError:
+        return None
+    return point.measurement, tuple(sorted(point.tags.items()))
+
+
+def _series_ids(series: set[SeriesId]) -> dict[SeriesId, int]:
+    """Number the series so that, within a measurement, ids follow the tag values.
+
+    Tags compare in sorted-key order over all tag keys of the measurement, a missing tag
+    last, so ORDER BY id sorts a measurement's rows by its tag columns.
+    """
+    keys: dict[str, set[str]] = defaultdict(set)
+    for measurement, tags in series:
+        keys[measurement].update(tag for tag, _ in tags)
+    ordered = {name: sorted(tags) for name, tags in keys.items()}
+
+    def order(sid: SeriesId) -> tuple[str, tuple[tuple[int, str], ...]]:
+        values = dict(sid[1])
+        return sid[0], tuple(
+            (0, values[tag]) if tag in values else (1, "") for tag in ordered[sid[0]]
+        )
+
+    return {sid: index for index, sid in enumerate(sorted(series, key=order))}
+
+
+def _shown(text: str) -> str:
+    """A rejected line on one line of the rejected file."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _group_order(ident: tuple[str | None, str | None, str]) -> tuple[Any, ...]:
+    database, rp, measurement = ident
+    return (database is not None, database or "", rp is not None, rp or "", measurement)
+
+
+def _column_names(
+    tag_keys: Sequence[str], fields: dict[str, set[str]]
+) -> tuple[list[tuple[str, str, str, bool]], list[str]]:
+    """Field columns (name, key, type, of a conflicting field) and tag column names."""
+    taken = {"time"}
+
+    def claim(name: str) -> str:
+        base, number = name, 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{base}_{number}"
+        taken.add(name.casefold())
+        return name
+
+    field_columns: list[tuple[str, str, str, bool]] = []
+    for key in sorted(fields):
+        kinds = [kind for kind in TYPES if kind in fields[key]]
+        multi = len(kinds) > 1
+        for kind in kinds:
+            name = f"{key}__{kind}" if multi else key
+            if name.casefold() in taken:
+                name += "_field"
+            field_columns.append((claim(name), key, kind, multi))
+    folded_fields = {key.casefold() for key in fields} | {"time"}
+    tag_columns = [
+        claim(f"{tag}_tag" if tag.casefold() in folded_fields else tag) for tag in tag_keys
+    ]
+    return field_columns, tag_columns
+
+
+def _remove_stale(directory: Path, stem: str, keep: set[str]) -> None:
+    """Delete files of this stem that this run did not write (a redo must replace, not add)."""
+    pattern = re.compile(re.escape(stem) + r"(?:-[0-9]+)?\.parquet")
+    removed = False
+    for path in directory.iterdir():
+        if pattern.fullmatch(path.name) and path.name not in keep:
+            path.unlink()
+            removed = True
+    if removed:
+        _fsync(directory)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

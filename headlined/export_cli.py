@@ -1,0 +1,148 @@
+"""``headlined export``: run the InfluxDB export now, in the foreground, with a progress bar.
+
+With no daemon running it does the work itself, on the same checkpoints the daemon uses.
+While the daemon runs (it holds the DuckDB file), it hands the work to the daemon through
+the control socket and follows its progress instead of fighting it for the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from headlined import control
+from headlined.config import InfluxConfig, Loaded
+from headlined.exporter import Exporter
+from headlined.influx_export import ExportError
+from headlined.influx_files import InfluxFilesError
+from headlined.store import Store, StoreError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+REFRESH_S = 0.5
+
+
+def _bar(total: int) -> tqdm[Any]:
+    return tqdm(
+        total=total,
+        unit="chunk",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} chunks [{elapsed}<{remaining}] {postfix}",
+    )
+
+
+def _describe(rows: int, lines: int, rate: float | None) -> str:
+    speed = f"{rate:,.0f} rows/s" if rate else "- rows/s"
+    return f"{rows:,} rows, {lines:,} lines, {speed}"
+
+
+def run(loaded: Loaded, database: str | None) -> int:
+    """Entry point of ``headlined export``."""
+    cfg = loaded.config
+    if cfg.influx is None:
+        print(f"{loaded.path}: no influx: section: nothing to export", file=sys.stderr)
+        return EXIT_USAGE
+    if database is not None and cfg.influx.databases and database not in cfg.influx.databases:
+        print(f"{loaded.path}: influx.databases does not list {database!r}", file=sys.stderr)
+        return EXIT_USAGE
+    sock = control.socket_path(cfg.state_dir)
+    if control.daemon_listening(sock):
+        return _follow_daemon(sock, database)
+    return asyncio.run(_run_here(cfg.database_path, cfg.influx, database))
+
+
+async def _run_here(database_path: Path, influx: InfluxConfig, database: str | None) -> int:
+    store = Store(database_path)
+    try:
+        await store.open()
+    except StoreError as exc:
+        print(f"headlined export: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    exporter = Exporter(influx, store)
+    try:
+        chunks = await exporter.plan()
+        total = len([c for c in chunks if database in (None, c.database)])
+        with _bar(total) as bar:
+            watcher = asyncio.create_task(_watch(exporter, bar))
+            try:
+                complete = await exporter.run(database)
+            finally:
+                watcher.cancel()
+            _refresh(exporter, bar)
+    except (ExportError, InfluxFilesError) as exc:
+        print(f"headlined export: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await store.close()
+    return _report(exporter.failures, exporter.progress.rows, complete)
+
+
+def _refresh(exporter: Exporter, bar: tqdm[Any]) -> None:
+    p = exporter.progress
+    if not p.total:
+        return  # not planned yet
+    bar.total = p.total
+    bar.n = p.done + p.failed
+    bar.set_postfix_str(
+        _describe(p.rows, p.lines + p.lines_in_chunk, p.rows_per_s()), refresh=False
+    )
+    bar.refresh()
+
+
+async def _watch(exporter: Exporter, bar: tqdm[Any]) -> None:
+    while True:
+        _refresh(exporter, bar)
+        await asyncio.sleep(REFRESH_S)
+
+
+def _report(failures: dict[str, str], rows: int, complete: bool) -> int:
+    if complete:
+        print(f"export complete: {rows:,} rows", file=sys.stderr)
+        return EXIT_OK
+    print(f"export incomplete: {len(failures)} chunk(s) failed:", file=sys.stderr)
+    for name, error in sorted(failures.items()):
+        print(f"  {name}: {error}", file=sys.stderr)
+    print("fix the cause and run `headlined export` again: done chunks are kept", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _follow_daemon(
+    sock: Path, database: str | None, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    try:
+        reply = control.request(sock, {"cmd": "export", "database": database})
+    except control.ControlError as exc:
+        print(f"headlined export: the running daemon refused: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    how = "started in" if reply.get("started") else "already running in"
+    print(
+        f"headlined export: the daemon holds the state file; export {how} the daemon "
+        "(pid from `headlined status`), following its progress. Ctrl-C stops following, "
+        "not the export.",
+        file=sys.stderr,
+    )
+    with _bar(0) as bar:
+        while True:
+            status = control.request(sock, {"cmd": "status"})
+            figures = status.get("export", {})
+            chosen = {db: f for db, f in figures.items() if database in (None, db)}
+            total = sum(sum(f["chunks"].values()) for f in chosen.values())
+            finished = sum(
+                f["chunks"].get("done", 0) + f["chunks"].get("failed", 0) for f in chosen.values()
+            )
+            rows = sum(f["rows"] for f in chosen.values())
+            rate = next((f.get("rows_per_s") for f in chosen.values()), None)
+            bar.total = total
+            bar.n = finished
+            bar.set_postfix_str(_describe(rows, 0, rate), refresh=False)
+            bar.refresh()
+            if not status.get("export_running") and total:
+                break
+            sleep(REFRESH_S)
+    return _report(status.get("export_failures", {}), rows, not status.get("export_failures"))

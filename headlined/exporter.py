@@ -1,0 +1,309 @@
+"""The InfluxDB export as resumable work: plan chunks, run them, checkpoint every one.
+
+The plan lives in ``export_chunks`` (``pending`` → ``running`` → ``done``/``failed``). A chunk
+is ``done`` only after its files were renamed into place, so a run killed anywhere resumes
+with that chunk, whose redo replaces its own files (deterministic names). Used by the daemon
+(a supervised component) and by ``headlined export`` (in the foreground), with the same
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import tenacity
+
+from headlined import influx_files, logs
+from headlined.chunkplan import Chunk, plan
+from headlined.config import InfluxConfig
+from headlined.influx_export import ExportError, Inspect, find_inspect, run_chunk, wal_range
+from headlined.store import Store
+from headlined.supervisor import Heartbeat
+
+log = logs.get("exporter")
+
+CHUNK_ATTEMPTS = 3
+PROGRESS_LOG_S = 60.0
+
+
+@dataclass(slots=True)
+class Progress:
+    """Figures for ``status``, STATUS= and the progress bar; shared with the converter thread."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    lines: int = 0
+    rows: int = 0
+    current: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    rows_this_run: int = 0
+    chunks_this_run: int = 0
+    lines_in_chunk: int = 0
+    by_database: dict[str, dict[str, int]] = field(default_factory=dict)
+    running: bool = False
+
+    def count(self, database: str, state: str, rows: int = 0) -> None:
+        """Add one chunk of ``database`` in ``state`` to the per-database figures."""
+        entry = self.by_database.setdefault(database, {})
+        entry[state] = entry.get(state, 0) + 1
+        entry["rows"] = entry.get("rows", 0) + rows
+
+    def move(self, database: str, state: str, rows: int = 0) -> None:
+        """A pending chunk of ``database`` reached ``state``."""
+        self.by_database[database]["pending"] -= 1
+        self.count(database, state, rows)
+
+    def snapshot(self) -> dict[str, object]:
+        """Per database: chunks by state, rows, speed and ETA (the ``export`` of status)."""
+        out: dict[str, object] = {}
+        for database, entry in self.by_database.items():
+            chunks = {k: v for k, v in entry.items() if k != "rows"}
+            out[database] = {
+                "chunks": chunks,
+                "rows": entry.get("rows", 0),
+                "rows_per_s": self.rows_per_s(),
+                "eta_s": self.eta_s(self.chunks_this_run),
+            }
+        return out
+
+    def rows_per_s(self) -> float | None:
+        """Rows per second over this run."""
+        elapsed = time.monotonic() - self.started
+        return self.rows_this_run / elapsed if elapsed > 1 and self.rows_this_run else None
+
+    def eta_s(self, chunks_this_run: int) -> float | None:
+        """Seconds left, from this run's seconds per chunk."""
+        left = self.total - self.done - self.failed
+        if chunks_this_run == 0 or left <= 0:
+            return None
+        return (time.monotonic() - self.started) / chunks_this_run * left
+
+
+def save_plan(conn: duckdb.DuckDBPyConnection, chunks: list[Chunk]) -> None:
+    """Add chunks not yet planned; a chunk left ``running`` by a crash becomes ``pending``."""
+    now = datetime.now(UTC)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        if chunks:
+            conn.execute(
+                """INSERT OR IGNORE INTO export_chunks
+                   (database, retention_policy, start, "end", state, updated_at)
+                   SELECT * FROM (SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
+                                         unnest(?::TIMESTAMPTZ[]), unnest(?::TIMESTAMPTZ[]),
+                                         'pending', ?::TIMESTAMPTZ)""",
+                [
+                    [c.database for c in chunks],
+                    [c.retention_policy for c in chunks],
+                    [c.start for c in chunks],
+                    [c.end for c in chunks],
+                    now,
+                ],
+            )
+        conn.execute(
+            "UPDATE export_chunks SET state = 'pending', updated_at = ? WHERE state = 'running'",
+            [now],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def load_chunks(conn: duckdb.DuckDBPyConnection) -> list[tuple[Chunk, str, int]]:
+    """Every planned chunk with its state and rows."""
+    rows = conn.execute(
+        """SELECT database, retention_policy, start, "end", state, coalesce(rows, 0)
+           FROM export_chunks ORDER BY database, retention_policy, start"""
+    ).fetchall()
+    return [
+        (Chunk(d, r, s.astimezone(UTC), e.astimezone(UTC)), state, n)
+        for d, r, s, e, state, n in rows
+    ]
+
+
+def set_state(
+    conn: duckdb.DuckDBPyConnection,
+    chunk: Chunk,
+    state: str,
+    *,
+    lines: int | None = None,
+    rows: int | None = None,
+    files: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Checkpoint one chunk."""
+    conn.execute(
+        """UPDATE export_chunks SET state = ?, lines = ?, rows = ?, files = ?, error = ?,
+                  updated_at = ?
+           WHERE database = ? AND retention_policy = ? AND start = ?""",
+        [
+            state,
+            lines,
+            rows,
+            files,
+            error,
+            datetime.now(UTC),
+            chunk.database,
+            chunk.retention_policy,
+            chunk.start,
+        ],
+    )
+
+
+class Exporter:
+    """Plans and runs the export of ``cfg`` into ``cfg.output_dir``, checkpointing in ``store``."""
+
+    def __init__(
+        self,
+        cfg: InfluxConfig,
+        store: Store,
+        *,
+        threads: int | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.progress = Progress()
+        self.failures: dict[str, str] = {}
+        self._sleep = sleep
+        self._threads = threads
+        self._inspect: Inspect | None = None
+
+    async def plan(self) -> list[Chunk]:
+        """Discover the data, plan chunks, and persist the plan (existing checkpoints kept)."""
+        self._inspect = await asyncio.to_thread(find_inspect, self.cfg.inspect)
+        found = await asyncio.to_thread(
+            influx_files.discover, self.cfg.data_dir, self.cfg.wal_dir, self.cfg.databases
+        )
+        wal_ranges = {}
+        for item in found:
+            if item.wal_bytes:
+                found_range = await wal_range(
+                    self._inspect, self.cfg, item.database, item.retention_policy
+                )
+                if found_range is not None:
+                    wal_ranges[(item.database, item.retention_policy)] = found_range
+        extents = await asyncio.to_thread(influx_files.extents, found, wal_ranges)
+        chunks = plan(extents, self.cfg.chunk, self.cfg.start, self.cfg.end)
+        await self.store.call(lambda conn: save_plan(conn, chunks))
+        log.info(
+            "export_planned",
+            databases=sorted({c.database for c in chunks}),
+            chunks=len(chunks),
+            chunk_s=self.cfg.chunk,
+        )
+        return chunks
+
+    async def run(self, database: str | None = None, heartbeat: Heartbeat | None = None) -> bool:
+        """Run every pending or failed chunk (of ``database`` if given); True if all done."""
+        if self._inspect is None:
+            await self.plan()
+        if self._inspect is None:
+            raise ExportError("influx_inspect was not found")
+        everything = await self.store.call(load_chunks)
+        chosen = [(c, s, n) for c, s, n in everything if database in (None, c.database)]
+        todo = [c for c, state, _ in chosen if state != "done"]
+        self.progress = Progress(
+            total=len(chosen),
+            done=len(chosen) - len(todo),
+            rows=sum(n for _, s, n in chosen if s == "done"),
+            running=True,
+        )
+        for chunk, state, rows in chosen:
+            self.progress.count(chunk.database, "done" if state == "done" else "pending", rows)
+        self.failures = {}
+        last_log = time.monotonic()
+        for index, chunk in enumerate(todo):
+            if heartbeat is not None:
+                heartbeat.beat(within=600)
+            await self._run_one(chunk, self._inspect, heartbeat)
+            if time.monotonic() - last_log > PROGRESS_LOG_S or index == len(todo) - 1:
+                last_log = time.monotonic()
+                log.info(
+                    "export_progress",
+                    done=self.progress.done,
+                    total=self.progress.total,
+                    failed=self.progress.failed,
+                    rows=self.progress.rows,
+                    rows_per_s=self.progress.rows_per_s(),
+                    eta_s=self.progress.eta_s(index + 1),
+                )
+        self.progress.running = False
+        return not self.failures
+
+    async def _run_one(self, chunk: Chunk, inspect: Inspect, heartbeat: Heartbeat | None) -> None:
+        name = chunk.label
+        self.progress.current = name
+        await self.store.call(lambda conn: set_state(conn, chunk, "running"))
+
+        def seen(lines: int) -> None:
+            self.progress.lines_in_chunk = lines
+            if heartbeat is not None:
+                heartbeat.beat(within=600)  # called from the converter's thread
+
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(CHUNK_ATTEMPTS),
+            wait=tenacity.wait_exponential_jitter(multiplier=2, max=60, jitter=1),
+            retry=tenacity.retry_if_exception_type((ExportError, OSError)),
+            sleep=self._sleep,
+            before_sleep=lambda state: log.warning(
+                "export_chunk_retry",
+                chunk=name,
+                attempt=state.attempt_number,
+                error=str(state.outcome.exception()) if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    result = await run_chunk(inspect, self.cfg, chunk, seen, self._threads)
+        except (ExportError, OSError) as exc:
+            error = str(exc)
+            self.failures[name] = error
+            self.progress.failed += 1
+            self.progress.chunks_this_run += 1
+            self.progress.move(chunk.database, "failed")
+            await self.store.call(lambda conn: set_state(conn, chunk, "failed", error=error))
+            log.error(
+                "export_chunk_failed",
+                chunk=name,
+                error=error,
+                attempts=CHUNK_ATTEMPTS,
+                action="other chunks continue; rerun to retry",
+            )
+            return
+        finally:
+            self.progress.current = None
+            self.progress.lines_in_chunk = 0
+        await self.store.call(
+            lambda conn: set_state(
+                conn, chunk, "done", lines=result.lines, rows=result.points, files=len(result.files)
+            )
+        )
+        self.progress.done += 1
+        self.progress.chunks_this_run += 1
+        self.progress.move(chunk.database, "done", result.points)
+        self.progress.lines += result.lines
+        self.progress.rows += result.points
+        self.progress.rows_this_run += result.points
+        if result.rejected:
+            log.warning(
+                "export_lines_rejected",
+                chunk=name,
+                rejected=result.rejected,
+                where=str(self.cfg.output_dir / "_rejected"),
+            )
+        log.debug(
+            "export_chunk_done",
+            chunk=name,
+            lines=result.lines,
+            rows=result.points,
+            files=len(result.files),
+        )

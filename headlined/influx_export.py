@@ -1,0 +1,247 @@
+"""The ``influx_inspect export`` adapter: one chunk, exported to a file, then converted.
+
+influx_inspect writes the chunk's line protocol to a temporary file under
+``<output_dir>/.work/`` (so temporary disk is bounded by one chunk, never the database), and
+the converter reads it there: a regular file lets DuckDB read it in parallel, and a retried
+conversion need not re-run the export. (A named pipe would overlap the two, but a small export
+can finish and close the pipe before the reader opened it, losing its data; see the notes.)
+The converter writes into a staging folder; only when influx_inspect exited 0 and the
+conversion finished are the files renamed into ``<output_dir>/<db>/<rp>/<measurement>/``, so a
+failed or killed chunk never leaves partial Parquet where queries look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from headlined import convert, logs
+from headlined.chunkplan import Chunk
+from headlined.config import InfluxConfig
+
+log = logs.get("influx_export")
+
+STDERR_KEEP = 4000  # the tail of influx_inspect's messages kept for the error column
+_TIMESTAMP = re.compile(rb" (-?\d+)\s*$")
+
+
+class ExportError(Exception):
+    """A chunk could not be exported; the message says why, for ``export_chunks.error``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inspect:
+    """A usable influx_inspect binary and what its ``export`` supports."""
+
+    path: str
+    lponly: bool
+
+
+def find_inspect(name: str) -> Inspect:
+    """Resolve the binary and detect ``-lponly`` (influx_inspect ≥ 1.8.3) from ``export -h``."""
+    path = shutil.which(name)
+    if path is None:
+        raise ExportError(f"influx_inspect not found: {name!r} (influx.inspect) is not on PATH")
+    try:
+        probe = subprocess.run(
+            [path, "export", "-h"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ExportError(f"{path} export -h failed: {exc}") from None
+    usage = probe.stdout + probe.stderr
+    if "-datadir" not in usage:
+        raise ExportError(f"{path} does not look like influx_inspect: {usage[:200]!r}")
+    return Inspect(path, "-lponly" in usage)
+
+
+def _low_priority() -> list[str]:
+    """nice/ionice prefixes: an export must never starve the pollers or influxd."""
+    prefix = []
+    if shutil.which("nice"):
+        prefix += ["nice", "-n", "10"]
+    if shutil.which("ionice"):
+        prefix += ["ionice", "-c", "2", "-n", "7"]
+    return prefix
+
+
+def export_argv(inspect: Inspect, cfg: InfluxConfig, chunk: Chunk, out: Path) -> list[str]:
+    """The command line of one chunk's export."""
+    start, end = chunk.inspect_range()
+    argv = [
+        *_low_priority(),
+        inspect.path,
+        "export",
+        "-datadir",
+        str(cfg.data_dir),
+        "-waldir",
+        str(cfg.wal_dir),
+        "-database",
+        chunk.database,
+        "-retention",
+        chunk.retention_policy,
+        "-start",
+        start,
+        "-end",
+        end,
+        "-out",
+        str(out),
+    ]
+    if inspect.lponly:
+        argv.append("-lponly")
+    return argv
+
+
+async def run_chunk(
+    inspect: Inspect,
+    cfg: InfluxConfig,
+    chunk: Chunk,
+    progress: Callable[[int], None] | None = None,
+    threads: int | None = None,
+) -> convert.ConvertResult:
+    """Export and convert one chunk; its files are in place when this returns.
+
+    ``threads`` bounds DuckDB's threads (the daemon uses one, leaving a core to the pollers).
+    """
+    work = (
+        cfg.output_dir / ".work" / f"{convert.path_segment(chunk.database)}-"
+        f"{convert.path_segment(chunk.retention_policy)}-{chunk.stem}"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    staging = work / "out"
+    staging.mkdir(parents=True)
+    exported = work / "export.lp"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *export_argv(inspect, cfg, chunk, exported),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise ExportError(f"cannot start {inspect.path}: {exc}") from None
+    try:
+        stderr = await _stderr_tail(proc)
+        _check_exit(await proc.wait(), stderr)
+        result = await asyncio.to_thread(
+            convert.convert,
+            exported,
+            staging,
+            layout="database",
+            file_stem=chunk.stem,
+            default_database=chunk.database,
+            default_rp=chunk.retention_policy,
+            rejected_dir=cfg.output_dir / "_rejected",
+            work_dir=work / "duckdb",
+            threads=threads,
+            progress=progress,
+        )
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if "error" in stderr.lower() and "skipped missing file" not in stderr:
+        log.warning(
+            "influx_inspect_warned",
+            chunk=chunk.stem,
+            database=chunk.database,
+            message=stderr.strip()[-500:],
+        )
+    files = await asyncio.to_thread(_publish, staging, cfg.output_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    return convert.ConvertResult(
+        result.lines, result.points, result.rejected, files, result.measurements
+    )
+
+
+def _check_exit(code: int, stderr: str) -> None:
+    if code != 0:
+        raise ExportError(f"influx_inspect exited {code}: {stderr.strip() or '(no message)'}")
+
+
+async def _stderr_tail(proc: asyncio.subprocess.Process) -> str:
+    stream = proc.stderr
+    tail = b""
+    while stream is not None and (chunk := await stream.read(65536)):
+        tail = (tail + chunk)[-STDERR_KEEP:]
+    return tail.decode("utf-8", "replace")
+
+
+def _publish(staging: Path, output_dir: Path) -> list[Path]:
+    """Rename every staged file to its final place (same file system: atomic)."""
+    published = []
+    for staged in sorted(staging.rglob("*.parquet")):
+        final = output_dir / staged.relative_to(staging)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staged.replace(final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        published.append(final)
+    return published
+
+
+async def wal_range(
+    inspect: Inspect, cfg: InfluxConfig, database: str, rp: str
+) -> tuple[int, int] | None:
+    """The time range of a retention policy's WAL data, read by influx_inspect itself.
+
+    Pointing ``-datadir`` at an empty folder makes it export the WAL alone, which is small
+    (influxd turns it into TSM past 25 MiB by default).
+    """
+    work = cfg.output_dir / ".work" / "wal-probe"
+    shutil.rmtree(work, ignore_errors=True)
+    empty = work / "empty"
+    empty.mkdir(parents=True)
+    out = work / "wal.lp"
+    argv = [
+        inspect.path,
+        "export",
+        "-datadir",
+        str(empty),
+        "-waldir",
+        str(cfg.wal_dir),
+        "-database",
+        database,
+        "-retention",
+        rp,
+        "-out",
+        str(out),
+    ]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise ExportError(
+                f"reading the WAL of {database}/{rp} failed: "
+                f"{err.decode(errors='replace').strip()[-500:]}"
+            )
+        return await asyncio.to_thread(_timestamp_range, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _timestamp_range(path: Path) -> tuple[int, int] | None:
+    low: int | None = None
+    high: int | None = None
+    with path.open("rb") as f:
+        for line in f:
+            if line.startswith((b"#", b"CREATE ")):
+                continue
+            match = _TIMESTAMP.search(line)
+            if match:
+                ts = int(match.group(1))
+                low = ts if low is None else min(low, ts)
+                high = ts if high is None else max(high, ts)
+    return None if low is None or high is None else (low, high)
