@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from headlined import config
+from headlined.control import Handler
 from headlined.daemon import Daemon
 from headlined.notify import Notifier
 from headlined.store import Store
@@ -187,6 +188,9 @@ class HangingService:
         return "hanging test service"
 
     def snapshot(self) -> dict[str, object]:
+        return {}
+
+    def handlers(self) -> dict[str, Handler]:
         return {}
 
 
