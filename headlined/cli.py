@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from headlined import __version__, config, control, daemon, export_cli, query, status
@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_arg(export)
     export.add_argument("--database", metavar="DB", help="only this database")
+    conv = commands.add_parser(
+        "convert", help="a line-protocol file (plain or .gz) to Parquet, a folder per measurement"
+    )
+    conv.add_argument("input", type=Path, metavar="INPUT")
+    conv.add_argument("outdir", type=Path, metavar="OUTDIR")
+    conv.add_argument(
+        "--precision",
+        choices=["ns", "us", "ms", "s"],
+        default="ns",
+        help="unit of the timestamps in INPUT (ns)",
+    )
     demo = commands.add_parser(
         "demo-feed", help="serve simulated rolling-window feeds on loopback (for trying it out)"
     )
@@ -123,6 +134,30 @@ def _query(path: Path, sql: str, fmt: str, limit: int) -> int:
     return EXIT_OK
 
 
+def _convert(source: Path, outdir: Path, precision: str) -> int:
+    from headlined import convert  # noqa: PLC0415  DuckDB work only this command needs
+
+    name = source.name.removesuffix(".gz")
+    for extension in (".lp", ".txt", ".line", ".influx"):
+        name = name.removesuffix(extension)
+    stem = convert.path_segment(name) if name and not name.startswith(".") else "part-00000"
+    try:
+        result = convert.convert(source, outdir, precision=precision, file_stem=stem)
+    except (convert.ConvertError, OSError) as exc:
+        print(f"headlined convert: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for (_db, _rp, measurement), rows in sorted(result.measurements.items()):
+        print(f"{measurement}: {rows} rows")
+    print(f"{result.lines} lines, {result.points} points, {len(result.files)} files in {outdir}")
+    if result.rejected:
+        print(
+            f"headlined convert: {result.rejected} lines rejected, see "
+            f"{outdir / '_rejected' / (stem + '.txt')}",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def _check_config(path: Path) -> int:
     try:
         loaded = config.load(path)
@@ -137,28 +172,34 @@ def _check_config(path: Path) -> int:
     return EXIT_OK
 
 
+def _export(path: Path, database: str | None) -> int:
+    loaded = _load(path)
+    return EXIT_USAGE if loaded is None else export_cli.run(loaded, database)
+
+
+def _demo_feed(port: int) -> int:
+    from headlined import demofeed  # noqa: PLC0415  only this command needs the simulator
+
+    demofeed.run_demo(port=port)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``headlined`` console script."""
     args = build_parser().parse_args(argv)
     path: Path = getattr(args, "config", None) or config.default_path()
-    if args.command == "check-config":
-        return _check_config(path)
-    if args.command == "run":
-        return daemon.run(path)
-    if args.command == "status":
-        return _status(path, args.json)
-    if args.command == "query":
-        fmt = "json" if args.json else "csv" if args.csv else "table"
-        return _query(path, args.sql, fmt, args.limit)
-    if args.command == "export":
-        loaded = _load(path)
-        return EXIT_USAGE if loaded is None else export_cli.run(loaded, args.database)
-    if args.command == "demo-feed":
-        from headlined import demofeed  # noqa: PLC0415  only this command needs the simulator
-
-        demofeed.run_demo(port=args.port)
-        return EXIT_OK
-    raise AssertionError(f"unhandled command {args.command}")
+    commands: dict[str, Callable[[], int]] = {
+        "check-config": lambda: _check_config(path),
+        "run": lambda: daemon.run(path),
+        "status": lambda: _status(path, args.json),
+        "query": lambda: _query(
+            path, args.sql, "json" if args.json else "csv" if args.csv else "table", args.limit
+        ),
+        "export": lambda: _export(path, args.database),
+        "convert": lambda: _convert(args.input, args.outdir, args.precision),
+        "demo-feed": lambda: _demo_feed(args.port),
+    }
+    return commands[args.command]()
 
 
 if __name__ == "__main__":
