@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
+
+import duckdb
 
 from headlined import __version__, config, control, daemon, export_cli, query, status
 
@@ -81,22 +85,33 @@ def _load(path: Path) -> config.Loaded | None:
         return None
 
 
+def _daemon_or_file(
+    cfg: config.Config,
+    message: dict[str, Any],
+    offline: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]],
+) -> dict[str, Any]:
+    """Ask the running daemon (it holds the DuckDB file), else read the file ourselves."""
+    sock = control.socket_path(cfg.state_dir)
+    if control.daemon_listening(sock):
+        reply = control.request(sock, message)
+        reply.pop("ok", None)
+        return reply
+    conn = query.open_offline(cfg.database_path)
+    try:
+        return offline(conn)
+    finally:
+        conn.close()
+
+
 def _status(path: Path, as_json: bool) -> int:
     loaded = _load(path)
     if loaded is None:
         return EXIT_USAGE
     cfg = loaded.config
-    sock = control.socket_path(cfg.state_dir)
     try:
-        if control.daemon_listening(sock):
-            document = control.request(sock, {"cmd": "status"})
-            document.pop("ok", None)
-        else:
-            conn = query.open_offline(cfg.database_path)
-            try:
-                document = status.offline_snapshot(conn, cfg)
-            finally:
-                conn.close()
+        document = _daemon_or_file(
+            cfg, {"cmd": "status"}, lambda conn: status.offline_snapshot(conn, cfg)
+        )
     except (control.ControlError, query.QueryError, OSError) as exc:
         print(f"headlined status: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -109,23 +124,17 @@ def _query(path: Path, sql: str, fmt: str, limit: int) -> int:
     if loaded is None:
         return EXIT_USAGE
     cfg = loaded.config
-    sock = control.socket_path(cfg.state_dir)
     influx_dir = cfg.influx.output_dir if cfg.influx else None
     try:
-        if control.daemon_listening(sock):
-            reply = control.request(sock, {"cmd": "query", "sql": sql, "limit": limit})
-            result = query.Result(
-                reply["columns"], reply["rows"], reply["truncated"], reply["notes"]
-            )
-        else:
-            conn = query.open_offline(cfg.database_path)
-            try:
-                result = query.run(conn, sql, influx_dir, limit)
-            finally:
-                conn.close()
+        reply = _daemon_or_file(
+            cfg,
+            {"cmd": "query", "sql": sql, "limit": limit},
+            lambda conn: asdict(query.run(conn, sql, influx_dir, limit)),
+        )
     except (control.ControlError, query.QueryError, OSError) as exc:
         print(f"headlined query: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    result = query.Result(**reply)
     query.write(result, fmt, sys.stdout)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -170,12 +171,7 @@ class Daemon:
             raise ControlError(str(exc)) from None
         except TimeoutError:
             raise ControlError(f"query took longer than {QUERY_TIMEOUT_S:g}s") from None
-        return {
-            "columns": result.columns,
-            "rows": result.rows,
-            "truncated": result.truncated,
-            "notes": result.notes,
-        }
+        return asdict(result)
 
     def _start_metrics(self) -> MetricsServer | None:
         settings = self.loaded.config.metrics

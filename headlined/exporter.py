@@ -28,6 +28,8 @@ from headlined.supervisor import Heartbeat
 log = logs.get("exporter")
 
 CHUNK_ATTEMPTS = 3
+# Worth another attempt: a crashed or killed influx_inspect, a full disk, a DuckDB hiccup.
+RETRYABLE = (ExportError, OSError, duckdb.Error)
 PROGRESS_LOG_S = 60.0
 
 
@@ -250,7 +252,7 @@ class Exporter:
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(CHUNK_ATTEMPTS),
             wait=tenacity.wait_exponential_jitter(multiplier=2, max=60, jitter=1),
-            retry=tenacity.retry_if_exception_type((ExportError, OSError)),
+            retry=tenacity.retry_if_exception_type(RETRYABLE),
             sleep=self._sleep,
             before_sleep=lambda state: log.warning(
                 "export_chunk_retry",
@@ -264,8 +266,9 @@ class Exporter:
             async for attempt in retrying:
                 with attempt:
                     result = await run_chunk(inspect, self.cfg, chunk, seen, self._threads)
-        except (ExportError, OSError) as exc:
-            error = str(exc)
+        except Exception as exc:
+            # Whatever went wrong (a converter bug included) fails this chunk, not the run.
+            error = str(exc) if isinstance(exc, RETRYABLE) else f"{type(exc).__name__}: {exc}"
             self.failures[name] = error
             self.progress.failed += 1
             self.progress.chunks_this_run += 1
@@ -275,8 +278,8 @@ class Exporter:
                 "export_chunk_failed",
                 chunk=name,
                 error=error,
-                attempts=CHUNK_ATTEMPTS,
                 action="other chunks continue; rerun to retry",
+                exc_info=None if isinstance(exc, RETRYABLE) else exc,
             )
             return
         finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemon_process import reap
 from tests.notify_socket import NotifyListener
 
 
@@ -30,3 +31,10 @@ def notify_listener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     listener = NotifyListener(tmp_path, abstract=request.param == "abstract")
     yield listener
     listener.close()
+
+
+@pytest.fixture(autouse=True)
+def _reap_daemons() -> Iterator[None]:
+    """A test that fails half-way must not leave a daemon running into the next one."""
+    yield
+    reap()

@@ -46,6 +46,19 @@ def write_config(path: Path, server: DemoFeedServer, specs: list[FeedSpec], **to
     return path
 
 
+RUNNING: list[Daemon] = []
+
+
+def reap() -> None:
+    """Kill daemons a failed test left running (the conftest calls it after every test)."""
+    while RUNNING:
+        daemon = RUNNING.pop()
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+        daemon.proc.wait()
+        daemon.close()
+
+
 class Daemon:
     """``headlined run -c CONFIG`` with its output captured to a file."""
 
@@ -76,8 +89,12 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         code = self.proc.wait(timeout=timeout)
-        self._out.close()
+        self.close()
         return code
+
+    def close(self) -> None:
+        """Close the output file."""
+        self._out.close()
 
     def output(self) -> str:
         """Everything the daemon printed so far."""
