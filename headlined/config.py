@@ -205,6 +205,24 @@ class Loaded(BaseModel):
     path: Path
     config: Config
     secrets: frozenset[str]
+    literal_secrets: tuple[str, ...] = ()
+    """Header values written in the file itself rather than through ``${NAME}``."""
+
+    def exposure_warning(self) -> str | None:
+        """A warning when the file holds literal secrets and others may read it."""
+        if not self.literal_secrets:
+            return None
+        try:
+            mode = self.path.stat().st_mode
+        except OSError:
+            return None
+        if not mode & 0o004:
+            return None
+        return (
+            f"{self.path} is readable by every user and holds secrets in "
+            f"{', '.join(self.literal_secrets)}: chmod o-r it, or move them to "
+            "${NAME} references (environment or LoadCredential=)"
+        )
 
 
 def default_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -231,9 +249,17 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Loaded:
     if problems:
         raise ConfigError(_redact(problems, doc.secrets))
     secrets = set(doc.secrets)
-    for source in config.sources:
+    literal = []
+    for i, source in enumerate(config.sources):
         secrets.update(v for v in source.headers.values() if v)
-    return Loaded(path=path, config=config, secrets=frozenset(secrets))
+        literal += [
+            yamlsource.format_loc(("sources", i, "headers", name))
+            for name, value in source.headers.items()
+            if value and ("sources", i, "headers", name) not in doc.referenced
+        ]
+    return Loaded(
+        path=path, config=config, secrets=frozenset(secrets), literal_secrets=tuple(literal)
+    )
 
 
 def _redact(problems: list[Problem], secrets: set[str]) -> list[Problem]:

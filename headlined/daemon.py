@@ -298,6 +298,9 @@ def run(path: Path) -> int:
         return 2
     logs.configure(loaded.config.log_level)
     logs.REDACTOR.set_secrets(loaded.secrets)
+    warning = loaded.exposure_warning()
+    if warning:
+        log.warning("config_exposes_secrets", problem=warning)
     try:
         return asyncio.run(Daemon(loaded).run())
     except KeyboardInterrupt:

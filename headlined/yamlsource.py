@@ -44,6 +44,8 @@ class Document:
     lines: dict[Loc, int] = field(default_factory=dict)
     key_lines: dict[Loc, int] = field(default_factory=dict)
     secrets: set[str] = field(default_factory=set)
+    referenced: set[Loc] = field(default_factory=set)
+    """Where a value used ``${NAME}``: the secret comes from elsewhere, not the file."""
     problems: list[Problem] = field(default_factory=list)
 
     def line_of(self, loc: Loc) -> int:
@@ -172,5 +174,6 @@ def _expand(value: str, loc: Loc, doc: Document, env: Mapping[str, str]) -> str:
             doc.secrets.add(resolved)
         return resolved
 
+    doc.referenced.add(loc)
     expanded: str = _REF.sub(replace, value)
     return expanded

@@ -222,3 +222,24 @@ def test_console_script_exit_codes(tmp_path: Path) -> None:
     assert "none.yaml:1: (file): cannot read" in missing.stderr
     usage = subprocess.run([exe, "frobnicate"], capture_output=True, text=True, check=False)
     assert usage.returncode == 2
+
+
+def test_literal_secret_in_a_world_readable_file_is_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEED_TOKEN", "t0k")
+    path = write(
+        tmp_path,
+        GOOD_SOURCE + "    headers:\n      Authorization: Bearer zq9-in-file\n"
+        "      X-Token: ${FEED_TOKEN}\n",
+    )
+    path.chmod(0o644)
+    assert cli.main(["check-config", "-c", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "readable by every user" in err
+    assert "sources[0].headers.Authorization" in err
+    assert "X-Token" not in err  # from the environment: nothing in the file to protect
+    assert "zq9-in-file" not in err  # the warning never shows the secret itself
+    path.chmod(0o640)
+    assert cli.main(["check-config", "-c", str(path)]) == 0
+    assert "readable by every user" not in capsys.readouterr().err
