@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from headlined.demofeed import DemoFeedServer, FeedSpec, Shape
 from tests.daemon_process import Daemon, lost_records, query, stored_keys, write_config
@@ -41,7 +42,21 @@ def at(specs: list[FeedSpec], t0: float) -> list[FeedSpec]:
 def test_seven_feeds_for_a_minute_lose_nothing(tmp_path: Path) -> None:
     specs = at(SEVEN, time.time() - 30)
     with DemoFeedServer(specs) as server:
-        daemon = Daemon(write_config(tmp_path / "h.yaml", server, specs))
+        config = write_config(tmp_path / "h.yaml", server, specs)
+        # An eighth source that only ever answers 404: it must not disturb the seven.
+        document = yaml.safe_load(config.read_text())
+        document["sources"].append(
+            {
+                "name": "broken",
+                "url": f"{server.base_url}/feeds/no-such-feed",
+                "records": "data",
+                "key": ["id"],
+                "min_interval": "1s",
+                "max_interval": "4s",
+            }
+        )
+        config.write_text(yaml.safe_dump(document))
+        daemon = Daemon(config)
         daemon.wait_started()
         started_at = time.time()  # the first polls happen before "started" is logged
         time.sleep(60)
@@ -55,8 +70,19 @@ def test_seven_feeds_for_a_minute_lose_nothing(tmp_path: Path) -> None:
             assert server.request_count(spec.name) > 1
         assert query(tmp_path / "state", "SELECT count(*) FROM gaps") == [(0,)]
         assert not daemon.events("gap_detected")
+        broken = query(
+            tmp_path / "state",
+            "SELECT count(*), min(http_status), "
+            "min(error) FROM fetch_summary WHERE source = 'broken'",
+        )
+        assert broken[0][0] >= 3
+        assert broken[0][1] == 404
+        assert broken[0][2].startswith("http_4xx")
+        assert len([e for e in daemon.events("poll_failed") if e["source"] == "broken"]) == 1
+        assert list((tmp_path / "state" / "rejected" / "broken").glob("*.txt"))
         errors = query(
-            tmp_path / "state", "SELECT count(*) FROM fetch_summary WHERE error IS NOT NULL"
+            tmp_path / "state",
+            "SELECT count(*) FROM fetch_summary WHERE error IS NOT NULL AND source <> 'broken'",
         )
         # 5% errors are retried within the poll: they rarely exhaust the retries.
         assert errors[0][0] <= 2
