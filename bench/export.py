@@ -32,6 +32,17 @@ from tests.influxdb_server import running_influxd  # noqa: E402  after the path 
 BASE = 1_704_067_200 * 10**9
 
 
+def sensor_line(series: int, i: int) -> str:
+    """One point of a plausible sensor: noisy readings, so Parquet sizes mean something."""
+    noise = (series * 2_654_435_761 + i * 40_503) % 10_007 / 10_007  # deterministic
+    return (
+        f"pm,id=s{series:04d},site=north\\ gate pm10={12 + 30 * noise:.2f},"
+        f"pm25={8 + 20 * noise * noise:.2f},temp={24 + 6 * noise - i % 60 / 20:.1f},"
+        f"hum={40 + int(50 * noise)}i,ok={'true' if noise < 0.9 else 'false'} "
+        f"{BASE + i * 60 * 10**9}"
+    )
+
+
 def build(cache: Path, series: int, points: int) -> Path:
     """influxd's data, meta and wal folders holding the benchmark database (cached)."""
     done = cache / "complete"
@@ -43,10 +54,9 @@ def build(cache: Path, series: int, points: int) -> Path:
         influx.create_database("big")
         for first in range(0, series, 20):
             lines = [
-                f"pm,id=s{s:04d},site=north\\ gate pm10={i * 0.25},pm25={i * 0.5},"
-                f"temp={20 + i % 7}.5,hum={i % 100}i,ok={'true' if i % 3 else 'false'} "
-                f"{BASE + i * 60 * 10**9}"
-                for s in range(first, min(series, first + 20)) for i in range(points)
+                sensor_line(s, i)
+                for s in range(first, min(series, first + 20))
+                for i in range(points)
             ]
             influx.write("big", lines)
         influx.flush_to_tsm("big")
@@ -68,14 +78,18 @@ def timed(argv: list[str]) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--series", type=int, default=400)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    cache = build(ROOT / "bench" / ".cache" / f"influx-{args.series}x{args.points}",
-                  args.series, args.points)
+    cache = build(
+        ROOT / "bench" / ".cache" / f"influx-v2-{args.series}x{args.points}",
+        args.series,
+        args.points,
+    )
     data_dir, wal_dir = (Path(p) for p in (cache / "complete").read_text().split())
     inspect = shutil.which("influx_inspect")
     if inspect is None:
@@ -85,8 +99,20 @@ def main() -> None:
         lp = work / "export.lp"
         base_times = []
         for _ in range(args.runs):
-            elapsed, _ = timed([inspect, "export", "-datadir", str(data_dir), "-waldir",
-                                str(wal_dir), "-database", "big", "-out", str(lp)])
+            elapsed, _ = timed(
+                [
+                    inspect,
+                    "export",
+                    "-datadir",
+                    str(data_dir),
+                    "-waldir",
+                    str(wal_dir),
+                    "-database",
+                    "big",
+                    "-out",
+                    str(lp),
+                ]
+            )
             base_times.append(elapsed)
         lines = sum(1 for line in lp.open("rb") if not line.startswith((b"#", b"CREATE")))
         lp_bytes = lp.stat().st_size
@@ -95,19 +121,29 @@ def main() -> None:
             state = work / f"run{run}"
             config = state / "headlined.yaml"
             state.mkdir()
-            config.write_text(yaml.safe_dump({
-                "state_dir": str(state / "state"), "log_level": "warning",
-                "influx": {"data_dir": str(data_dir), "wal_dir": str(wal_dir),
-                           "output_dir": str(state / "out"), "chunk": "7d"},
-            }))
-            elapsed, rss = timed([sys.executable, "-m", "headlined", "export", "-c",
-                                  str(config)])
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "state_dir": str(state / "state"),
+                        "log_level": "warning",
+                        "influx": {
+                            "data_dir": str(data_dir),
+                            "wal_dir": str(wal_dir),
+                            "output_dir": str(state / "out"),
+                            "chunk": "7d",
+                        },
+                    }
+                )
+            )
+            elapsed, rss = timed([sys.executable, "-m", "headlined", "export", "-c", str(config)])
             ours_times.append(elapsed)
             peak = max(peak, rss)
         parquet = sum(p.stat().st_size for p in (work / "run0" / "out").rglob("*.parquet"))
     base, ours = min(base_times), min(ours_times)
-    print(f"database: {args.series} series x {args.points} points x 5 fields = {lines:,} lines "
-          f"({lp_bytes / 1e6:.0f} MB of line protocol)")
+    print(
+        f"database: {args.series} series x {args.points} points x 5 fields = {lines:,} lines "
+        f"({lp_bytes / 1e6:.0f} MB of line protocol)"
+    )
     print(f"influx_inspect export alone : {base:6.2f} s  ({lines / base:,.0f} lines/s)")
     print(f"headlined export end to end : {ours:6.2f} s  ({lines / ours:,.0f} lines/s)")
     print(f"ratio headlined / influx_inspect: {ours / base:.2f}  (required <= 2.0, aim <= 1.3)")
