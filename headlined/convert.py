@@ -1,77 +1,77 @@
 """Bulk converter: InfluxDB 1.x line protocol (plain, .gz or a FIFO) to typed Parquet.
 
 It agrees line for line with :mod:`headlined.lineprotocol` (the exact parser) but gets its
-speed from DuckDB: one sequential pass reads the input into a DuckDB table, and vectorised
-string functions, casts and GROUP BYs do the per-line work.  Only awkward lines take the exact
-path through ``lineprotocol.parse_line`` in Python.
+speed from DuckDB: one sequential read puts every line into a DuckDB table, and vectorised
+string functions, casts and GROUP BYs do the per-line work.  Only awkward lines go through
+``lineprotocol.parse_line`` in Python.
 
 How a line travels
 ------------------
-1. **Reader thread.**  The source is read once, sequentially (a FIFO can be read only once), in
-   blocks cut at newlines, and written into a FIFO that DuckDB's ``read_csv`` reads as one
-   VARCHAR column per line (no quote, no escape, delimiter ``\\x01``).  Table row ``rowid`` is
-   then physical line ``rowid + 1``.  DuckDB must not see what it would mangle: it treats a
-   carriage return as a line break and refuses invalid UTF-8, so the reader re-encodes with
-   ``\\x02`` tokens (``\\x02e`` = ``\\x02``, ``\\x02r`` = CR, ``\\x02d`` = ``\\x01``) and
-   replaces a line that is not UTF-8, or longer than 1 MiB, by a whole-line marker that the
-   exact path rejects.  It also turns ``\\<space>`` into ``\\x02s`` so that the unescaped spaces
-   of a line are exactly its separators.
-2. **Bulk classification** (SQL, per line).  A line ``<series key> <fields> <timestamp>`` is
-   *bulk* when its timestamp is a canonical integer in range, and its field part is either
-   plain fields without quotes or backslashes (``a=1`` or ``a=1,b=2i``) or one string field
-   ``k="..."`` (influx_inspect writes one field per line).  The series key is kept as text;
-   the field part as key and raw value text.  Blank lines, ``#`` comments and ``CREATE
-   DATABASE`` lines are skipped (``# CONTEXT-DATABASE:``/``# CONTEXT-RETENTION-POLICY:``
-   headers set the database and retention policy of the lines after them).  Everything else
-   goes to the exact path.
-3. **Exact path** (Python).  Those lines are parsed with ``parse_line``.  A line with an open
-   quote or a trailing backslash continues on the next physical lines exactly as ``parse``
-   joins them (a bulk line swallowed that way is taken out of the bulk).  Lines that fail are
-   rejected.  influx_inspect 1.6's ``skipped missing file: PATH`` message, which it prints
-   without a newline, is split off at the ``.tsm`` that ends PATH and rejected, and the text
-   glued after it is treated as a line of its own.
-4. **Validation** (SQL, per field value).  Values are typed from their shape (``"..."``
-   string, ``t/T/true/True/TRUE/f/F/false/False/FALSE`` boolean, ``...i`` integer, ``...u``
-   unsigned, else float) and checked with the parser's own patterns; a value that does not fit
-   (bad number, overflow, infinity) sends its line to the exact path, which rejects it.
-5. **Series** (Python, once per *distinct* series key).  Each key is parsed with the exact
-   parser; keys it would read differently from the bulk split go to the exact path.
-6. **Merge and write** (SQL, per database, retention policy and measurement).  Lines are
-   merged into points keyed by (series, time) with ``arg_max(value, line order)`` per field,
-   so a later line wins, as the WAL does after TSM data.  Rows are sorted by tags, then time,
-   and written with ZSTD.
+1. **Read** (a FIFO is read exactly once, sequentially).  DuckDB's ``read_csv`` reads one
+   VARCHAR per line (no quote, no escape, delimiter ``\\x01``), so table row ``rowid`` is
+   physical line ``rowid + 1``.  A plain file that holds nothing DuckDB would mangle (it takes
+   a carriage return for a line break, refuses invalid UTF-8 and drops a BOM) is read by
+   DuckDB itself, in parallel, after a cheap scan that checks this.  Any other input (a FIFO,
+   gzip, or such bytes) goes through a reader thread into a FIFO, re-encoded with ``\\x02``
+   tokens (``\\x02e`` = ``\\x02``, ``\\x02r`` = CR, ``\\x02d`` = ``\\x01``, ``\\x02b`` = a
+   leading BOM); a line that is not UTF-8 or longer than 1 MiB becomes a marker that is rejected.
+2. **Split** (SQL, per line).  A line ``<series key> <fields> <time>`` is *bulk* when its time
+   is a canonical integer in range and its field part is plain fields without quotes or
+   backslashes (``a=1``, ``a=1,b=2i``) or one string field ``k="..."`` (influx_inspect writes
+   one field per line).  It is split at its last two spaces (a string line: at its first space
+   not preceded by a backslash and at its last space).  Blank lines, ``#`` comments and
+   ``CREATE DATABASE`` lines are skipped; ``# CONTEXT-DATABASE:`` and
+   ``# CONTEXT-RETENTION-POLICY:`` set the database and retention policy of the lines after
+   them.  Everything else goes to the exact path.
+3. **Exact path** (Python, in line order).  A line with an open quote or a trailing backslash
+   takes the following physical lines exactly as ``parse`` joins them (lines taken that way
+   leave the bulk); lines that fail are rejected.  influx_inspect 1.6 prints ``skipped missing
+   file: PATH`` without a newline when a TSM file vanished mid-export: that message is split off
+   after the ``NNN-NNN.tsm`` ending PATH and rejected, and the text glued after it is a line.
+4. **Validate and collect** (SQL).  Values are typed by shape (``"..."`` string,
+   ``t/T/true/True/TRUE/f/F/false/False/FALSE`` boolean, ``...i`` integer, ``...u`` unsigned,
+   else float) and checked with the parser's patterns and ranges; a line with a bad value goes
+   to the exact path, which rejects it.  Then one GROUP BY gives the distinct series keys and
+   the fields and types per measurement.
+5. **Series** (Python, once per *distinct* series key, not per line).  Each key is parsed with
+   the exact parser; a key that it might read differently from the bulk split (odd escapes,
+   leading whitespace or ``#``, length limits) sends its lines to the exact path.
+6. **Merge and write** (SQL, per database, retention policy and measurement).  Lines (and
+   exact-path points) are merged into points keyed by (series, time) with
+   ``arg_max(value, line order)`` per field: a later line wins, as the WAL does after TSM data.
+   Rows are sorted by tags, then time, and written with ZSTD.
 
 Columns and the type-conflict rule
 ----------------------------------
 ``time`` (TIMESTAMP_NS, UTC), one VARCHAR column per tag key (sorted), one column per field
 key (sorted): float DOUBLE, integer BIGINT, unsigned UBIGINT, string VARCHAR, boolean BOOLEAN.
 
-*Type conflicts are kept, not coerced*: when a field has more than one type among the lines of
-one input (InfluxDB allows it across shards), each of its types gets its own column
-``<field>__<type>`` (``temp__float``, ``temp__integer``; types in the order float, integer,
-unsigned, string, boolean) and there is no plain ``<field>`` column.  A point's value sits in
-the column of its type, NULL in the others.  When the same point's field comes with two
-types, the later line wins, and only its type's column is set.  Nothing is ever converted, so
-every value and its type survive.
+*Type conflicts are kept, never coerced*: when a field has more than one type among the lines
+of one input (and the same database, retention policy and measurement; InfluxDB allows it
+across shards), each of its types gets its own column ``<field>__<type>`` (``temp__float``,
+``temp__integer``; in the order float, integer, unsigned, string, boolean) and there is no plain
+``<field>`` column.  A point's value sits in the column of its type, NULL in the others.  When
+the same point's field comes with two types, the later line wins and only its type's column is
+set.  Nothing is ever converted, so every value keeps its exact value and type.
 
-Column names must be unique, also ignoring case (DuckDB reads names case-insensitively): a
-tag key that is also a field key (or ``time``) gets ``<key>_tag``; a field column named
-``time`` gets ``time_field``; any remaining clash gets ``_2``, ``_3``... in column order.
+Column names are unique, also ignoring case (DuckDB matches names case-insensitively): a tag
+key that is also a field key (or is ``time``) gets ``<key>_tag``; a field column that would be
+``time`` gets ``time_field``; any clash left gets ``_2``, ``_3``... in column order.
 
 Files
 -----
 layout ``measurement``: ``<out_dir>/<measurement>/<file_stem>.parquet``; when one input holds
-the same measurement under several databases or retention policies, those are not merged but
-written as ``<file_stem>-0.parquet``, ``-1``... in (database, retention policy) order.
+a measurement under several databases or retention policies, they are not merged but written
+as ``<file_stem>-0.parquet``, ``-1``... in (database, retention policy) order.
 layout ``database``: ``<out_dir>/<database>/<rp>/<measurement>/<file_stem>.parquet``.
-Directory names go through :func:`path_segment`.  A file is written under a hidden temporary
-name, fsynced, renamed, and its directory fsynced; files of the same stem that the new run did
-not write are removed, so a redone chunk replaces its files.
+Directory names go through :func:`path_segment`.  Each file is written under a hidden
+temporary name, fsynced, renamed, and its directory fsynced; files of the same stem that the
+run did not write are removed, so a redone chunk replaces its files and never adds copies.
 
-Rejected lines go to ``<rejected_dir>/<file_stem>.txt`` as ``FILE:LINE: reason: <line>``
-(LINE is where the error is; a newline inside a rejected line is shown as ``\\n``).  A
-measurement whose name cannot be a directory name (over 255 bytes encoded) is rejected line by
-line too.
+Rejected lines go to ``<rejected_dir>/<file_stem>.txt`` as ``FILE:LINE: reason: <line>``,
+sorted by line (LINE is where the error is; a CR or newline inside a rejected line is written
+as ``\\r`` or ``\\n``).  The lines of a measurement whose name cannot be a directory name (longer
+than 255 bytes encoded) are rejected too.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 import duckdb
 
@@ -103,6 +103,7 @@ from headlined.lineprotocol import (
     PRECISION_NS,
     LineProtocolError,
     _scan_line,
+    parse,
     parse_line,
 )
 
@@ -112,28 +113,21 @@ log = logs.get("convert")
 
 TYPES = ("float", "integer", "unsigned", "string", "boolean")
 _TYPE_CODE = {name: code for code, name in enumerate(TYPES)}
-_SQL_TYPE = {
-    "float": "DOUBLE",
-    "integer": "BIGINT",
-    "unsigned": "UBIGINT",
-    "string": "VARCHAR",
-    "boolean": "BOOLEAN",
-}
 
 _CHUNK = 1 << 18
 _MAX_LINE = 1 << 20  # bytes of one physical line; longer ones are rejected
 _CSV_MAX_LINE = 4 * _MAX_LINE + 64  # an encoded line: every byte may double, markers use hex
 _HEAD = 200  # bytes of an overlong line kept for the rejected file
-_KEY_CHECK_CHARS = 16382  # lineprotocol only checks key lengths of longer lines
+_MAX_KEY_BYTES = 65535  # measurement, tags and a field key, as the parser counts them
 _FIELD_SLOTS = 16384  # order key = rowid * slots + field index; lines this short fit
 _MAX_SEGMENT_BYTES = 255
 _LOGGED_REJECTS = 100
 _BATCH = 5000
 
-# Kinds of rows in the `lines` table.
-_BULK, _SKIP, _SLOW, _TAKEN = 0, 2, 5, 6
+# Kinds of rows in the `lines` table: split by SQL; skipped (blank, comment, header); for the
+# exact parser; taken out (part of a line that began earlier, or handed to the exact parser).
+_BULK, _SKIP, _SLOW, _TAKEN = 0, 1, 2, 3
 
-_FLOAT_RE = r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 # One string field as influx_inspect writes it; the key has no escapes.
 _STRING_FIELD_RE = r'[^\\,= "\t\x00\x02][^\\,= "\x02]*="(?:[^"\\]|\\.)*"'
 _BOOLS = ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE")
@@ -148,7 +142,8 @@ _TOKEN = re.compile("\x02(.)", re.DOTALL)
 _TOKENS = {"e": "\x02", "r": "\r", "d": "\x01", "b": "\ufeff"}
 _MARK_BAD_UTF8 = "\x02U"
 _MARK_LONG = "\x02L"
-_PATH_UNSAFE = re.compile(r"[%/\\\x00-\x1f\x7f]")
+# `=` too: DuckDB reads a directory named `k=v` as a Hive partition and adds a column.
+_PATH_UNSAFE = re.compile(r"[%/=\\\x00-\x1f\x7f]")
 
 
 class ConvertError(ValueError):
@@ -169,8 +164,9 @@ class ConvertResult:
 def path_segment(name: str) -> str:
     """Encode ``name`` as one safe directory name; ``urllib.parse.unquote`` gives it back.
 
-    ``%``, ``/``, ``\\``, control characters and a leading ``.`` (so also ``.`` and ``..``)
-    are percent-encoded as UTF-8; everything else (spaces, commas, Thai, emoji) is kept.
+    ``%``, ``/``, ``\\``, ``=`` (DuckDB would take ``k=v`` for a Hive partition), control
+    characters and a leading ``.`` (so also ``.`` and ``..``) are percent-encoded as UTF-8;
+    everything else (spaces, commas, Thai, emoji) is kept.
     Raises ValueError for an empty name, or one longer than 255 bytes once encoded.
     """
     if not name:
@@ -216,8 +212,10 @@ def convert(
         raise ConvertError(f"precision must be one of {', '.join(PRECISION_NS)}, not {precision!r}")
     if layout not in ("measurement", "database"):
         raise ConvertError(f"layout must be 'measurement' or 'database', not {layout!r}")
-    if not file_stem or file_stem != path_segment(file_stem) or file_stem.startswith("."):
-        raise ConvertError(f"file_stem {file_stem!r} must be a plain file name")
+    if not _is_plain_name(file_stem):
+        raise ConvertError(
+            f"file_stem {file_stem!r} must be a plain file name of at most 200 bytes"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir)) if work_dir is None else work_dir
@@ -286,85 +284,94 @@ def _open_source(path: Path) -> Iterator[IO[bytes]]:
         stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=_CHUNK)
         if head == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
-                yield unzipped  # type: ignore[misc]  # GzipFile is a binary IO
+                yield cast("IO[bytes]", unzipped)
         else:
             yield stream
 
 
-def _encode_block(block: bytes) -> bytes:
-    """Re-encode whole lines so that DuckDB's CSV reader keeps each one intact."""
-    if not block.isascii():
-        try:
-            block.decode("utf-8")
-        except UnicodeDecodeError:
-            block = b"\n".join(map(_checked_utf8, block.split(b"\n")))
-    if b"\x02" in block:
-        block = block.replace(b"\x02", b"\x02e")
-    if b"\r" in block:
-        block = block.replace(b"\r", b"\x02r")
-    if b"\x01" in block:
-        block = block.replace(b"\x01", b"\x02d")
-    return block
+def _escape(data: bytes) -> bytes:
+    """Replace the bytes DuckDB's CSV reader would mangle by \\x02 tokens."""
+    if b"\x02" in data:
+        data = data.replace(b"\x02", b"\x02e")  # first: the tokens below start with \x02
+    if b"\r" in data:
+        data = data.replace(b"\r", b"\x02r")
+    if b"\x01" in data:
+        data = data.replace(b"\x01", b"\x02d")
+    return data
 
 
-def _checked_utf8(line: bytes) -> bytes:
+def _encode_line(line: bytes) -> bytes:
+    """One line, or the whole-line marker of a line too long or not UTF-8."""
+    if len(line) > _MAX_LINE:
+        return _long_marker(line, len(line))
     try:
         line.decode("utf-8")
     except UnicodeDecodeError:
-        # Hex has no byte the later encoding steps touch.
         return _MARK_BAD_UTF8.encode() + line.hex().encode()
-    return line
+    return _escape(line)
+
+
+def _encode_block(block: bytes) -> bytes:
+    """Re-encode whole lines so that DuckDB's CSV reader keeps each one intact."""
+    if len(block) > _MAX_LINE or not _is_utf8(block):
+        # Rare: only then can a line need a marker, so only then go line by line.
+        return b"\n".join(map(_encode_line, block.split(b"\n")))
+    return _escape(block)
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _long_marker(head: bytes, length: int) -> bytes:
     return f"{_MARK_LONG}{length}:".encode() + head[:_HEAD].hex().encode()
 
 
-def _cut_long_lines(block: bytes) -> bytes:
-    lines = block.split(b"\n")
-    return b"\n".join(
-        _long_marker(line, len(line)) if len(line) > _MAX_LINE else line for line in lines
-    )
-
-
 def _plain_file_is_clean(path: Path) -> bool:
-    """Whether DuckDB can read `path` itself: a regular, uncompressed file without a byte the
-    reader thread would have to re-encode (CR, \\x01, \\x02, a BOM, invalid UTF-8) and without
-    an overlong line.  Reading a file twice (page cache) is much cheaper than the single-threaded
-    FIFO path."""
+    """Whether DuckDB can read `path` itself rather than through the reader thread.
+
+    True for a regular, uncompressed file without anything the reader would have to re-encode
+    (CR, \\x01, \\x02, a leading BOM, invalid UTF-8) and without an overlong line.  DuckDB then
+    reads it in parallel; reading the file twice (the second time from the page cache) costs
+    much less than the single-threaded FIFO path.
+    """
     if not path.is_file():
         return False
     decoder = codecs.getincrementaldecoder("utf-8")()
     line_length = 0
+    clean = True
     with path.open("rb") as stream:
-        first = True
-        while chunk := stream.read(_CHUNK * 4):
-            if first and (chunk.startswith((b"\x1f\x8b", codecs.BOM_UTF8))):
-                return False
-            first = False
-            if b"\r" in chunk or b"\x01" in chunk or b"\x02" in chunk:
-                return False
-            if not chunk.isascii():
+        chunk = stream.read(_CHUNK * 4)
+        if chunk.startswith((b"\x1f\x8b", codecs.BOM_UTF8)):
+            return False
+        while chunk and clean:
+            clean = not (b"\r" in chunk or b"\x01" in chunk or b"\x02" in chunk)
+            if clean and not chunk.isascii():
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
-                    return False
+                    clean = False
             newline = chunk.find(b"\n")
             if newline < 0:
                 line_length += len(chunk)
             else:
-                # Lines within a chunk are shorter than it; only the ones crossing chunk
+                # Lines inside a chunk are shorter than it: only a line crossing chunk
                 # boundaries can be overlong.
-                if line_length + newline > _MAX_LINE:
-                    return False
+                clean = clean and line_length + newline <= _MAX_LINE
                 line_length = len(chunk) - chunk.rfind(b"\n") - 1
-            if line_length > _MAX_LINE:
-                return False
+            clean = clean and line_length <= _MAX_LINE
+            chunk = stream.read(_CHUNK * 4)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
-    return True
+    return clean
 
 
 class _Reader(threading.Thread):
@@ -377,6 +384,7 @@ class _Reader(threading.Thread):
         self.progress = progress
         self.error: BaseException | None = None
         self.lines = 0
+        self.final_newline = True  # whether the input ends with a newline (or is empty)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -389,9 +397,8 @@ class _Reader(threading.Thread):
             self.error = exc
 
     def _copy(self, stream: IO[bytes], out: IO[bytes]) -> None:
-        first = True
-        pending = b""
-        long_head: bytes | None = None
+        pending = b""  # the unfinished last line
+        long_head: bytes | None = None  # start of an overlong line being skipped
         long_length = 0
         while not self.stop.is_set():
             data = stream.read(_CHUNK)
@@ -402,8 +409,7 @@ class _Reader(threading.Thread):
                 if newline < 0:
                     long_length += len(data)
                     continue
-                out.write(_long_marker(long_head, long_length + newline) + b"\n")
-                self._count(1)
+                self._emit(out, _long_marker(long_head, long_length + newline) + b"\n", 1)
                 long_head = None
                 data = data[newline + 1 :]
             data = pending + data
@@ -412,22 +418,22 @@ class _Reader(threading.Thread):
             if len(pending) > _MAX_LINE:
                 long_head, long_length, pending = pending[:_HEAD], len(pending), b""
             if block:
-                if len(block) > _MAX_LINE:  # only then can a line in it be too long
-                    block = _cut_long_lines(block)
-                encoded = _encode_block(block)
-                if first and encoded.startswith(codecs.BOM_UTF8):
-                    encoded = b"\x02b" + encoded[len(codecs.BOM_UTF8) :]  # DuckDB drops a BOM
-                first = False
-                out.write(encoded)
-                self._count(block.count(b"\n"))
+                self._emit(out, _encode_block(block), block.count(b"\n"))
         if self.stop.is_set():
             return
         if long_head is not None:
-            out.write(_long_marker(long_head, long_length))
-            self._count(1)
+            self._emit(out, _long_marker(long_head, long_length), 1)
+            self.final_newline = False
         elif pending:
-            out.write(_encode_block(pending))
-            self._count(1)
+            self._emit(out, _encode_block(pending), 1)
+            self.final_newline = False
+
+    def _emit(self, out: IO[bytes], encoded: bytes, lines: int) -> None:
+        if not self.lines and encoded.startswith(codecs.BOM_UTF8):
+            # DuckDB drops a BOM at the start; the parser keeps it as part of the first line.
+            encoded = b"\x02b" + encoded[len(codecs.BOM_UTF8) :]
+        out.write(encoded)
+        self._count(lines)
 
     def _count(self, lines: int) -> None:
         self.lines += lines
@@ -437,11 +443,12 @@ class _Reader(threading.Thread):
     def finish(self) -> None:
         """Stop and join; a writer still waiting for a reader is released first."""
         self.stop.set()
-        if self.is_alive():
+        while self.is_alive():
+            # Opening and closing the read end releases a writer blocked in open() (it then
+            # gets EPIPE); retried, as the writer may reach open() only after us.
             with contextlib.suppress(OSError):
-                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
-                os.close(fd)  # the writer now gets EPIPE and ends
-            self.join()
+                os.close(os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK))
+            self.join(0.05)
 
 
 def _decode(text: str) -> str:
@@ -486,13 +493,16 @@ _TYPE_SQL = (
     "WHEN suffix(v, 'i') THEN 1 WHEN suffix(v, 'u') THEN 2 ELSE 0 END"
 )
 _NUMBER_BODY = "substr(v, 1, strlen(v) - 1)"
-# Values whose shape the parser's patterns accept; only long ones or ones with an exponent can
-# overflow, so only those are cast here.
+# Whether a value of each type is one the parser accepts.  Floats: DuckDB's cast reads what the
+# parser's pattern does plus a leading "+", "_" digit separators, surrounding whitespace and
+# inf/nan; excluding those leaves exactly the parser's finite floats (checked by fuzzing; the
+# cast is cheaper than the pattern).  Integers: the pattern, and a cast only when long enough
+# to overflow.
 _BAD_SQL = (
     "CASE ty "
-    f"WHEN 0 THEN NOT coalesce(regexp_full_match(v, '{_FLOAT_RE}') AND ((strlen(v) < 300 "
-    "AND NOT contains(v, 'e') AND NOT contains(v, 'E')) OR isfinite(TRY_CAST(v AS DOUBLE))), "
-    "false) "
+    "WHEN 0 THEN NOT coalesce(isfinite(TRY_CAST(v AS DOUBLE)) AND ascii(v) > 43 "
+    "AND NOT contains(v, '_') AND NOT contains(v, chr(9)) AND NOT contains(v, chr(11)) "
+    "AND NOT contains(v, chr(12)), false) "
     "WHEN 1 THEN NOT coalesce(regexp_full_match(v, '-?[0-9]+i') AND (strlen(v) < 20 "
     f"OR TRY_CAST({_NUMBER_BODY} AS BIGINT) IS NOT NULL), false) "
     "WHEN 2 THEN NOT coalesce(regexp_full_match(v, '[0-9]+u') AND (strlen(v) < 21 "
@@ -534,14 +544,16 @@ def _value_sql(kind: str, v: str) -> str:
     return _string_value_sql(v)
 
 
+# The physical line of a `lines` row: bulk rows (also once taken out) are rebuilt from their
+# parts, which is exact because their time is canonical.
 _RAW_LINE_SQL = (
-    f"CASE WHEN kind = {_BULK} THEN key || ' ' || "
+    "CASE WHEN raw IS NULL AND key IS NOT NULL THEN key || ' ' || "
     "CASE WHEN fk IS NULL THEN v ELSE fk || '=' || v END || ' ' || CAST(ts AS VARCHAR) "
     "ELSE coalesce(raw, '') END"
 )
 
 
-def _value_text(value: object, kind: str) -> str:
+def _value_text(value: float | str | bool, kind: str) -> str:
     """A parsed value back in the raw text form that the SQL value expressions read."""
     if kind == "string":
         text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\x02", "\x02e")
@@ -552,7 +564,7 @@ def _value_text(value: object, kind: str) -> str:
         return f"{value}i"
     if kind == "unsigned":
         return f"{value}u"
-    return repr(float(value))  # type: ignore[arg-type]  # the shortest text that round-trips
+    return repr(float(value))  # the shortest text that reads back as the same double
 
 
 # --------------------------------------------------------------------------
@@ -628,6 +640,7 @@ class _Job:
         self.con = duckdb.connect(":memory:", config=config)
         self.lines = 0
         self.rejected = 0
+        self.final_newline = True
         self.has_mitems = False
         self.headers: dict[int, tuple[str, str]] = {}  # rowid -> ("database" | "rp", name)
         self.segments: list[_Segment] = []
@@ -663,7 +676,8 @@ class _Job:
     def _read(self) -> None:
         if _plain_file_is_clean(self.source):
             # DuckDB reads the file itself, in parallel.
-            self.con.execute(self._pass1_sql(self.source))
+            self.final_newline = _ends_with_newline(self.source)
+            self.con.execute(self._pass1_sql(self._csv_sql(self.source)))
             if self.progress is not None:
                 row = self.con.execute("SELECT count(*) FROM lines").fetchone()
                 self.progress(int(row[0]) if row else 0)
@@ -675,14 +689,29 @@ class _Job:
         reader = _Reader(self.source, fifo, self.progress)
         reader.start()
         try:
-            self.con.execute(self._pass1_sql(fifo))
+            # A FIFO is read by one thread: only copy lines there, and split them afterwards
+            # from the table, in parallel.
+            self.con.execute(f"CREATE TABLE raw AS SELECT line FROM {self._csv_sql(fifo)}")
         finally:
             reader.finish()
+            fifo.unlink()
         if reader.error is not None:
             raise reader.error
+        self.final_newline = reader.final_newline
+        self.con.execute(self._pass1_sql("raw"))
+        self.con.execute("DROP TABLE raw")
 
-    def _pass1_sql(self, path: Path) -> str:
-        """Read every line into `lines`, split bulk lines into key, field key, value, time.
+    @staticmethod
+    def _csv_sql(path: Path) -> str:
+        """read_csv of `path`, one VARCHAR per physical line, nothing interpreted."""
+        return (
+            f"read_csv({_lit(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
+            "auto_detect=false, quote='', escape='', delim=chr(1), strict_mode=false, "
+            f"compression='none', max_line_size={_CSV_MAX_LINE})"
+        )
+
+    def _pass1_sql(self, source: str) -> str:
+        """Split the lines of `source` (a read_csv or a table) into the `lines` table.
 
         A line without quotes is split at its last two spaces: time, fields, and the series
         key before them (whose escaped spaces Python checks once per distinct key).  A line
@@ -692,11 +721,6 @@ class _Job:
         low = -(-MIN_NANO_TIME // self.mult)  # ceil: the scaled time must stay in range
         high = MAX_NANO_TIME // self.mult
         ws = "' ' || chr(9) || chr(0)"
-        csv = (
-            f"read_csv({_lit(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
-            "auto_detect=false, quote='', escape='', delim=chr(1), strict_mode=false, "
-            f"compression='none', max_line_size={_CSV_MAX_LINE})"
-        )
         # A 19-character time of at least 10**18 that DuckDB could read is canonical unless
         # it has an exponent or is hexadecimal; other times are checked by printing them.
         canonical = (
@@ -706,14 +730,17 @@ class _Job:
         )
         return f"""
         CREATE TABLE lines AS
-        WITH a AS (SELECT line, string_split(line, ' ') AS p, contains(line, '"') AS q FROM {csv}),
+        WITH a AS (
+            SELECT line, string_split(line, ' ') AS p, contains(line, '"') AS q FROM {source}),
         b AS (SELECT line, q, len(p) AS np, p[-1] AS tt, TRY_CAST(p[-1] AS BIGINT) AS ts,
                      CASE WHEN q THEN strpos(replace(line, '\\ ', '__'), ' ') END AS ke,
                      p[-2] AS last_fields FROM a),
         c AS (
             SELECT line, q, np, tt, ts,
-                CASE WHEN q THEN substr(line, ke + 1, length(line) - ke - length(tt) - 1)
-                     ELSE last_fields END AS f,
+                CASE WHEN NOT q THEN last_fields
+                     WHEN ke > 0 AND length(line) - ke - length(tt) - 1 > 0 THEN
+                        substr(line, ke + 1, length(line) - ke - length(tt) - 1)
+                END AS f,
                 CASE WHEN q THEN substr(line, 1, ke - 1)
                      ELSE substr(line, 1, length(line) - length(last_fields) - length(tt) - 2)
                 END AS key
@@ -723,6 +750,7 @@ class _Job:
                 coalesce(np >= 3 AND ts BETWEEN {low} AND {high} AND {canonical} AND CASE
                     WHEN q THEN regexp_full_match(f, '{_STRING_FIELD_RE}')
                     ELSE NOT contains(f, '\\') AND NOT contains(f, chr(2)) AND strpos(f, '=') > 1
+                        AND NOT starts_with(f, chr(9)) AND NOT starts_with(f, chr(0))
                 END, false) AS bulk,
                 NOT q AND contains(f, ',') AS multi
             FROM c)
@@ -783,7 +811,7 @@ class _Job:
             self.lines += 1
             self._reject(rowid, "influx_inspect message, not line protocol", match.group())
             text = text[match.end() :]
-        if not text and raw:
+        if not text:
             return rowid
         last = rowid
         if '"' in text or text.endswith("\\"):
@@ -802,6 +830,10 @@ class _Job:
             if _scan_line(joined, 0) == len(text):
                 break
             text, last = joined, last + 1
+        else:
+            # Still open at the end of the input: parse() takes the input's last newline too.
+            if self.final_newline and _scan_line(text + "\n", 0) > len(text):
+                text += "\n"
         following.close()
         return text, last
 
@@ -837,10 +869,16 @@ class _Job:
             self._reject(rowid, "invalid UTF-8 or an overlong line inside a quoted string", text)
             return
         try:
-            point = parse_line(text, self.precision, self.now)
+            # parse(), not parse_line(): they differ on a line whose quote is still open at a
+            # final newline, and the converter agrees with parse() on the whole input.
+            points = parse(text, self.precision, self.now)
         except LineProtocolError as exc:
             self._reject(rowid + exc.line - 1, f"{exc.reason} (column {exc.column})", text)
             return
+        if not points:  # a comment or blank line after all
+            self.lines -= 1
+            return
+        point = points[0]
         sid: SeriesId = (point.measurement, tuple(sorted(point.tags.items())))
         canon = self._canon.get(sid)
         if canon is None:
@@ -884,28 +922,24 @@ class _Job:
             )
             self._reject_rows.clear()
 
-    def _reparse_bulk(self, where: str, params: list[Any] | None = None) -> None:
+    def _reparse_bulk(self, where: str) -> None:
         """Hand bulk rows matching `where` to the exact parser (each is one whole line)."""
         cursor = self.con.cursor()
         cursor.execute(
             f"SELECT rowid, {_RAW_LINE_SQL} FROM lines WHERE kind = {_BULK} AND ({where}) "
-            "ORDER BY rowid",
-            params,
+            "ORDER BY rowid"
         )
-        moved: list[int] = []
         while batch := cursor.fetchmany(_BATCH):
             for rowid, raw in batch:
-                self._exact_text(_decode(raw), rowid)
-                moved.append(rowid)
+                self._exact_line(rowid, raw)  # a whole line: it cannot take the next ones
         cursor.close()
         self._flush()
-        for start in range(0, len(moved), _BATCH):
-            chunk = moved[start : start + _BATCH]
+        # The same condition again, rather than a list of rows that could be most of them.
+        self.con.execute(f"UPDATE lines SET kind = {_TAKEN} WHERE kind = {_BULK} AND ({where})")
+        if self.has_mitems:
             self.con.execute(
-                f"UPDATE lines SET kind = {_TAKEN} WHERE rowid IN (SELECT unnest($1))", [chunk]
+                f"DELETE FROM mitems WHERE n IN (SELECT rowid FROM lines WHERE kind = {_TAKEN})"
             )
-            if self.has_mitems:
-                self.con.execute("DELETE FROM mitems WHERE n IN (SELECT unnest($1))", [chunk])
 
     # ---------------------------------------------------------------- multi-field lines
 
@@ -980,9 +1014,13 @@ class _Job:
             # Bad numbers, overflows, infinities: the exact parser gives the reason.
             self._reparse_bulk(f"rowid IN (SELECT n FROM ({scan}) WHERE bad)")
         parsed = {key: _parse_key(key) for key in {row[1] for row in rows if row[4]}}
+        for _, key, fk, _, good, _ in rows:
+            # The parser limits measurement, tags and a field key to 65535 bytes together.
+            if good and len(_decode(key).encode()) + 4 + len(fk.encode()) > _MAX_KEY_BYTES:
+                parsed[key] = None
         odd = [key for key, sid in parsed.items() if sid is None]
         if odd:
-            self.con.execute("CREATE TEMP TABLE odd_keys AS SELECT unnest($1) AS key", [odd])
+            self.con.execute("CREATE OR REPLACE TABLE odd_keys AS SELECT unnest($1) AS key", [odd])
             self._reparse_bulk("key IN (SELECT key FROM odd_keys)")
         self.bulk_series = {key: sid for key, sid in parsed.items() if sid is not None}
         slow_rows = self.con.execute(
@@ -1044,9 +1082,18 @@ class _Job:
             _remove_stale(directory, self.file_stem, names)
         self._flush()
         self._write_rejects()
-        return ConvertResult(
+        result = ConvertResult(
             self.lines, sum(measurements.values()), self.rejected, files, measurements
         )
+        log.info(
+            "converted",
+            file=str(self.source),
+            lines=result.lines,
+            points=result.points,
+            rejected=result.rejected,
+            files=len(files),
+        )
+        return result
 
     def _targets(self, groups: dict[GroupId, _Group]) -> dict[GroupId, Path]:
         """The final file of each group; groups whose names cannot be directories are left out."""
@@ -1076,12 +1123,12 @@ class _Job:
         keys = sorted(group.keys)
         canons = sorted(group.canons)
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE group_keys AS "
+            "CREATE OR REPLACE TABLE group_keys AS "
             "SELECT unnest($1) AS key, unnest($2)::INTEGER AS sid",
             [keys, [sid_of[self.bulk_series[key]] for key in keys]],
         )
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE group_canons AS "
+            "CREATE OR REPLACE TABLE group_canons AS "
             "SELECT unnest($1) AS canon, unnest($2)::INTEGER AS sid",
             [canons, [sid_of[self.slow_series[canon]] for canon in canons]],
         )
@@ -1090,7 +1137,7 @@ class _Job:
         columns = [[dict(sid[1]).get(tag) for sid in series] for tag in tag_keys]
         select = "".join(f"unnest(${i + 2}) AS t{i}, " for i in range(len(tag_keys)))
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE group_tags AS SELECT {select}unnest($1)::INTEGER AS sid",
+            f"CREATE OR REPLACE TABLE group_tags AS SELECT {select}unnest($1)::INTEGER AS sid",
             [[sid_of[sid] for sid in series], *columns],
         )
         group.tag_keys = tag_keys
@@ -1182,12 +1229,12 @@ class _Job:
         reason = f"{what} name longer than {_MAX_SEGMENT_BYTES} bytes as a directory name"
         cursor = self.con.cursor()
         cursor.execute(
-            f"SELECT DISTINCT o // {_FIELD_SLOTS} AS n FROM ({self._sources_sql(group, False)}) "
-            "ORDER BY n"
+            f"SELECT rowid, {_RAW_LINE_SQL} FROM lines WHERE rowid IN "
+            f"(SELECT o // {_FIELD_SLOTS} FROM ({self._sources_sql(group, False)})) ORDER BY rowid"
         )
         while batch := cursor.fetchmany(_BATCH):
-            for (rowid,) in batch:
-                self._reject(rowid, reason, f"a line of measurement {group.measurement[:80]!r}")
+            for rowid, raw in batch:
+                self._reject(rowid, reason, _decode(raw))  # (a multi-line one: its first line)
         cursor.close()
 
     def _write_rejects(self) -> None:
@@ -1220,6 +1267,23 @@ class _Job:
 
 # --------------------------------------------------------------------------
 # Small pieces
+
+
+def _is_plain_name(name: str) -> bool:
+    # Room is left for "-<n>.parquet" and the hidden temporary name.
+    return (
+        0 < len(name.encode("utf-8", "surrogatepass")) <= 200
+        and not name.startswith(".")
+        and not _PATH_UNSAFE.search(name)
+    )
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as stream:
+        if stream.seek(0, os.SEEK_END) == 0:
+            return True
+        stream.seek(-1, os.SEEK_END)
+        return stream.read(1) == b"\n"
 
 
 def _header(text: str) -> tuple[str, str] | None:
@@ -1298,7 +1362,7 @@ def _column_names(
         multi = len(kinds) > 1
         for kind in kinds:
             name = f"{key}__{kind}" if multi else key
-            if name.casefold() in taken:
+            if name.casefold() == "time":
                 name += "_field"
             field_columns.append((claim(name), key, kind, multi))
     folded_fields = {key.casefold() for key in fields} | {"time"}
