@@ -172,7 +172,10 @@ class InfluxServer:
         # ~/.influxdb holds on this machine.
         defaults = subprocess.run(
             [self._influxd, "config", "-config", os.devnull],
-            check=True, capture_output=True, text=True, timeout=30,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout
         # Debian's build turns upstream's `reporting-disabled` into `reporting-enabled`;
         # switch reporting off under whichever name this influxd has.
@@ -219,7 +222,10 @@ class InfluxServer:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [self._influxd, "-config", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         self._client = httpx.Client(base_url=self.http_url, timeout=60.0)
         deadline = time.monotonic() + timeout
@@ -315,8 +321,9 @@ class InfluxServer:
             params["rp"] = rp
         response = self.client.post("/write", params=params, content=body.encode())
         if response.status_code != 204:
-            raise InfluxError(f"write to {db}/{rp} failed ({response.status_code}): "
-                              f"{response.text.strip()}")
+            raise InfluxError(
+                f"write to {db}/{rp} failed ({response.status_code}): {response.text.strip()}"
+            )
 
     def count(self, db: str, measurement: str, rp: str | None = None) -> int:
         """Number of points in `measurement`: distinct (series, timestamp) pairs.
@@ -369,16 +376,26 @@ class InfluxServer:
         anything. `-since` in the far future makes that copy empty, so this costs a snapshot,
         not a backup. Later writes land in the WAL again.
         """
-        argv = [self._influxd, "backup", "-host", self.rpc_address, "-database", db,
-                "-since", "2200-01-01T00:00:00Z"]
+        argv = [
+            self._influxd,
+            "backup",
+            "-host",
+            self.rpc_address,
+            "-database",
+            db,
+            "-since",
+            "2200-01-01T00:00:00Z",
+        ]
         if rp is not None:
             argv += ["-retention", rp]
         with tempfile.TemporaryDirectory(prefix="influxd-backup-") as out:
-            result = subprocess.run([*argv, out], capture_output=True, text=True, timeout=120,
-                                    check=False)
+            result = subprocess.run(
+                [*argv, out], capture_output=True, text=True, timeout=120, check=False
+            )
         if result.returncode != 0:
-            raise InfluxError(f"influxd backup failed ({result.returncode}): "
-                              f"{result.stdout}{result.stderr}")
+            raise InfluxError(
+                f"influxd backup failed ({result.returncode}): {result.stdout}{result.stderr}"
+            )
 
     def tsm_files(self, db: str | None = None) -> list[Path]:
         """TSM files under data_dir (of one database if `db` is given), sorted."""

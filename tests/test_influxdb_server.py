@@ -111,19 +111,25 @@ def test_start_fails_with_influxd_output_when_port_is_taken(
 def test_counts_points_and_values_per_retention_policy(influx: InfluxServer) -> None:
     """count() is points, (series, time) pairs; count_values() is field values."""
     recent = recent_t0()
-    influx.write(DB, line_protocol([
-        (SENSOR_11, {"pm10": "66.73", "pm25": "41i"}, T0),
-        (SENSOR_11, {"note": '"calibrated"'}, T0 + 60 * 10**9),  # a point with other fields
-        (SENSOR_12, {"pm10": "12.5"}, T0),  # same time, other series: another point
-    ]))
+    influx.write(
+        DB,
+        line_protocol(
+            [
+                (SENSOR_11, {"pm10": "66.73", "pm25": "41i"}, T0),
+                (SENSOR_11, {"note": '"calibrated"'}, T0 + 60 * 10**9),  # a point with other fields
+                (SENSOR_12, {"pm10": "12.5"}, T0),  # same time, other series: another point
+            ]
+        ),
+    )
     # Seconds precision: the server scales timestamps to ns.
     influx.write(DB, f"{SENSOR_11} pm10=1.5 {recent // 10**9}", rp="recent", precision="s")
 
     assert influx.count(DB, "pm") == 3
     assert influx.count_values(DB, "pm") == 4
     assert influx.count(DB, "pm", rp="recent") == 1
-    assert influx.query(f"SELECT pm10 FROM {DB}.recent.pm", epoch="ns")["results"][0]["series"][
-        0]["values"] == [[recent, 1.5]]
+    assert influx.query(f"SELECT pm10 FROM {DB}.recent.pm", epoch="ns")["results"][0]["series"][0][
+        "values"
+    ] == [[recent, 1.5]]
     assert influx.count(DB, "no_such_measurement") == 0
     with pytest.raises(InfluxError, match="points beyond retention policy dropped=1"):
         influx.write(DB, f"{SENSOR_11} pm10=2 {T0}", rp="recent")
@@ -182,17 +188,33 @@ def test_influx_inspect_exports_tsm_then_wal_of_both_policies(
 
     out = tmp_path / "export.lp"
     subprocess.run(
-        [inspect, "export", "-datadir", str(influx.data_dir), "-waldir", str(influx.wal_dir),
-         "-out", str(out), "-database", DB],
-        check=True, capture_output=True, timeout=60,
+        [
+            inspect,
+            "export",
+            "-datadir",
+            str(influx.data_dir),
+            "-waldir",
+            str(influx.wal_dir),
+            "-out",
+            str(out),
+            "-database",
+            DB,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     preamble, sections = read_export(out)
 
-    assert preamble[:2] == ["# INFLUXDB EXPORT: 1677-09-21T00:12:43Z - 2262-04-11T23:47:16Z",
-                            "# DDL"]
+    assert preamble[:2] == [
+        "# INFLUXDB EXPORT: 1677-09-21T00:12:43Z - 2262-04-11T23:47:16Z",
+        "# DDL",
+    ]
     # Policies come in Go map order, which changes from run to run.
-    assert sorted(preamble[2:-1]) == [f"CREATE DATABASE {DB} WITH NAME autogen",
-                                      f"CREATE DATABASE {DB} WITH NAME recent"]
+    assert sorted(preamble[2:-1]) == [
+        f"CREATE DATABASE {DB} WITH NAME autogen",
+        f"CREATE DATABASE {DB} WITH NAME recent",
+    ]
     assert preamble[-1] == "# DML"
     assert set(sections) == {(DB, rp, part) for rp in flushed for part in ("tsm", "wal")}
     for rp, points in flushed.items():

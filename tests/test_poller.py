@@ -260,17 +260,25 @@ def test_duplicate_already_stored_is_not_stored_twice(tmp_path: Path) -> None:
         writer.start()
         old = {"data": [{"id": 0, "ts": feed.t0}, {"id": 10_000, "ts": clock.now}]}
         client = httpx.AsyncClient(
-            transport=httpx.MockTransport(lambda _r: httpx.Response(200, json=old)))
-        fresh = SourcePoller(source(), client, writer, RejectSampler(tmp_path / "r"),
-                             clock=clock, sleep=clock.sleep)  # remembers nothing
+            transport=httpx.MockTransport(lambda _r: httpx.Response(200, json=old))
+        )
+        fresh = SourcePoller(
+            source(), client, writer, RejectSampler(tmp_path / "r"), clock=clock, sleep=clock.sleep
+        )  # remembers nothing
         await fresh.poll_once()
         await writer.close()
         await client.aclose()
-        rows = await store.call(lambda c: c.execute(
-            "SELECT record_key, count(*) FROM messages WHERE record_key IN ('[0]', '[10000]') "
-            "GROUP BY 1 ORDER BY 1").fetchall())
-        news = await store.call(lambda c: c.execute(
-            "SELECT new FROM fetch_summary ORDER BY started_at DESC LIMIT 1").fetchall())
+        rows = await store.call(
+            lambda c: c.execute(
+                "SELECT record_key, count(*) FROM messages WHERE record_key IN ('[0]', '[10000]') "
+                "GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
+        news = await store.call(
+            lambda c: c.execute(
+                "SELECT new FROM fetch_summary ORDER BY started_at DESC LIMIT 1"
+            ).fetchall()
+        )
         await store.close()
         del poller
         return rows + news

@@ -39,8 +39,13 @@ def local_unit(tmp_path: Path) -> Path:
 
 
 def test_unit_verifies_clean(tmp_path: Path) -> None:
-    result = subprocess.run([systemd_analyze(), "verify", str(local_unit(tmp_path))],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [systemd_analyze(), "verify", str(local_unit(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "headlined.service" not in result.stderr, result.stderr
 
@@ -48,7 +53,10 @@ def test_unit_verifies_clean(tmp_path: Path) -> None:
 def test_exposure_score_at_most_1_5() -> None:
     result = subprocess.run(
         [systemd_analyze(), "security", "--offline=yes", "--no-pager", str(UNIT)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     match = re.search(r"Overall exposure level for headlined\.service: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
@@ -57,7 +65,14 @@ def test_exposure_score_at_most_1_5() -> None:
 
 def test_unit_has_the_contract_settings() -> None:
     text = UNIT.read_text()
-    for setting in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "ExecReload=",
-                    "StateDirectory=headlined", "ConfigurationDirectory=headlined",
-                    "LoadCredential=", "TimeoutStopSec="):
+    for setting in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "ExecReload=",
+        "StateDirectory=headlined",
+        "ConfigurationDirectory=headlined",
+        "LoadCredential=",
+        "TimeoutStopSec=",
+    ):
         assert setting in text, setting
