@@ -13,7 +13,6 @@ failed or killed chunk never leaves partial Parquet where queries look.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from headlined import convert, logs
+from headlined import convert, durable, logs
 from headlined.chunkplan import Chunk
 from headlined.config import InfluxConfig
 
@@ -181,11 +180,7 @@ def _publish(staging: Path, output_dir: Path) -> list[Path]:
         final = output_dir / staged.relative_to(staging)
         final.parent.mkdir(parents=True, exist_ok=True)
         staged.replace(final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        durable.fsync(final.parent)
         published.append(final)
     return published
 

@@ -12,11 +12,12 @@ same names, so it replaces its own files and never adds a second copy.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import duckdb
+
+from headlined import durable
 
 WATERMARK = "parquet_flushed_id"
 PENDING = "parquet_flush_pending"
@@ -69,21 +70,13 @@ def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
         final_dir.mkdir(parents=True, exist_ok=True)
         suffix = "" if written.stem in ("data_0", "data") else f"-{written.stem}"
         final = final_dir / f"part-{low + 1:012d}-{high:012d}{suffix}.parquet"
-        _fsync(written)
+        durable.fsync(written)
         written.rename(final)
-        _fsync(final_dir)
+        durable.fsync(final_dir)
     _set_meta(conn, WATERMARK, str(high))
     _set_meta(conn, PENDING, None)
     shutil.rmtree(tmp, ignore_errors=True)
     return int(copied[0]) if copied else 0
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sql_str(path: Path) -> str:
