@@ -14,7 +14,9 @@ How a line travels
    DuckDB itself, in parallel, after a cheap scan that checks this.  Any other input (a FIFO,
    gzip, or such bytes) goes through a reader thread into a FIFO, re-encoded with ``\\x02``
    tokens (``\\x02e`` = ``\\x02``, ``\\x02r`` = CR, ``\\x02d`` = ``\\x01``, ``\\x02b`` = a
-   leading BOM); a line that is not UTF-8 or longer than 1 MiB becomes a marker that is rejected.
+   leading BOM); a line that is not UTF-8 or longer than 1 MiB becomes a marker that is
+   rejected.  A FIFO is read by one thread, so its lines are only copied into a table there and
+   split afterwards, in parallel.
 2. **Split** (SQL, per line).  A line ``<series key> <fields> <time>`` is *bulk* when its time
    is a canonical integer in range and its field part is plain fields without quotes or
    backslashes (``a=1``, ``a=1,b=2i``) or one string field ``k="..."`` (influx_inspect writes
@@ -142,6 +144,7 @@ _TOKEN = re.compile("\x02(.)", re.DOTALL)
 _TOKENS = {"e": "\x02", "r": "\r", "d": "\x01", "b": "\ufeff"}
 _MARK_BAD_UTF8 = "\x02U"
 _MARK_LONG = "\x02L"
+_STEM_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 # `=` too: DuckDB reads a directory named `k=v` as a Hive partition and adds a column.
 _PATH_UNSAFE = re.compile(r"[%/=\\\x00-\x1f\x7f]")
 
@@ -1270,11 +1273,12 @@ class _Job:
 
 
 def _is_plain_name(name: str) -> bool:
-    # Room is left for "-<n>.parquet" and the hidden temporary name.
+    # One visible path component (path_segment()'s output is one); room is left for
+    # "-<n>.parquet" and the hidden temporary name.
     return (
         0 < len(name.encode("utf-8", "surrogatepass")) <= 200
         and not name.startswith(".")
-        and not _PATH_UNSAFE.search(name)
+        and not _STEM_UNSAFE.search(name)
     )
 
 

@@ -887,8 +887,14 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
         convert(source, tmp_path / "out", precision="h")
     with pytest.raises(ConvertError, match="layout"):
         convert(source, tmp_path / "out", layout="flat")  # type: ignore[arg-type]
-    with pytest.raises(ConvertError, match="file_stem"):
-        convert(source, tmp_path / "out", file_stem="../x")
+    for stem in ("../x", ".hidden", "a/b", "", "x" * 201):
+        with pytest.raises(ConvertError, match="file_stem"):
+            convert(source, tmp_path / "out", file_stem=stem)
+    # What path_segment() makes of an input file name is a valid stem.
+    stem = path_segment("data=1%")
+    assert convert(source, tmp_path / "out", file_stem=stem).files == [
+        tmp_path / "out" / "m" / f"{stem}.parquet"
+    ]
 
 
 def test_database_layout_needs_a_database_and_policy(tmp_path: Path) -> None:

@@ -163,7 +163,8 @@ def test_kill_9_of_influx_inspect_is_retried(
     )
     killed = 0
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and killed < 3:
+    # Two kills at most: even if both hit one chunk, its third attempt must succeed.
+    while proc.poll() is None and time.monotonic() < deadline and killed < 2:
         for child in children_named(proc.pid, "influx_inspect"):
             os.kill(child, signal.SIGKILL)
             killed += 1
