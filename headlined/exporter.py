@@ -70,7 +70,7 @@ class Progress:
                 "chunks": chunks,
                 "rows": entry.get("rows", 0),
                 "rows_per_s": self.rows_per_s(),
-                "eta_s": self.eta_s(self.chunks_this_run),
+                "eta_s": self.eta_s(),
             }
         return out
 
@@ -79,12 +79,12 @@ class Progress:
         elapsed = time.monotonic() - self.started
         return self.rows_this_run / elapsed if elapsed > 1 and self.rows_this_run else None
 
-    def eta_s(self, chunks_this_run: int) -> float | None:
+    def eta_s(self) -> float | None:
         """Seconds left, from this run's seconds per chunk."""
         left = self.total - self.done - self.failed
-        if chunks_this_run == 0 or left <= 0:
+        if self.chunks_this_run == 0 or left <= 0:
             return None
-        return (time.monotonic() - self.started) / chunks_this_run * left
+        return (time.monotonic() - self.started) / self.chunks_this_run * left
 
 
 def save_plan(conn: duckdb.DuckDBPyConnection, chunks: list[Chunk]) -> None:
@@ -177,9 +177,15 @@ class Exporter:
         self._threads = threads
         self._inspect: Inspect | None = None
 
+    async def _binary(self) -> Inspect:
+        """The influx_inspect binary, found (and its flags probed) once."""
+        if self._inspect is None:
+            self._inspect = await asyncio.to_thread(find_inspect, self.cfg.inspect)
+        return self._inspect
+
     async def plan(self) -> list[Chunk]:
         """Discover the data, plan chunks, and persist the plan (existing checkpoints kept)."""
-        self._inspect = await asyncio.to_thread(find_inspect, self.cfg.inspect)
+        inspect = await self._binary()
         found = await asyncio.to_thread(
             influx_files.discover, self.cfg.data_dir, self.cfg.wal_dir, self.cfg.databases
         )
@@ -187,7 +193,7 @@ class Exporter:
         for item in found:
             if item.wal_bytes:
                 found_range = await wal_range(
-                    self._inspect, self.cfg, item.database, item.retention_policy
+                    inspect, self.cfg, item.database, item.retention_policy
                 )
                 if found_range is not None:
                     wal_ranges[(item.database, item.retention_policy)] = found_range
@@ -204,10 +210,9 @@ class Exporter:
 
     async def run(self, database: str | None = None, heartbeat: Heartbeat | None = None) -> bool:
         """Run every pending or failed chunk (of ``database`` if given); True if all done."""
-        if self._inspect is None:
+        if self._inspect is None:  # not planned yet in this process
             await self.plan()
-        if self._inspect is None:
-            raise ExportError("influx_inspect was not found")
+        inspect = await self._binary()
         everything = await self.store.call(load_chunks)
         chosen = [(c, s, n) for c, s, n in everything if database in (None, c.database)]
         todo = [c for c, state, _ in chosen if state != "done"]
@@ -224,7 +229,7 @@ class Exporter:
         for index, chunk in enumerate(todo):
             if heartbeat is not None:
                 heartbeat.beat(within=600)
-            await self._run_one(chunk, self._inspect, heartbeat)
+            await self._run_one(chunk, inspect, heartbeat)
             if time.monotonic() - last_log > PROGRESS_LOG_S or index == len(todo) - 1:
                 last_log = time.monotonic()
                 log.info(
@@ -234,7 +239,7 @@ class Exporter:
                     failed=self.progress.failed,
                     rows=self.progress.rows,
                     rows_per_s=self.progress.rows_per_s(),
-                    eta_s=self.progress.eta_s(index + 1),
+                    eta_s=self.progress.eta_s(),
                 )
         self.progress.running = False
         return not self.failures
