@@ -96,11 +96,16 @@ async def run_polls(
     return store, poller
 
 
-def query(store: Store, sql: str) -> list[tuple[Any, ...]]:
-    async def go() -> list[tuple[Any, ...]]:
-        return await store.call(lambda c: c.execute(sql).fetchall())
+def polled(tmp_path: Path, feed: Feed, clock: Clock, polls: int, sql: str) -> list[tuple[Any, ...]]:
+    """Poll ``polls`` times, then what ``sql`` finds in the database."""
 
-    return asyncio.run(go())
+    async def scenario() -> list[tuple[Any, ...]]:
+        store, _ = await run_polls(tmp_path, feed, clock, polls)
+        rows = await store.call(lambda c: c.execute(sql).fetchall())
+        await store.close()
+        return rows
+
+    return asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("rate", [0.1, 2.0, 20.0, 80.0])
@@ -108,20 +113,16 @@ def test_steady_feed_loses_nothing(tmp_path: Path, rate: float) -> None:
     clock = Clock()
     feed = Feed(clock, rate)
 
-    async def scenario() -> tuple[int, list[tuple[Any, ...]]]:
-        store, poller = await run_polls(tmp_path, feed, clock, polls=120)
-        stored = await store.call(
-            lambda c: c.execute(
-                "SELECT count(*), count(DISTINCT record_key), min(record_key::JSON->>0), "
-                "(SELECT count(*) FROM gaps) FROM messages"
-            ).fetchall()
-        )
-        await store.close()
-        del poller
-        return feed.arrived(), stored
-
+    [(count, distinct, first, gaps)] = polled(
+        tmp_path,
+        feed,
+        clock,
+        120,
+        "SELECT count(*), count(DISTINCT record_key), min(record_key::JSON->>0), "
+        "(SELECT count(*) FROM gaps) FROM messages",
+    )
+    arrived = feed.arrived()
     # The last poll happened one interval before the end: everything before it is stored.
-    arrived, [(count, distinct, first, gaps)] = asyncio.run(scenario())
     assert count == distinct
     assert first == "0"
     assert gaps == 0
@@ -132,17 +133,9 @@ def test_fast_feed_reports_gap_with_estimate(tmp_path: Path) -> None:
     clock = Clock()
     feed = Feed(clock, rate=500.0)  # 200 / 500 = 0.4 s window, min_interval 1 s: loss
 
-    async def scenario() -> list[tuple[Any, ...]]:
-        store, _ = await run_polls(tmp_path, feed, clock, polls=5)
-        rows = await store.call(
-            lambda c: c.execute(
-                "SELECT last_seen_key, first_new_key, est_missing FROM gaps"
-            ).fetchall()
-        )
-        await store.close()
-        return rows
-
-    gaps = asyncio.run(scenario())
+    gaps = polled(
+        tmp_path, feed, clock, 5, "SELECT last_seen_key, first_new_key, est_missing FROM gaps"
+    )
     assert len(gaps) == 3  # polls 3-5: the first saw an empty feed, the second the first data
     for last, first, est in gaps:
         true_missing = json.loads(first)[0] - json.loads(last)[0] - 1
@@ -231,17 +224,9 @@ def test_records_without_key_are_rejected_and_the_rest_kept(tmp_path: Path) -> N
 
     feed.handler = handler  # type: ignore[method-assign]
 
-    async def scenario() -> list[tuple[Any, ...]]:
-        store, _ = await run_polls(tmp_path, feed, clock, polls=2)
-        rows = await store.call(
-            lambda c: c.execute(
-                "SELECT (SELECT count(*) FROM messages), error FROM fetch_summary"
-            ).fetchall()
-        )
-        await store.close()
-        return rows
-
-    rows = asyncio.run(scenario())
+    rows = polled(
+        tmp_path, feed, clock, 2, "SELECT (SELECT count(*) FROM messages), error FROM fetch_summary"
+    )
     assert rows[0][0] == 2
     assert "bad_records: 1 rejected" in rows[0][1]
 
