@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -20,6 +19,8 @@ from tests.export_fixture import Fixture, build, normalise, read_dataset
 from tests.influxdb_server import InfluxServer, require_binary, running_influxd
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KILLED = 3  # chunks whose first influx_inspect is killed
 
 
 @pytest.fixture(scope="module")
@@ -133,46 +134,69 @@ def test_kill_9_of_export_at_random_moments_then_rerun(
     assert leftovers == []
 
 
-def children_named(pid: int, name: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        # nice and ionice exec into it under the same pid: any of the three counts.
-        if ppid == pid and any(arg.endswith(name.encode()) for arg in cmdline):
-            found.append(int(proc.name))
-    return found
+# kill -9 of influx_inspect: a wrapper runs the real one with its -out redirected into a FIFO
+# whose pipe holds one page, copies a seeded random number of bytes to the real -out, then
+# kill -9s it (blocked mid-write, so surely mid-run) and dies of SIGKILL itself, which is what
+# the exporter sees when influx_inspect is killed. Only the first attempt of the first KILLED
+# sensors/autogen chunks (each ≥ 25 kB of output) is killed, so every retry can succeed.
+KILLING_WRAPPER = """#!{python}
+import fcntl, os, random, select, signal, subprocess, sys, zlib
+from pathlib import Path
+
+REAL, STATE, KILLED = {real!r}, Path({state!r}), {killed}
+args = sys.argv[1:]
+if not (" -database sensors -retention autogen " in " ".join(["", *args, ""]) and "-start" in args):
+    os.execv(REAL, [REAL, *args])
+seen = STATE / f"seen-{{zlib.crc32(' '.join(args).encode())}}"
+if seen.exists() or len(list(STATE.glob("seen-*"))) >= KILLED:
+    os.execv(REAL, [REAL, *args])
+seen.touch()
+out = Path(args[args.index("-out") + 1])
+fifo = out.with_suffix(".fifo")
+os.mkfifo(fifo)
+fd = os.open(fifo, os.O_RDWR)  # never blocks; the pipe exists from here on
+fcntl.fcntl(fd, 1031, 4096)  # F_SETPIPE_SZ: one page, so the writer blocks on the next one
+args[args.index("-out") + 1] = str(fifo)
+proc = subprocess.Popen([REAL, *args])
+budget = random.Random(seen.name).randrange(0, 16000)
+with out.open("wb") as copy:
+    while budget > 0 and proc.poll() is None:
+        if select.select([fd], [], [], 0.1)[0]:
+            data = os.read(fd, min(budget, 4096))
+            copy.write(data)
+            budget -= len(data)
+proc.kill()
+status = proc.wait()
+with (STATE / "outcomes").open("a") as log:
+    log.write(f"{{status}}\\n")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 
 def test_kill_9_of_influx_inspect_is_retried(
     tmp_path: Path, filled: tuple[InfluxServer, Fixture]
 ) -> None:
     influx, fixture = filled
-    config = write_config(tmp_path, influx)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "headlined", "export", "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    state = tmp_path / "wrapper"
+    state.mkdir()
+    wrapper = tmp_path / "influx_inspect"
+    wrapper.write_text(
+        KILLING_WRAPPER.format(
+            python=sys.executable,
+            real=require_binary("influx_inspect"),
+            state=str(state),
+            killed=KILLED,
+        )
     )
-    killed = 0
-    deadline = time.monotonic() + 120
-    # Two kills at most: even if both hit one chunk, its third attempt must succeed.
-    while proc.poll() is None and time.monotonic() < deadline and killed < 2:
-        for child in children_named(proc.pid, "influx_inspect"):
-            os.kill(child, signal.SIGKILL)
-            killed += 1
-        time.sleep(0.001)
-    _, err = proc.communicate(timeout=300)
-    assert killed >= 1, "influx_inspect was never caught running"
-    assert proc.returncode == 0, err
+    wrapper.chmod(0o755)
+    config = write_config(tmp_path, influx, inspect=str(wrapper))
+    result = export(config)
+    assert result.returncode == 0, result.stderr
+    # Each was killed by the signal while it ran, never after it had finished by itself.
+    assert (state / "outcomes").read_text().split() == [str(-signal.SIGKILL)] * KILLED
+    assert result.stdout.count("export_chunk_retry") == KILLED  # logs go to stdout
     assert normalise(read_dataset(tmp_path / "influx")) == normalise(fixture.expected)
+    assert list((tmp_path / "influx" / ".work").glob("*/out/**/*.parquet")) == []
 
 
 def test_failing_chunk_is_marked_and_others_complete(
