@@ -192,9 +192,11 @@ class Exporter:
         wal_ranges = {}
         for item in found:
             if item.wal_bytes:
-                found_range = await wal_range(
-                    inspect, self.cfg, item.database, item.retention_policy
-                )
+                async for attempt in self._retrying(f"{item.database}/{item.retention_policy}"):
+                    with attempt:
+                        found_range = await wal_range(
+                            inspect, self.cfg, item.database, item.retention_policy
+                        )
                 if found_range is not None:
                     wal_ranges[(item.database, item.retention_policy)] = found_range
         extents = await asyncio.to_thread(influx_files.extents, found, wal_ranges)
@@ -244,17 +246,9 @@ class Exporter:
         self.progress.running = False
         return not self.failures
 
-    async def _run_one(self, chunk: Chunk, inspect: Inspect, heartbeat: Heartbeat | None) -> None:
-        name = chunk.label
-        self.progress.current = name
-        await self.store.call(lambda conn: set_state(conn, chunk, "running"))
-
-        def seen(lines: int) -> None:
-            self.progress.lines_in_chunk = lines
-            if heartbeat is not None:
-                heartbeat.beat(within=600)  # called from the converter's thread
-
-        retrying = tenacity.AsyncRetrying(
+    def _retrying(self, name: str) -> tenacity.AsyncRetrying:
+        """The retry policy of one chunk, or of one WAL probe while planning."""
+        return tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(CHUNK_ATTEMPTS),
             wait=tenacity.wait_exponential_jitter(multiplier=2, max=60, jitter=1),
             retry=tenacity.retry_if_exception_type(RETRYABLE),
@@ -267,8 +261,19 @@ class Exporter:
             ),
             reraise=True,
         )
+
+    async def _run_one(self, chunk: Chunk, inspect: Inspect, heartbeat: Heartbeat | None) -> None:
+        name = chunk.label
+        self.progress.current = name
+        await self.store.call(lambda conn: set_state(conn, chunk, "running"))
+
+        def seen(lines: int) -> None:
+            self.progress.lines_in_chunk = lines
+            if heartbeat is not None:
+                heartbeat.beat(within=600)  # called from the converter's thread
+
         try:
-            async for attempt in retrying:
+            async for attempt in self._retrying(name):
                 with attempt:
                     result = await run_chunk(inspect, self.cfg, chunk, seen, self._threads)
         except Exception as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,9 +161,21 @@ async def run_chunk(
     )
 
 
+def describe_exit(code: int) -> str:
+    """``exited 1``, or ``was killed by SIGKILL`` for a negative (signal) return code."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited {code}"
+
+
 def _check_exit(code: int, stderr: str) -> None:
     if code != 0:
-        raise ExportError(f"influx_inspect exited {code}: {stderr.strip() or '(no message)'}")
+        raise ExportError(
+            f"influx_inspect {describe_exit(code)}: {stderr.strip() or '(no message)'}"
+        )
 
 
 async def _stderr_tail(proc: asyncio.subprocess.Process) -> str:
@@ -218,9 +231,10 @@ async def wal_range(
         )
         _, err = await proc.communicate()
         if proc.returncode != 0:
+            message = err.decode(errors="replace").strip()[-500:] or "(no message)"
             raise ExportError(
-                f"reading the WAL of {database}/{rp} failed: "
-                f"{err.decode(errors='replace').strip()[-500:]}"
+                f"reading the WAL of {database}/{rp}: influx_inspect "
+                f"{describe_exit(proc.returncode or 0)}: {message}"
             )
         return await asyncio.to_thread(_timestamp_range, out)
     finally:

@@ -138,14 +138,15 @@ def test_kill_9_of_export_at_random_moments_then_rerun(
 # whose pipe holds one page, copies a seeded random number of bytes to the real -out, then
 # kill -9s it (blocked mid-write, so surely mid-run) and dies of SIGKILL itself, which is what
 # the exporter sees when influx_inspect is killed. Only the first attempt of the first KILLED
-# sensors/autogen chunks (each ≥ 25 kB of output) is killed, so every retry can succeed.
+# sensors/autogen runs (each ≥ 25 kB of output) is killed: the WAL probe while planning, then
+# two chunks; so every retry can succeed.
 KILLING_WRAPPER = """#!{python}
 import fcntl, os, random, select, signal, subprocess, sys, zlib
 from pathlib import Path
 
 REAL, STATE, KILLED = {real!r}, Path({state!r}), {killed}
 args = sys.argv[1:]
-if not (" -database sensors -retention autogen " in " ".join(["", *args, ""]) and "-start" in args):
+if not (" -database sensors -retention autogen " in " ".join(["", *args, ""]) and "-out" in args):
     os.execv(REAL, [REAL, *args])
 seen = STATE / f"seen-{{zlib.crc32(' '.join(args).encode())}}"
 if seen.exists() or len(list(STATE.glob("seen-*"))) >= KILLED:
@@ -194,7 +195,10 @@ def test_kill_9_of_influx_inspect_is_retried(
     assert result.returncode == 0, result.stderr
     # Each was killed by the signal while it ran, never after it had finished by itself.
     assert (state / "outcomes").read_text().split() == [str(-signal.SIGKILL)] * KILLED
-    assert result.stdout.count("export_chunk_retry") == KILLED  # logs go to stdout
+    retries = [line for line in result.stdout.splitlines() if "export_chunk_retry" in line]
+    assert len(retries) == KILLED  # logs go to stdout
+    assert all("influx_inspect was killed by SIGKILL" in line for line in retries), retries
+    assert "reading the WAL of sensors/autogen" in retries[0]
     assert normalise(read_dataset(tmp_path / "influx")) == normalise(fixture.expected)
     assert list((tmp_path / "influx" / ".work").glob("*/out/**/*.parquet")) == []
 
