@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from headlined.schedule import (
     retry_budget,
 )
 from headlined.supervisor import Heartbeat
+from headlined.windowcheck import WindowCheck
 
 log = logs.get("poller")
 
@@ -95,6 +96,7 @@ class SourcePoller:
         self._bad_records_logged: set[str] = set()
         self._saved_state: State | None = None
         self._saved_at = 0.0
+        self._window_check = WindowCheck(source.window)
 
     def restore(self, restored: Restored) -> None:
         """Pick up where the last run stopped: schedule state and the newest keys.
@@ -159,7 +161,7 @@ class SourcePoller:
             )
             await self._failed(started_at, tick, failure)
             return
-        result = compare(extracted.records, self._seen, self.source.window)
+        result = compare(extracted.records, self._seen, self.limits.window)
         observation = Observation(
             started,
             len(result.new),
@@ -170,6 +172,7 @@ class SourcePoller:
             burst_seen=result.burst,
         )
         self.state = after_success(self.state, observation, self.limits)
+        self._check_window(len(extracted.records), len(result.new))
         error = None
         if extracted.rejected:
             error = f"bad_records: {extracted.rejected} rejected ({extracted.reject_reason})"
@@ -215,6 +218,24 @@ class SourcePoller:
             attempts=response.attempts,
             next_s=round(self.state.interval or 0, 2),
             rate=self.state.rate,
+        )
+
+    def _check_window(self, fetched: int, new: int) -> None:
+        advice = self._window_check.observe(fetched, new)
+        if advice is None:
+            return
+        if advice.kind == "too_large":
+            # A window the API never fills hides every gap: detect and schedule by the real one.
+            self.limits = replace(self.limits, window=advice.observed)
+        # Too small a window only costs polls: a note, not a warning.
+        emit = log.warning if advice.kind == "too_large" else log.info
+        emit(
+            "window_misconfigured",
+            source=self.source.name,
+            window=advice.configured,
+            observed=advice.observed,
+            effect=advice.effect,
+            action=advice.action,
         )
 
     async def _failed(self, started_at: datetime, tick: float, failure: _Failure) -> None:

@@ -269,3 +269,36 @@ def test_duplicate_already_stored_is_not_stored_twice(tmp_path: Path) -> None:
         return rows + news
 
     assert asyncio.run(scenario()) == [("[0]", 1), ("[10000]", 1), (1,)]
+
+
+@pytest.mark.parametrize(("api_window", "level"), [(100, "warning"), (300, "info"), (200, None)])
+def test_window_the_api_contradicts_is_said_once_and_a_smaller_one_adopted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], api_window: int, level: str | None
+) -> None:
+    clock = Clock()
+    feed = Feed(clock, rate=60.0, window=api_window)  # the config says window: 200
+
+    async def scenario() -> tuple[SourcePoller, list[tuple[Any, ...]]]:
+        store, poller = await run_polls(tmp_path, feed, clock, polls=40)
+        rows = await store.call(
+            lambda c: c.execute(
+                "SELECT overlap FROM fetch_summary ORDER BY started_at DESC LIMIT 10"
+            ).fetchall()
+        )
+        await store.close()
+        return poller, rows
+
+    poller, last_overlaps = asyncio.run(scenario())
+    events = [
+        line for line in capsys.readouterr().out.splitlines() if "window_misconfigured" in line
+    ]
+    if level is None:
+        assert events == []
+        return
+    assert len(events) == 1
+    assert f"observed={api_window}" in events[0]
+    assert f"set window: {api_window} for this source" in events[0]
+    assert level in events[0]
+    # Only a smaller real window is adopted: then polls overlap again, and gaps could show.
+    assert poller.limits.window == min(api_window, 200)
+    assert all(overlap > 0 for (overlap,) in last_overlaps)
