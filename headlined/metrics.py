@@ -76,6 +76,14 @@ class HeadlinedCollector(Collector):
                 ),
                 "rate_per_s",
             ),
+            (
+                GaugeMetricFamily(
+                    "headlined_window_records",
+                    "Records in a full window, as gap detection uses it",
+                    labels=["source"],
+                ),
+                "window",
+            ),
         ]
         since = GaugeMetricFamily(
             "headlined_seconds_since_last_success",

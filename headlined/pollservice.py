@@ -146,6 +146,7 @@ class PollService:
                 "seconds_since_poll": None if c.last_poll is None else round(now - c.last_poll, 1),
                 "interval_s": s.interval,
                 "rate_per_s": s.rate,
+                "window": poller.limits.window,  # as gap detection uses it (may be learnt)
                 "records": c.records,
                 "new_records": c.new_records,
                 "last_success": s.last_success,

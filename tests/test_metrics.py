@@ -51,5 +51,6 @@ def test_metrics_endpoint_has_per_source_series(tmp_path: Path) -> None:
         assert samples[("headlined_poll_errors_total", labels)] == 0
         assert 1 <= samples[("headlined_poll_interval_seconds", labels)] <= 20
         assert 0 <= samples[("headlined_seconds_since_last_success", labels)] < 30
+        assert samples[("headlined_window_records", labels)] == 200
     assert samples[("headlined_arrival_rate", (("source", "alpha"),))] == pytest.approx(5, rel=0.5)
     assert samples[("process_resident_memory_bytes", ())] > 10_000_000
