@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from headlined import logs
 from headlined.config import SourceConfig
 from headlined.poller import SourcePoller
 from headlined.pollstore import restore
@@ -275,6 +276,7 @@ def test_duplicate_already_stored_is_not_stored_twice(tmp_path: Path) -> None:
 def test_window_the_api_contradicts_is_said_once_and_a_smaller_one_adopted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], api_window: int, level: str | None
 ) -> None:
+    logs.configure("info", mode="json")
     clock = Clock()
     feed = Feed(clock, rate=60.0, window=api_window)  # the config says window: 200
 
@@ -289,16 +291,15 @@ def test_window_the_api_contradicts_is_said_once_and_a_smaller_one_adopted(
         return poller, rows
 
     poller, last_overlaps = asyncio.run(scenario())
-    events = [
-        line for line in capsys.readouterr().out.splitlines() if "window_misconfigured" in line
-    ]
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines if "window_misconfigured" in line]
     if level is None:
         assert events == []
         return
     assert len(events) == 1
-    assert f"observed={api_window}" in events[0]
-    assert f"set window: {api_window} for this source" in events[0]
-    assert level in events[0]
+    assert events[0]["observed"] == api_window
+    assert events[0]["action"] == f"set window: {api_window} for this source"
+    assert events[0]["level"] == level
     # Only a smaller real window is adopted: then polls overlap again, and gaps could show.
     assert poller.limits.window == min(api_window, 200)
     assert all(overlap > 0 for (overlap,) in last_overlaps)
