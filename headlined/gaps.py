@@ -42,6 +42,10 @@ class PollResult:
     window_rate: float | None
     burst: int | None
     """The most records whose times fall within one second (None without times)."""
+    key_conflicts: int = 0
+    """Records of this response whose key an earlier, different record of it already had:
+    the key does not identify a record, and all but the first are taken for duplicates."""
+    conflict_key: str | None = None
 
 
 class SeenKeys:
@@ -151,7 +155,14 @@ def compare(records: list[Record], seen: SeenKeys, window: int) -> PollResult:
     overlap = 0
     old_at: list[int] = []
     new_at: list[int] = []
+    payloads: dict[str, object] = {}
+    conflicts = 0
+    conflict_key = None
     for position, record in enumerate(records):
+        earlier = payloads.setdefault(record.key, record.payload)
+        if earlier is not record.payload and earlier != record.payload:
+            conflicts += 1
+            conflict_key = record.key
         if record.key in seen:
             overlap += 1
             old_at.append(position)
@@ -167,7 +178,15 @@ def compare(records: list[Record], seen: SeenKeys, window: int) -> PollResult:
     gap = None
     if overlap == 0 and ordered and len(seen) > 0 and len(records) >= window:
         gap = _gap(ordered, seen)
-    return PollResult(ordered, overlap, gap, window_rate(ordered), largest_burst(ordered))
+    return PollResult(
+        ordered,
+        overlap,
+        gap,
+        window_rate(ordered),
+        largest_burst(ordered),
+        conflicts,
+        conflict_key,
+    )
 
 
 def _gap(new: list[Record], seen: SeenKeys) -> Gap | None:

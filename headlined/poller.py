@@ -97,6 +97,7 @@ class SourcePoller:
         self._saved_state: State | None = None
         self._saved_at = 0.0
         self._window_check = WindowCheck(source.window)
+        self._key_conflict_logged = False
 
     def restore(self, restored: Restored) -> None:
         """Pick up where the last run stopped: schedule state and the newest keys.
@@ -173,6 +174,17 @@ class SourcePoller:
         )
         self.state = after_success(self.state, observation, self.limits)
         self._check_window(len(extracted.records), len(result.new))
+        if result.key_conflicts and not self._key_conflict_logged:
+            self._key_conflict_logged = True
+            log.warning(
+                "key_not_unique",
+                source=self.source.name,
+                key=self.source.key,
+                example=result.conflict_key,
+                records=result.key_conflicts,
+                effect="different records share a key: all but the first are dropped as duplicates",
+                action="add fields to key so that it identifies one record (an id, a sequence)",
+            )
         error = None
         if extracted.rejected:
             error = f"bad_records: {extracted.rejected} rejected ({extracted.reject_reason})"

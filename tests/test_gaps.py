@@ -153,3 +153,23 @@ def test_largest_burst_counts_records_within_a_second() -> None:
     assert largest_burst(steady) == 3
     assert largest_burst(steady + burst) == 150 + 3
     assert largest_burst([Record("[1]", None, {}, None)]) is None
+
+
+def test_different_records_sharing_a_key_are_counted() -> None:
+    # key: [station] where each station sends many readings: one key, many records.
+    readings = [Record('["st-1"]', None, {"station": "st-1", "v": v}, None) for v in range(5)]
+    seen = SeenKeys(800)
+    result = compare(readings, seen, window=200)
+    assert len(result.new) == 1
+    assert result.key_conflicts == 4
+    assert result.conflict_key == '["st-1"]'
+    remember(seen, result.new)
+    assert compare(readings, seen, window=200).key_conflicts == 4  # also among seen ones
+
+
+def test_an_api_repeating_a_record_is_no_conflict() -> None:
+    records = window(0, 10) + window(5, 10)
+    result = compare(records, SeenKeys(800), window=200)
+    assert len(result.new) == 10
+    assert result.key_conflicts == 0
+    assert result.conflict_key is None

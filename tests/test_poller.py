@@ -303,3 +303,28 @@ def test_window_the_api_contradicts_is_said_once_and_a_smaller_one_adopted(
     # Only a smaller real window is adopted: then polls overlap again, and gaps could show.
     assert poller.limits.window == min(api_window, 200)
     assert all(overlap > 0 for (overlap,) in last_overlaps)
+
+
+@pytest.mark.parametrize(("key", "warned"), [(["station"], True), (["station", "id"], False)])
+def test_a_key_shared_by_different_records_is_warned_about_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: list[str], warned: bool
+) -> None:
+    logs.configure("info", mode="json")
+    clock = Clock()
+    feed = Feed(clock, rate=5.0)
+    served = feed.handler
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        items = served(request).json()["data"]
+        return httpx.Response(200, json={"data": [{**r, "station": r["id"] % 3} for r in items]})
+
+    feed.handler = handler  # type: ignore[method-assign]
+    store, _ = asyncio.run(run_polls(tmp_path, feed, clock, polls=10, cfg=source(key=key)))
+    asyncio.run(store.close())
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines if "key_not_unique" in line]
+    assert len(events) == int(warned)
+    if warned:
+        assert events[0]["key"] == ["station"]
+        assert events[0]["level"] == "warning"
+        assert "add fields to key" in events[0]["action"]
