@@ -23,7 +23,7 @@ from headlined.fetch import FetchError, fetch
 from headlined.gaps import Seen, SeenKeys, compare
 from headlined.pollstore import Poll, Restored, Summary
 from headlined.pollwriter import PollWriter
-from headlined.records import BadResponseError, decode_json, extract
+from headlined.records import BadResponseError, Record, decode_json, extract, time_problem
 from headlined.rejects import RejectSampler
 from headlined.schedule import (
     Limits,
@@ -98,6 +98,7 @@ class SourcePoller:
         self._saved_at = 0.0
         self._window_check = WindowCheck(source.window)
         self._key_conflict_logged = False
+        self._time_checked = source.time is None
 
     def restore(self, restored: Restored) -> None:
         """Pick up where the last run stopped: schedule state and the newest keys.
@@ -174,6 +175,8 @@ class SourcePoller:
         )
         self.state = after_success(self.state, observation, self.limits)
         self._check_window(len(extracted.records), len(result.new))
+        if not self._time_checked and result.new:
+            self._check_time(result.new)
         if result.key_conflicts and not self._key_conflict_logged:
             self._key_conflict_logged = True
             log.warning(
@@ -230,6 +233,22 @@ class SourcePoller:
             attempts=response.attempts,
             next_s=round(self.state.interval or 0, 2),
             rate=self.state.rate,
+        )
+
+    def _check_time(self, new: list[Record]) -> None:
+        """Once: say so when the configured time field gives no time for any new record."""
+        self._time_checked = True
+        field = self.source.time
+        if field is None or any(r.time is not None for r in new):
+            return
+        problem = time_problem(new[0].payload, field)
+        log.warning(
+            "time_unusable",
+            source=self.source.name,
+            field=field,
+            problem=problem,
+            effect="record_time stays NULL; rates and gap sizes come from counts alone",
+            action="set time: to the field holding each record's time, or leave time: out",
         )
 
     def _check_window(self, fetched: int, new: int) -> None:

@@ -177,6 +177,18 @@ def parse_time(value: Any) -> datetime | None:
     return None
 
 
+def time_problem(payload: dict[str, Any], field: str) -> str | None:
+    """Why the ``field`` (dotted) of a record gives no time; None when it does give one."""
+    value = _get(payload, field)
+    if value is _MISSING:
+        return f"the records have no field {field!r}"
+    if parse_time(value) is not None:
+        return None
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return f"{field!r} is {shown}: neither ISO 8601 nor epoch seconds/ms/µs/ns"
+
+
 def _parse_iso(text: str) -> datetime | None:
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"

@@ -328,3 +328,28 @@ def test_a_key_shared_by_different_records_is_warned_about_once(
         assert events[0]["key"] == ["station"]
         assert events[0]["level"] == "warning"
         assert "add fields to key" in events[0]["action"]
+
+
+@pytest.mark.parametrize(("field", "problem"), [("ts", None), ("created", "no field 'created'")])
+def test_a_time_field_that_gives_no_time_is_warned_about_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, problem: str | None
+) -> None:
+    logs.configure("info", mode="json")
+    clock = Clock()
+    feed = Feed(clock, rate=5.0)
+    store, _ = asyncio.run(run_polls(tmp_path, feed, clock, polls=5, cfg=source(time=field)))
+    times = asyncio.run(
+        store.call(lambda c: c.execute("SELECT count(record_time) FROM messages").fetchone())
+    )
+    asyncio.run(store.close())
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines if "time_unusable" in line]
+    if problem is None:
+        assert events == []
+        assert times is not None
+        assert times[0] > 0
+        return
+    assert len(events) == 1
+    assert problem in events[0]["problem"]
+    assert events[0]["field"] == field
+    assert times == (0,)

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headlined.records import BadResponseError, decode_json, extract, parse_time, record_key
+from headlined.records import (
+    BadResponseError,
+    decode_json,
+    extract,
+    parse_time,
+    record_key,
+    time_problem,
+)
 
 
 def test_keys_are_canonical_json_in_config_order() -> None:
@@ -104,3 +111,16 @@ def test_known_records_skip_time_parsing() -> None:
         ("[1]", True, True),
         ("[2]", False, False),
     ]
+
+
+def test_time_problem_says_why_a_record_has_no_time() -> None:
+    assert time_problem({"ts": "2026-01-01T00:00:00Z"}, "ts") is None
+    assert time_problem({"createdAt": 1}, "created_at") == (
+        "the records have no field 'created_at'"
+    )
+    assert time_problem({"meta": {"at": "01/02/2026 10:00"}}, "meta.at") == (
+        "'meta.at' is \"01/02/2026 10:00\": neither ISO 8601 nor epoch seconds/ms/µs/ns"
+    )
+    assert time_problem({"ts": None}, "ts") == (
+        "'ts' is null: neither ISO 8601 nor epoch seconds/ms/µs/ns"
+    )
