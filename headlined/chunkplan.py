@@ -92,3 +92,14 @@ def plan(
             chunks.append(Chunk(extent.database, extent.retention_policy, from_ns(lo), from_ns(hi)))
             edge += size
     return chunks
+
+
+def outside(extents: list[Extent], start: datetime | None, end: datetime | None) -> list[Extent]:
+    """The extents that the configured ``[start, end)`` leaves without a single chunk."""
+    low = None if start is None else to_ns(start)
+    high = None if end is None else to_ns(end)
+    return [
+        e
+        for e in extents
+        if (high is not None and e.first_ns >= high) or (low is not None and e.last_ns < low)
+    ]

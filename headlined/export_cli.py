@@ -68,6 +68,13 @@ async def _run_here(database_path: Path, influx: InfluxConfig, database: str | N
     try:
         chunks = await exporter.plan()
         total = len([c for c in chunks if database in (None, c.database)])
+        if total == 0:
+            print(
+                f"headlined export: nothing to export: no data in {influx.data_dir}"
+                f"{' for ' + database if database else ''} within influx.start/influx.end",
+                file=sys.stderr,
+            )
+            return EXIT_OK
         with _bar(total) as bar:
             watcher = asyncio.create_task(_watch(exporter, bar))
             try:

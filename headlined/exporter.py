@@ -19,7 +19,7 @@ import duckdb
 import tenacity
 
 from headlined import influx_files, logs
-from headlined.chunkplan import Chunk, plan
+from headlined.chunkplan import Chunk, outside, plan, rfc3339
 from headlined.config import InfluxConfig
 from headlined.influx_export import ExportError, Inspect, find_inspect, run_chunk, wal_range
 from headlined.store import Store
@@ -201,6 +201,17 @@ class Exporter:
                     wal_ranges[(item.database, item.retention_policy)] = found_range
         extents = await asyncio.to_thread(influx_files.extents, found, wal_ranges)
         chunks = plan(extents, self.cfg.chunk, self.cfg.start, self.cfg.end)
+        for extent in outside(extents, self.cfg.start, self.cfg.end):
+            log.warning(
+                "export_range_excludes_data",
+                database=extent.database,
+                retention_policy=extent.retention_policy,
+                data_from=rfc3339(extent.first_ns),
+                data_to=rfc3339(extent.last_ns),
+                start=self.cfg.start.isoformat() if self.cfg.start else None,
+                end=self.cfg.end.isoformat() if self.cfg.end else None,
+                action="widen influx.start/influx.end, or remove them to export all data",
+            )
         await self.store.call(lambda conn: save_plan(conn, chunks))
         log.info(
             "export_planned",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from headlined.chunkplan import NS, Chunk, Extent, from_ns, plan, rfc3339, to_ns
+from headlined.chunkplan import NS, Chunk, Extent, from_ns, outside, plan, rfc3339, to_ns
 
 DAY = 86400.0
 T = datetime(2024, 1, 3, 5, 0, tzinfo=UTC)
@@ -85,3 +85,16 @@ def test_ns_round_trip_at_microsecond_precision() -> None:
 def test_stems_are_sortable_and_path_safe() -> None:
     chunk = Chunk("db", "rp", T, T + timedelta(days=1))
     assert chunk.stem == "20240103T050000Z_20240104T050000Z"
+
+
+def test_outside_names_the_data_that_start_and_end_leave_out() -> None:
+    old = ext(T, T + timedelta(days=3), db="old")
+    new = ext(T + timedelta(days=30), T + timedelta(days=40), db="new")
+    both = [old, new]
+    assert outside(both, None, None) == []
+    assert outside(both, T + timedelta(days=10), None) == [old]
+    assert outside(both, None, T + timedelta(days=30)) == [new]  # end is exclusive
+    assert outside(both, T + timedelta(days=3), T + timedelta(days=31)) == []
+    assert (
+        plan(outside(both, T + timedelta(days=50), None), DAY, T + timedelta(days=50), None) == []
+    )

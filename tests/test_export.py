@@ -31,7 +31,9 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxSer
         yield influx, build(influx)
 
 
-def write_config(tmp_path: Path, influx: InfluxServer, inspect: str = "influx_inspect") -> Path:
+def write_config(
+    tmp_path: Path, influx: InfluxServer, inspect: str = "influx_inspect", **extra: str
+) -> Path:
     config = {
         "state_dir": str(tmp_path / "state"),
         "log_level": "info",
@@ -41,6 +43,7 @@ def write_config(tmp_path: Path, influx: InfluxServer, inspect: str = "influx_in
             "wal_dir": str(influx.wal_dir),
             "chunk": "7d",
             "output_dir": str(tmp_path / "influx"),
+            **extra,
         },
     }
     path = tmp_path / "headlined.yaml"
@@ -229,3 +232,17 @@ exec {real} "$@"
         error and "simulated" in error for _, start, state, error in states if state == "failed"
     )
     assert all(state == "done" for _, start, state, _ in states if start != "2024-01-15")
+
+
+def test_a_range_that_excludes_the_data_says_so(
+    tmp_path: Path, filled: tuple[InfluxServer, Fixture]
+) -> None:
+    influx, _ = filled
+    config = write_config(tmp_path, influx, start="2030-01-01T00:00:00Z")
+    result = export(config)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to export" in result.stderr
+    warned = [line for line in result.stdout.splitlines() if "export_range_excludes_data" in line]
+    assert len(warned) == 4  # every database and retention policy of the fixture
+    assert any("sensors" in line and "2024-01" in line for line in warned)
+    assert chunk_states(tmp_path / "state") == []
