@@ -149,7 +149,16 @@ def _follow_daemon(
             bar.n = finished
             bar.set_postfix_str(_describe(rows, 0, rate), refresh=False)
             bar.refresh()
-            if not status.get("export_running") and total:
+            # The daemon marks the export running before it answers the request: once it
+            # stops, this run is over, whether it had chunks or none.
+            if not status.get("export_running"):
                 break
             sleep(REFRESH_S)
+    if total == 0:
+        print(
+            "headlined export: nothing to export: the daemon found no data within "
+            "influx.start/influx.end (see its export_range_excludes_data warnings)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
     return _report(status.get("export_failures", {}), rows, not status.get("export_failures"))

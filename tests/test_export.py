@@ -15,6 +15,7 @@ import duckdb
 import pytest
 import yaml
 
+from tests.daemon_process import Daemon
 from tests.export_fixture import Fixture, build, normalise, read_dataset
 from tests.influxdb_server import InfluxServer, require_binary, running_influxd
 
@@ -246,3 +247,18 @@ def test_a_range_that_excludes_the_data_says_so(
     assert len(warned) == 4  # every database and retention policy of the fixture
     assert any("sensors" in line and "2024-01" in line for line in warned)
     assert chunk_states(tmp_path / "state") == []
+
+
+def test_a_range_that_excludes_the_data_ends_a_handover_to_the_daemon(
+    tmp_path: Path, filled: tuple[InfluxServer, Fixture]
+) -> None:
+    influx, _ = filled
+    config = write_config(tmp_path, influx, start="2030-01-01T00:00:00Z")
+    daemon = Daemon(config)
+    daemon.wait_started()
+    result = export(config, timeout=60)  # it once waited for chunks that never came
+    assert daemon.stop() == 0, daemon.output()
+    assert result.returncode == 0, result.stderr
+    assert "the daemon holds the state file" in result.stderr
+    assert "nothing to export" in result.stderr
+    assert daemon.events("export_range_excludes_data")
