@@ -112,29 +112,49 @@ def test_every_point_exactly_once_with_its_latest_value(
     assert json.loads(views.stdout) == {"n": expected_pm, "rps": 2}
 
 
+def published(out: Path) -> int:
+    """Parquet files in their final place: never under ``.work``, which a run empties as it
+    goes (pathlib's ``*`` would walk into it)."""
+    if not out.exists():
+        return 0
+    return sum(
+        len(list(database.glob("*/*/*.parquet")))
+        for database in out.iterdir()
+        if database.is_dir() and not database.name.startswith(".")
+    )
+
+
 def test_kill_9_of_export_at_random_moments_then_rerun(
     tmp_path: Path, filled: tuple[InfluxServer, Fixture]
 ) -> None:
     influx, fixture = filled
     config = write_config(tmp_path, influx)
+    out = tmp_path / "influx"
     rng = random.Random(5)  # noqa: S311  reproducible kill moments, not cryptography
+    mid_run = 0
+    # A whole export of the fixture takes about a second: kill each run at a random moment
+    # after it finished a chunk of its own, so every kill lands while it still works.
     for _ in range(4):
+        before = published(out)
         proc = subprocess.Popen(
             [sys.executable, "-m", "headlined", "export", "-c", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.8, 3.0))
+        deadline = time.monotonic() + 60
+        while published(out) == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.2))
+        mid_run += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert mid_run >= 3, "the kills came after the export had finished: nothing was tested"
     states = {s for _, _, s, _ in chunk_states(tmp_path / "state")}
+    assert states - {"done"}, "every chunk was done before the rerun"
     result = export(config)
     assert result.returncode == 0, result.stderr
-    assert normalise(read_dataset(tmp_path / "influx")) == normalise(fixture.expected)
-    assert states  # the killed runs had planned and checkpointed something
-    leftovers = list((tmp_path / "influx").rglob("*.tmp")) + list(
-        (tmp_path / "influx" / ".work").glob("*/out/**/*.parquet")
-    )
+    assert normalise(read_dataset(out)) == normalise(fixture.expected)
+    leftovers = list(out.rglob("*.tmp")) + list((out / ".work").glob("*/out/**/*.parquet"))
     assert leftovers == []
 
 
