@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from headlined import __version__, config, control, daemon, export_cli, query, status
+from headlined import __version__, config, control, export_cli, query, status
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -189,6 +189,14 @@ def _export(path: Path, database: str | None) -> int:
     return EXIT_USAGE if loaded is None else export_cli.run(loaded, database)
 
 
+def _run(path: Path) -> int:
+    # The daemon's imports (httpx, prometheus-client, the pollers) would slow every other
+    # command's start.
+    from headlined import daemon  # noqa: PLC0415
+
+    return daemon.run(path)
+
+
 def _demo_feed(port: int) -> int:
     from headlined import demofeed  # noqa: PLC0415  only this command needs the simulator
 
@@ -202,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path: Path = getattr(args, "config", None) or config.default_path()
     commands: dict[str, Callable[[], int]] = {
         "check-config": lambda: _check_config(path),
-        "run": lambda: daemon.run(path),
+        "run": lambda: _run(path),
         "status": lambda: _status(path, args.json),
         "query": lambda: _query(
             path, args.sql, "json" if args.json else "csv" if args.csv else "table", args.limit
