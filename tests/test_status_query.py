@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -42,6 +43,11 @@ def test_status_and_query_while_running_and_after(tmp_path: Path) -> None:
         assert "running (pid" in status.stdout
         assert "alpha" in status.stdout
         assert "beta" in status.stdout
+        lines = status.stdout.splitlines()
+        header = next(line for line in lines if line.startswith("SOURCE"))
+        alpha = next(line for line in lines if line.startswith("alpha"))
+        columns = dict(zip(re.split(r"\s{2,}", header), re.split(r"\s{2,}", alpha), strict=True))
+        assert columns["WINDOW"] == "200"
 
         document = json.loads(cli(config, "status", "--json").stdout)
         assert set(document["sources"]) == {"alpha", "beta"}
