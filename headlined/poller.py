@@ -178,16 +178,7 @@ class SourcePoller:
         if not self._time_checked and result.new:
             self._check_time(result.new)
         if result.key_conflicts and not self._key_conflict_logged:
-            self._key_conflict_logged = True
-            log.warning(
-                "key_not_unique",
-                source=self.source.name,
-                key=self.source.key,
-                example=result.conflict_key,
-                records=result.key_conflicts,
-                effect="different records share a key: all but the first are dropped as duplicates",
-                action="add fields to key so that it identifies one record (an id, a sequence)",
-            )
+            self._check_key(result.key_conflicts, result.conflict_key)
         error = None
         if extracted.rejected:
             error = f"bad_records: {extracted.rejected} rejected ({extracted.reject_reason})"
@@ -233,6 +224,19 @@ class SourcePoller:
             attempts=response.attempts,
             next_s=round(self.state.interval or 0, 2),
             rate=self.state.rate,
+        )
+
+    def _check_key(self, conflicts: int, example: str | None) -> None:
+        """Once: different records of one response share a key, so all but one are lost."""
+        self._key_conflict_logged = True
+        log.warning(
+            "key_not_unique",
+            source=self.source.name,
+            key=self.source.key,
+            example=example,
+            records=conflicts,
+            effect="different records share a key: all but the first are dropped as duplicates",
+            action="add fields to key so that it identifies one record (an id, a sequence)",
         )
 
     def _check_time(self, new: list[Record]) -> None:
