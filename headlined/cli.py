@@ -174,9 +174,9 @@ def _check_config(path: Path) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     cfg = loaded.config
-    warning = loaded.exposure_warning()
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+    for warning in (loaded.exposure_warning(), loaded.metrics_warning()):
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{path}: ok ({len(cfg.sources)} sources"
         f"{', influx export' if cfg.influx else ''}; state in {cfg.state_dir})"

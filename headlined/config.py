@@ -7,6 +7,7 @@ each path back to a YAML line through :mod:`headlined.yamlsource`.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -222,6 +223,23 @@ class Loaded(BaseModel):
             f"{self.path} is readable by every user and holds secrets in "
             f"{', '.join(self.literal_secrets)}: chmod o-r it, or move them to "
             "${NAME} references (environment or LoadCredential=)"
+        )
+
+    def metrics_warning(self) -> str | None:
+        """A warning when the metrics endpoint (no authentication) listens beyond loopback."""
+        metrics = self.config.metrics
+        if metrics is None:
+            return None
+        host = metrics.listen.rpartition(":")[0].strip("[]")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False  # a host name: it may resolve to any interface
+        if loopback:
+            return None
+        return (
+            f"metrics.listen {metrics.listen} may be reachable from other hosts and has no "
+            "authentication: use 127.0.0.1:PORT (or ::1) and a proxy if others must scrape it"
         )
 
 

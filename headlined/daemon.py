@@ -301,6 +301,9 @@ def run(path: Path) -> int:
     warning = loaded.exposure_warning()
     if warning:
         log.warning("config_exposes_secrets", problem=warning)
+    warning = loaded.metrics_warning()
+    if warning:
+        log.warning("metrics_not_on_loopback", problem=warning)
     try:
         return asyncio.run(Daemon(loaded).run())
     except KeyboardInterrupt:

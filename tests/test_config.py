@@ -243,3 +243,23 @@ def test_literal_secret_in_a_world_readable_file_is_warned(
     path.chmod(0o640)
     assert cli.main(["check-config", "-c", str(path)]) == 0
     assert "readable by every user" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("listen", "warned"),
+    [
+        ("127.0.0.1:9464", False),
+        ("[::1]:9464", False),
+        ("localhost:9464", False),
+        ("0.0.0.0:9464", True),
+        ("192.0.2.7:9464", True),
+        ("metrics.example:9464", True),
+    ],
+)
+def test_metrics_beyond_loopback_is_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], listen: str, warned: bool
+) -> None:
+    path = write(tmp_path, f"metrics:\n  listen: '{listen}'\n")
+    assert cli.main(["check-config", "-c", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert ("has no authentication" in err) == warned
