@@ -64,7 +64,7 @@ class WindowCheck:
             self._run += 1
         else:
             self._size, self._run = fetched, 1
-        if self._run < self._steady_polls or fetched in (0, self._window):
+        if self._run < self._steady_polls or fetched == self._window:
             return None
         kind: Literal["too_small", "too_large"] = (
             "too_large" if fetched < self._window else "too_small"
