@@ -132,6 +132,21 @@ def query(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+def first_answers(state_dir: Path) -> dict[str, float]:
+    """Per source, when its first poll had its answer (epoch seconds).
+
+    Records that aged out of a feed's window before then were never visible to the daemon:
+    that is where a loss check must start. The daemon logs ``started`` when its pollers are
+    started, which can be a few milliseconds before each one's first request.
+    """
+    rows = query(
+        state_dir,
+        "SELECT source, epoch(min(started_at)) + arg_min(duration_ms, started_at) / 1000 "
+        "FROM fetch_summary GROUP BY source",
+    )
+    return {source: float(at) for source, at in rows}
+
+
 def lost_records(
     server: DemoFeedServer, spec: FeedSpec, stored: list[str], start: float, end: float
 ) -> list[str]:

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from headlined.demofeed import DemoFeedServer, FeedSpec, Shape
-from tests.daemon_process import Daemon, lost_records, stored_keys, write_config
+from tests.daemon_process import (
+    Daemon,
+    first_answers,
+    lost_records,
+    stored_keys,
+    write_config,
+)
 from tests.influxdb_server import require_binary, running_influxd
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -69,7 +75,6 @@ def test_large_export_in_the_daemon_while_seven_fast_feeds_lose_nothing(tmp_path
             config = write_config(tmp_path / "h.yaml", server, specs, influx=influx_cfg)
             daemon = Daemon(config)
             daemon.wait_started()
-            started = time.time()
             handed = subprocess.run(
                 [sys.executable, "-m", "headlined", "export", "-c", str(config)],
                 capture_output=True,
@@ -87,9 +92,11 @@ def test_large_export_in_the_daemon_while_seven_fast_feeds_lose_nothing(tmp_path
             stopped = time.time()
             assert daemon.stop() == 0, daemon.output()
         stored = stored_keys(tmp_path / "state")
+        started = first_answers(tmp_path / "state")
         for spec in specs:
             keys = stored.get(spec.name, [])
             assert len(keys) == len(set(keys))
-            assert lost_records(server, spec, keys, started, stopped - 1) == [], spec.name
+            lost = lost_records(server, spec, keys, started[spec.name], stopped - 1)
+            assert lost == [], spec.name
         assert not daemon.events("gap_detected")
         assert not daemon.events("components_unhealthy")

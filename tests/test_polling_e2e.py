@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from headlined.demofeed import DemoFeedServer, FeedSpec, Shape
-from tests.daemon_process import Daemon, lost_records, query, stored_keys, write_config
+from tests.daemon_process import (
+    Daemon,
+    first_answers,
+    lost_records,
+    query,
+    stored_keys,
+    write_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,15 +65,16 @@ def test_seven_feeds_for_a_minute_lose_nothing(tmp_path: Path) -> None:
         config.write_text(yaml.safe_dump(document))
         daemon = Daemon(config)
         daemon.wait_started()
-        started_at = time.time()  # the first polls happen before "started" is logged
         time.sleep(60)
         stopped_at = time.time()
         assert daemon.stop() == 0, daemon.output()
         stored = stored_keys(tmp_path / "state")
+        started_at = first_answers(tmp_path / "state")
         for spec in specs:
             keys = stored.get(spec.name, [])
             assert len(keys) == len(set(keys)), f"{spec.name}: duplicates"
-            assert lost_records(server, spec, keys, started_at, stopped_at - 1) == [], spec.name
+            lost = lost_records(server, spec, keys, started_at[spec.name], stopped_at - 1)
+            assert lost == [], spec.name
             assert server.request_count(spec.name) > 1
         assert query(tmp_path / "state", "SELECT count(*) FROM gaps") == [(0,)]
         assert not daemon.events("gap_detected")
