@@ -7,17 +7,15 @@ string functions, casts and GROUP BYs do the per-line work.  Only awkward lines 
 
 How a line travels
 ------------------
-1. **Read** (a FIFO is read exactly once, sequentially).  DuckDB's ``read_csv`` reads one
-   VARCHAR per line (no quote, no escape, delimiter ``\\x01``), so table row ``rowid`` is
-   physical line ``rowid + 1``.  A plain file that holds nothing DuckDB would mangle (it takes
-   a carriage return for a line break, refuses invalid UTF-8 and drops a BOM) is read by
-   DuckDB itself, in parallel, after a cheap scan that checks this.  Any other input (a FIFO,
-   gzip, or such bytes) goes through a reader thread into a FIFO, re-encoded with ``\\x02``
-   tokens (``\\x02e`` = ``\\x02``, ``\\x02r`` = CR, ``\\x02d`` = ``\\x01``, ``\\x02b`` = a
-   leading BOM); a line that is not UTF-8 or longer than 1 MiB becomes a marker that is
-   rejected.  A FIFO is read by one thread, so its lines are only copied into a table there and
-   split afterwards, in parallel.
-2. **Split** (SQL, per line).  A line ``<series key> <fields> <time>`` is *bulk* when its time
+1. **Read** (the source is read exactly once, sequentially, so a FIFO works).  A thread reads
+   it (gzip undone) and feeds the bytes to ``headlined._lines.Splitter`` (C, without the GIL),
+   which cuts them into physical lines, so table row ``rowid`` is physical line ``rowid + 1``;
+   this thread inserts its batches into the ``lines`` table meanwhile.  Lines are kept as
+   UTF-8 text with ``\x02`` tokens (``\x02e`` = ``\x02``, ``\x02r`` = CR, ``\x02d`` =
+   ``\x01``, ``\x02b`` = a leading BOM), which DuckDB's CSV reader once mangled and the later
+   passes still expect; a line that is not UTF-8 or longer than 1 MiB becomes a marker that is
+   rejected.
+2. **Split** (C, per line).  A line ``<series key> <fields> <time>`` is *bulk* when its time
    is a canonical integer in range and its field part is plain fields without quotes or
    backslashes (``a=1``, ``a=1,b=2i``) or one string field ``k="..."`` (influx_inspect writes
    one field per line).  It is split at its last two spaces (a string line: at its first space
@@ -78,12 +76,12 @@ than 255 bytes encoded) are rejected too.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import gzip
 import io
 import json
 import os
+import queue
 import re
 import shutil
 import tempfile
@@ -98,7 +96,7 @@ from typing import IO, Any, Literal, cast
 
 import duckdb
 
-from headlined import logs
+from headlined import _lines, logs
 from headlined.lineprotocol import (
     MAX_NANO_TIME,
     MIN_NANO_TIME,
@@ -116,10 +114,9 @@ log = logs.get("convert")
 TYPES = ("float", "integer", "unsigned", "string", "boolean")
 _TYPE_CODE = {name: code for code, name in enumerate(TYPES)}
 
-_CHUNK = 1 << 18
-_MAX_LINE = 1 << 20  # bytes of one physical line; longer ones are rejected
-_CSV_MAX_LINE = 4 * _MAX_LINE + 64  # an encoded line: every byte may double, markers use hex
-_HEAD = 200  # bytes of an overlong line kept for the rejected file
+_CHUNK = 1 << 22  # bytes read at a time
+_ROWS_PER_INSERT = 1 << 19  # lines split before they go into DuckDB, which bounds memory
+_MAX_LINE = _lines.MAX_LINE  # bytes of one physical line; longer ones are rejected
 _MAX_KEY_BYTES = 65535  # measurement, tags and a field key, as the parser counts them
 _FIELD_SLOTS = 16384  # order key = rowid * slots + field index; lines this short fit
 _MAX_SEGMENT_BYTES = 255
@@ -130,8 +127,6 @@ _BATCH = 5000
 # exact parser; taken out (part of a line that began earlier, or handed to the exact parser).
 _BULK, _SKIP, _SLOW, _TAKEN = 0, 1, 2, 3
 
-# One string field as influx_inspect writes it; the key has no escapes.
-_STRING_FIELD_RE = r'[^\\,= "\t\x00\x02][^\\,= "\x02]*="(?:[^"\\]|\\.)*"'
 _BOOLS = ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE")
 _TRUE = ("t", "T", "true", "True", "TRUE")
 
@@ -290,168 +285,6 @@ def _open_source(path: Path) -> Iterator[IO[bytes]]:
                 yield cast("IO[bytes]", unzipped)
         else:
             yield stream
-
-
-def _escape(data: bytes) -> bytes:
-    """Replace the bytes DuckDB's CSV reader would mangle by \\x02 tokens."""
-    if b"\x02" in data:
-        data = data.replace(b"\x02", b"\x02e")  # first: the tokens below start with \x02
-    if b"\r" in data:
-        data = data.replace(b"\r", b"\x02r")
-    if b"\x01" in data:
-        data = data.replace(b"\x01", b"\x02d")
-    return data
-
-
-def _encode_line(line: bytes) -> bytes:
-    """One line, or the whole-line marker of a line too long or not UTF-8."""
-    if len(line) > _MAX_LINE:
-        return _long_marker(line, len(line))
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return _MARK_BAD_UTF8.encode() + line.hex().encode()
-    return _escape(line)
-
-
-def _encode_block(block: bytes) -> bytes:
-    """Re-encode whole lines so that DuckDB's CSV reader keeps each one intact."""
-    if len(block) > _MAX_LINE or not _is_utf8(block):
-        # Rare: only then can a line need a marker, so only then go line by line.
-        return b"\n".join(map(_encode_line, block.split(b"\n")))
-    return _escape(block)
-
-
-def _is_utf8(data: bytes) -> bool:
-    if data.isascii():
-        return True
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _long_marker(head: bytes, length: int) -> bytes:
-    return f"{_MARK_LONG}{length}:".encode() + head[:_HEAD].hex().encode()
-
-
-def _plain_file_is_clean(path: Path) -> bool:
-    """Whether DuckDB can read `path` itself rather than through the reader thread.
-
-    True for a regular, uncompressed file without anything the reader would have to re-encode
-    (CR, \\x01, \\x02, a leading BOM, invalid UTF-8) and without an overlong line.  DuckDB then
-    reads it in parallel; reading the file twice (the second time from the page cache) costs
-    much less than the single-threaded FIFO path.
-    """
-    if not path.is_file():
-        return False
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line_length = 0
-    clean = True
-    with path.open("rb") as stream:
-        chunk = stream.read(_CHUNK * 4)
-        if chunk.startswith((b"\x1f\x8b", codecs.BOM_UTF8)):
-            return False
-        while chunk and clean:
-            clean = not (b"\r" in chunk or b"\x01" in chunk or b"\x02" in chunk)
-            if clean and not chunk.isascii():
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    clean = False
-            newline = chunk.find(b"\n")
-            if newline < 0:
-                line_length += len(chunk)
-            else:
-                # Lines inside a chunk are shorter than it: only a line crossing chunk
-                # boundaries can be overlong.
-                clean = clean and line_length + newline <= _MAX_LINE
-                line_length = len(chunk) - chunk.rfind(b"\n") - 1
-            clean = clean and line_length <= _MAX_LINE
-            chunk = stream.read(_CHUNK * 4)
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return clean
-
-
-class _Reader(threading.Thread):
-    """Copies the source into the FIFO that DuckDB reads, re-encoded (see _encode_block)."""
-
-    def __init__(self, source: Path, fifo: Path, progress: Callable[[int], None] | None) -> None:
-        super().__init__(name="convert-reader", daemon=True)
-        self.source = source
-        self.fifo = fifo
-        self.progress = progress
-        self.error: BaseException | None = None
-        self.lines = 0
-        self.final_newline = True  # whether the input ends with a newline (or is empty)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        try:
-            # The FIFO is opened first and always: DuckDB waits for a writer, so even a source
-            # that fails to open must give it an end of file.
-            with self.fifo.open("wb", buffering=0) as out, _open_source(self.source) as stream:
-                self._copy(stream, out)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            self.error = exc
-
-    def _copy(self, stream: IO[bytes], out: IO[bytes]) -> None:
-        pending = b""  # the unfinished last line
-        long_head: bytes | None = None  # start of an overlong line being skipped
-        long_length = 0
-        while not self.stop.is_set():
-            data = stream.read(_CHUNK)
-            if not data:
-                break
-            if long_head is not None:
-                newline = data.find(b"\n")
-                if newline < 0:
-                    long_length += len(data)
-                    continue
-                self._emit(out, _long_marker(long_head, long_length + newline) + b"\n", 1)
-                long_head = None
-                data = data[newline + 1 :]
-            data = pending + data
-            cut = data.rfind(b"\n") + 1
-            block, pending = data[:cut], data[cut:]
-            if len(pending) > _MAX_LINE:
-                long_head, long_length, pending = pending[:_HEAD], len(pending), b""
-            if block:
-                self._emit(out, _encode_block(block), block.count(b"\n"))
-        if self.stop.is_set():
-            return
-        if long_head is not None:
-            self._emit(out, _long_marker(long_head, long_length), 1)
-            self.final_newline = False
-        elif pending:
-            self._emit(out, _encode_block(pending), 1)
-            self.final_newline = False
-
-    def _emit(self, out: IO[bytes], encoded: bytes, lines: int) -> None:
-        if not self.lines and encoded.startswith(codecs.BOM_UTF8):
-            # DuckDB drops a BOM at the start; the parser keeps it as part of the first line.
-            encoded = b"\x02b" + encoded[len(codecs.BOM_UTF8) :]
-        out.write(encoded)
-        self._count(lines)
-
-    def _count(self, lines: int) -> None:
-        self.lines += lines
-        if self.progress is not None and lines:
-            self.progress(self.lines)
-
-    def finish(self) -> None:
-        """Stop and join; a writer still waiting for a reader is released first."""
-        self.stop.set()
-        while self.is_alive():
-            # Opening and closing the read end releases a writer blocked in open() (it then
-            # gets EPIPE); retried, as the writer may reach open() only after us.
-            with contextlib.suppress(OSError):
-                os.close(os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK))
-            self.join(0.05)
 
 
 def _decode(text: str) -> str:
@@ -677,99 +510,52 @@ class _Job:
     # ---------------------------------------------------------------- pass 1: read
 
     def _read(self) -> None:
-        if _plain_file_is_clean(self.source):
-            # DuckDB reads the file itself, in parallel.
-            self.final_newline = _ends_with_newline(self.source)
-            self.con.execute(self._pass1_sql(self._csv_sql(self.source)))
-            if self.progress is not None:
-                row = self.con.execute("SELECT count(*) FROM lines").fetchone()
-                self.progress(int(row[0]) if row else 0)
-            return
-        fifo = self.work / "input.fifo"
-        with contextlib.suppress(FileNotFoundError):
-            fifo.unlink()
-        os.mkfifo(fifo, 0o600)
-        reader = _Reader(self.source, fifo, self.progress)
-        reader.start()
-        try:
-            # A FIFO is read by one thread: only copy lines there, and split them afterwards
-            # from the table, in parallel.
-            self.con.execute(f"CREATE TABLE raw AS SELECT line FROM {self._csv_sql(fifo)}")
-        finally:
-            reader.finish()
-            fifo.unlink()
-        if reader.error is not None:
-            raise reader.error
-        self.final_newline = reader.final_newline
-        self.con.execute(self._pass1_sql("raw"))
-        self.con.execute("DROP TABLE raw")
+        """Pass 1: every physical line into the `lines` table, split by headlined._lines.
 
-    @staticmethod
-    def _csv_sql(path: Path) -> str:
-        """read_csv of `path`, one VARCHAR per physical line, nothing interpreted."""
-        return (
-            f"read_csv({_lit(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
-            "auto_detect=false, quote='', escape='', delim=chr(1), strict_mode=false, "
-            f"compression='none', max_line_size={_CSV_MAX_LINE})"
-        )
-
-    def _pass1_sql(self, source: str) -> str:
-        """Split the lines of `source` (a read_csv or a table) into the `lines` table.
-
-        A line without quotes is split at its last two spaces: time, fields, and the series
-        key before them (whose escaped spaces Python checks once per distinct key).  A line
-        with a quote may be one string field holding spaces: its key ends at the first space
-        not preceded by a backslash (found with `\\ ` masked), its time at the last space.
+        A thread reads and splits (without the GIL) while this one inserts the batch before
+        into DuckDB; the queue holds two batches at most, which bounds memory.
         """
+        self.con.execute(
+            "CREATE TABLE lines (kind UTINYINT, key VARCHAR, fk VARCHAR, v VARCHAR, ts BIGINT, "
+            "raw VARCHAR)"
+        )
         low = -(-MIN_NANO_TIME // self.mult)  # ceil: the scaled time must stay in range
-        high = MAX_NANO_TIME // self.mult
-        ws = "' ' || chr(9) || chr(0)"
-        # A 19-character time of at least 10**18 that DuckDB could read is canonical unless
-        # it has an exponent or is hexadecimal; other times are checked by printing them.
-        canonical = (
-            "CASE WHEN strlen(tt) = 19 AND ts >= 1000000000000000000 THEN NOT contains(tt, 'e') "
-            "AND NOT contains(tt, 'E') AND NOT contains(tt, 'x') AND NOT contains(tt, 'X') "
-            "ELSE CAST(ts AS VARCHAR) = tt END"
-        )
-        return f"""
-        CREATE TABLE lines AS
-        WITH a AS (
-            SELECT line, string_split(line, ' ') AS p, contains(line, '"') AS q FROM {source}),
-        b AS (SELECT line, q, len(p) AS np, p[-1] AS tt, TRY_CAST(p[-1] AS BIGINT) AS ts,
-                     CASE WHEN q THEN strpos(replace(line, '\\ ', '__'), ' ') END AS ke,
-                     p[-2] AS last_fields FROM a),
-        c AS (
-            SELECT line, q, np, tt, ts,
-                CASE WHEN NOT q THEN last_fields
-                     WHEN ke > 0 AND length(line) - ke - length(tt) - 1 > 0 THEN
-                        substr(line, ke + 1, length(line) - ke - length(tt) - 1)
-                END AS f,
-                CASE WHEN q THEN substr(line, 1, ke - 1)
-                     ELSE substr(line, 1, length(line) - length(last_fields) - length(tt) - 2)
-                END AS key
-            FROM b),
-        d AS (
-            SELECT line, f, key, ts, strpos(f, '=') AS eq,
-                coalesce(np >= 3 AND ts BETWEEN {low} AND {high} AND {canonical} AND CASE
-                    WHEN q THEN regexp_full_match(f, '{_STRING_FIELD_RE}')
-                    ELSE NOT contains(f, '\\') AND NOT contains(f, chr(2)) AND strpos(f, '=') > 1
-                        AND NOT starts_with(f, chr(9)) AND NOT starts_with(f, chr(0))
-                END, false) AS bulk,
-                NOT q AND contains(f, ',') AS multi
-            FROM c)
-        SELECT
-            CAST(CASE WHEN bulk THEN {_BULK}
-                 WHEN line IS NULL OR (NOT contains(line, '"') AND NOT suffix(line, '\\') AND (
-                      ltrim(line, {ws}) = '' OR starts_with(ltrim(line, {ws}), '#')
-                      OR starts_with(line, 'CREATE DATABASE '))) THEN {_SKIP}
-                 ELSE {_SLOW} END AS UTINYINT) AS kind,
-            key,
-            CASE WHEN NOT multi THEN substr(f, 1, eq - 1) END AS fk,
-            CASE WHEN multi THEN f ELSE substr(f, eq + 1) END AS v,
-            ts,
-            CASE WHEN NOT bulk THEN line END AS raw
-        FROM d
-        """
+        splitter = _lines.Splitter(low, MAX_NANO_TIME // self.mult)
+        batches: queue.Queue[_lines.Batch | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        failure: list[BaseException] = []
+
+        def split() -> None:
+            try:
+                with _open_source(self.source) as stream:
+                    while not stop.is_set() and (data := stream.read(_CHUNK)):
+                        splitter.feed(data)
+                        if splitter.rows >= _ROWS_PER_INSERT:
+                            batches.put(splitter.take())
+                        if self.progress is not None:
+                            self.progress(splitter.lines)
+                splitter.finish()
+                batches.put(splitter.take())
+            except BaseException as exc:  # noqa: BLE001 - raised again by the inserting thread
+                failure.append(exc)
+            finally:
+                batches.put(None)
+
+        splitting = threading.Thread(target=split, name="convert-split", daemon=True)
+        splitting.start()
+        batch = None
+        try:
+            while (batch := batches.get()) is not None:
+                if len(batch):
+                    self.con.execute("INSERT INTO lines SELECT * FROM batch")
+        finally:
+            stop.set()
+            while batch is not None:  # the insert failed: unblock a splitter waiting to put
+                batch = batches.get()
+            splitting.join()
+        if failure:
+            raise failure[0]
+        self.final_newline = splitter.final_newline
 
     # ---------------------------------------------------------------- exact path
 
@@ -1280,14 +1066,6 @@ def _is_plain_name(name: str) -> bool:
         and not name.startswith(".")
         and not _STEM_UNSAFE.search(name)
     )
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as stream:
-        if stream.seek(0, os.SEEK_END) == 0:
-            return True
-        stream.seek(-1, os.SEEK_END)
-        return stream.read(1) == b"\n"
 
 
 def _header(text: str) -> tuple[str, str] | None:

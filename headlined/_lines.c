@@ -1,0 +1,976 @@
+/*
+ * headlined._lines: the converter's first pass in C (see headlined/convert.py, "How a line
+ * travels", steps 1 and 2).
+ *
+ * A Splitter is fed the input's bytes in pieces of any size.  It cuts them into physical
+ * lines, re-encodes each one with the converter's \x02 tokens (or turns it into a marker when
+ * it is not UTF-8 or is overlong), classifies it, and splits a bulk line into its series key,
+ * field key, value and time.  The rows collect in column buffers that take() hands over as a
+ * Batch, which DuckDB reads through the Arrow PyCapsule stream interface (__arrow_c_stream__),
+ * so no Arrow library is needed.  The rules are those that the SQL of this pass used to
+ * apply, byte for byte; tests/test_convert.py checks the outcome against the exact parser.
+ *
+ * Why C: this pass touches every byte of the input; in Python it was the converter's largest
+ * cost, and DuckDB's string functions still needed about 1 s for 2M lines.
+ */
+#define _GNU_SOURCE /* memrchr */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ Arrow C data interface */
+
+#define ARROW_FLAG_NULLABLE 2
+
+struct ArrowSchema {
+    const char *format;
+    const char *name;
+    const char *metadata;
+    int64_t flags;
+    int64_t n_children;
+    struct ArrowSchema **children;
+    struct ArrowSchema *dictionary;
+    void (*release)(struct ArrowSchema *);
+    void *private_data;
+};
+
+struct ArrowArray {
+    int64_t length;
+    int64_t null_count;
+    int64_t offset;
+    int64_t n_buffers;
+    int64_t n_children;
+    const void **buffers;
+    struct ArrowArray **children;
+    struct ArrowArray *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+struct ArrowArrayStream {
+    int (*get_schema)(struct ArrowArrayStream *, struct ArrowSchema *out);
+    int (*get_next)(struct ArrowArrayStream *, struct ArrowArray *out);
+    const char *(*get_last_error)(struct ArrowArrayStream *);
+    void (*release)(struct ArrowArrayStream *);
+    void *private_data;
+};
+
+/* ------------------------------------------------------------------ growable buffers */
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} Buf;
+
+static int buf_grow(Buf *b, size_t more) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more) {
+        cap *= 2;
+    }
+    char *data = realloc(b->data, cap);
+    if (data == NULL) {
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+/* Inlined: called several times for every line. */
+static inline __attribute__((always_inline)) int buf_reserve(Buf *b, size_t more) {
+    return b->len + more <= b->cap ? 0 : buf_grow(b, more);
+}
+
+static inline __attribute__((always_inline)) int buf_add(Buf *b, const void *src, size_t n) {
+    if (buf_reserve(b, n) < 0) {
+        return -1;
+    }
+    if (n) {
+        memcpy(b->data + b->len, src, n);
+    }
+    b->len += n;
+    return 0;
+}
+
+/* Columns of the `lines` table: kind, key, fk, v, ts, raw (all but kind nullable). */
+enum { C_KIND, C_KEY, C_FK, C_V, C_TS, C_RAW, N_COLUMNS };
+
+typedef struct {
+    Buf validity; /* one bit per row, set when the value is present */
+    Buf values;   /* uint8 / int64 values, or the int32 offsets of a string column */
+    Buf chars;    /* string bytes */
+    int64_t nulls;
+} Column;
+
+typedef struct {
+    Column col[N_COLUMNS];
+    int64_t rows;
+    int refs; /* arrays exported from this batch that are not yet released */
+} Columns;
+
+static void columns_free(Columns *c) {
+    if (c == NULL) {
+        return;
+    }
+    for (int i = 0; i < N_COLUMNS; i++) {
+        free(c->col[i].validity.data);
+        free(c->col[i].values.data);
+        free(c->col[i].chars.data);
+    }
+    free(c);
+}
+
+/* New columns with room for what `like` held (NULL: a little), so that a batch like the one
+ * before it is split without growing its buffers. */
+static Columns *columns_new(const Columns *like) {
+    Columns *c = calloc(1, sizeof(Columns));
+    if (c == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < N_COLUMNS; i++) {
+        /* Arrow wants real buffers even for a column of nulls; offsets start at 0. */
+        Column *col = &c->col[i];
+        const Column *old = like != NULL ? &like->col[i] : NULL;
+        int32_t zero = 0;
+        int strings = i == C_KEY || i == C_FK || i == C_V || i == C_RAW;
+        if (buf_reserve(&col->validity, old != NULL ? old->validity.len + 8 : 8) < 0 ||
+            buf_reserve(&col->values, old != NULL ? old->values.len + 8 : 8) < 0 ||
+            buf_reserve(&col->chars, old != NULL ? old->chars.len + 8 : 8) < 0 ||
+            (strings && buf_add(&col->values, &zero, sizeof zero) < 0)) {
+            columns_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static inline __attribute__((always_inline)) int set_valid(Column *col, int64_t row, int valid) {
+    if ((row & 7) == 0) {
+        char zero = 0;
+        if (buf_add(&col->validity, &zero, 1) < 0) {
+            return -1;
+        }
+    }
+    if (valid) {
+        col->validity.data[row >> 3] |= (char)(1 << (row & 7));
+    } else {
+        col->nulls++;
+    }
+    return 0;
+}
+
+/* Appends a string, or NULL when s is NULL. */
+static inline __attribute__((always_inline)) int add_string(Column *col, int64_t row, const char *s, size_t n) {
+    if (set_valid(col, row, s != NULL) < 0) {
+        return -1;
+    }
+    if (s != NULL && buf_add(&col->chars, s, n) < 0) {
+        return -1;
+    }
+    if (col->chars.len > INT32_MAX) {
+        return -2;
+    }
+    int32_t end = (int32_t)col->chars.len;
+    return buf_add(&col->values, &end, sizeof end);
+}
+
+/* ------------------------------------------------------------------ exporting a batch */
+
+typedef struct {
+    Columns *columns;
+    int is_parent;
+} ArrayData;
+
+static const char *const column_names[N_COLUMNS] = {"kind", "key", "fk", "v", "ts", "raw"};
+static const char *const column_formats[N_COLUMNS] = {"C", "u", "u", "u", "l", "u"};
+
+static void schema_release(struct ArrowSchema *schema) {
+    if (schema->children != NULL) {
+        for (int64_t i = 0; i < schema->n_children; i++) {
+            struct ArrowSchema *child = schema->children[i];
+            if (child->release != NULL) {
+                child->release(child);
+            }
+            free(child);
+        }
+        free(schema->children);
+    }
+    schema->release = NULL;
+}
+
+static void child_schema_release(struct ArrowSchema *schema) { schema->release = NULL; }
+
+static int fill_schema(struct ArrowSchema *out) {
+    memset(out, 0, sizeof *out);
+    out->format = "+s";
+    out->name = "";
+    out->n_children = N_COLUMNS;
+    out->children = calloc(N_COLUMNS, sizeof(struct ArrowSchema *));
+    out->release = schema_release;
+    if (out->children == NULL) {
+        out->n_children = 0;
+        return ENOMEM;
+    }
+    for (int i = 0; i < N_COLUMNS; i++) {
+        struct ArrowSchema *child = calloc(1, sizeof *child);
+        if (child == NULL) {
+            out->n_children = i;
+            return ENOMEM;
+        }
+        child->format = column_formats[i];
+        child->name = column_names[i];
+        child->flags = i == C_KIND ? 0 : ARROW_FLAG_NULLABLE;
+        child->release = child_schema_release;
+        out->children[i] = child;
+    }
+    return 0;
+}
+
+static void columns_unref(Columns *c) {
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        columns_free(c);
+    }
+}
+
+static void array_release(struct ArrowArray *array) {
+    ArrayData *data = array->private_data;
+    if (data->is_parent && array->children != NULL) {
+        for (int64_t i = 0; i < array->n_children; i++) {
+            struct ArrowArray *child = array->children[i];
+            if (child->release != NULL) {
+                child->release(child);
+            }
+            free(child);
+        }
+        free(array->children);
+    }
+    free((void *)array->buffers);
+    columns_unref(data->columns);
+    free(data);
+    array->release = NULL;
+}
+
+static int fill_child(struct ArrowArray *out, Columns *c, int i) {
+    Column *col = &c->col[i];
+    int strings = i == C_KEY || i == C_FK || i == C_V || i == C_RAW;
+    memset(out, 0, sizeof *out);
+    ArrayData *data = malloc(sizeof *data);
+    const void **buffers = calloc(3, sizeof(void *));
+    if (data == NULL || buffers == NULL) {
+        free(data);
+        free(buffers);
+        return ENOMEM;
+    }
+    data->columns = c;
+    data->is_parent = 0;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+    out->length = c->rows;
+    out->null_count = col->nulls;
+    out->n_buffers = strings ? 3 : 2;
+    buffers[0] = col->nulls ? col->validity.data : NULL;
+    buffers[1] = col->values.data;
+    buffers[2] = col->chars.data;
+    out->buffers = buffers;
+    out->release = array_release;
+    out->private_data = data;
+    return 0;
+}
+
+static int fill_array(struct ArrowArray *out, Columns *c) {
+    memset(out, 0, sizeof *out);
+    ArrayData *data = malloc(sizeof *data);
+    const void **buffers = calloc(1, sizeof(void *));
+    struct ArrowArray **children = calloc(N_COLUMNS, sizeof(struct ArrowArray *));
+    if (data == NULL || buffers == NULL || children == NULL) {
+        free(data);
+        free(buffers);
+        free(children);
+        return ENOMEM;
+    }
+    data->columns = c;
+    data->is_parent = 1;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+    out->length = c->rows;
+    out->n_buffers = 1;
+    out->buffers = buffers;
+    out->children = children;
+    out->release = array_release;
+    out->private_data = data;
+    for (int i = 0; i < N_COLUMNS; i++) {
+        struct ArrowArray *child = malloc(sizeof *child);
+        if (child == NULL || fill_child(child, c, i) != 0) {
+            free(child);
+            out->n_children = i;
+            array_release(out);
+            return ENOMEM;
+        }
+        children[i] = child;
+        out->n_children = i + 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    Columns *columns; /* NULL once handed out */
+} StreamData;
+
+static int stream_get_schema(struct ArrowArrayStream *stream, struct ArrowSchema *out) {
+    (void)stream;
+    int err = fill_schema(out);
+    if (err != 0) {
+        out->release(out);
+    }
+    return err;
+}
+
+static int stream_get_next(struct ArrowArrayStream *stream, struct ArrowArray *out) {
+    StreamData *data = stream->private_data;
+    if (data->columns == NULL) {
+        memset(out, 0, sizeof *out); /* release == NULL: the end of the stream */
+        return 0;
+    }
+    int err = fill_array(out, data->columns);
+    if (err == 0) {
+        columns_unref(data->columns); /* the stream's own reference */
+        data->columns = NULL;
+    }
+    return err;
+}
+
+static const char *stream_get_last_error(struct ArrowArrayStream *stream) {
+    (void)stream;
+    return "out of memory";
+}
+
+static void stream_release(struct ArrowArrayStream *stream) {
+    StreamData *data = stream->private_data;
+    if (data->columns != NULL) {
+        columns_unref(data->columns);
+    }
+    free(data);
+    stream->release = NULL;
+}
+
+static void capsule_destructor(PyObject *capsule) {
+    struct ArrowArrayStream *stream = PyCapsule_GetPointer(capsule, "arrow_array_stream");
+    if (stream == NULL) {
+        PyErr_WriteUnraisable(capsule);
+        return;
+    }
+    if (stream->release != NULL) {
+        stream->release(stream);
+    }
+    free(stream);
+}
+
+/* ------------------------------------------------------------------ Batch */
+
+typedef struct {
+    PyObject_HEAD Columns *columns;
+    Py_ssize_t rows;
+} BatchObject;
+
+static void batch_dealloc(BatchObject *self) {
+    columns_unref(self->columns);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t batch_len(BatchObject *self) { return self->rows; }
+
+static PyObject *batch_arrow_c_stream(BatchObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"requested_schema", NULL};
+    PyObject *requested = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O", keywords, &requested)) {
+        return NULL;
+    }
+    if (requested != Py_None) {
+        PyErr_SetString(PyExc_NotImplementedError, "a Batch has one fixed schema");
+        return NULL;
+    }
+    struct ArrowArrayStream *stream = calloc(1, sizeof *stream);
+    StreamData *data = malloc(sizeof *data);
+    if (stream == NULL || data == NULL) {
+        free(stream);
+        free(data);
+        return PyErr_NoMemory();
+    }
+    /* DuckDB asks more than once (to bind, then to scan): each stream holds a reference. */
+    data->columns = self->columns;
+    __atomic_add_fetch(&self->columns->refs, 1, __ATOMIC_ACQ_REL);
+    stream->get_schema = stream_get_schema;
+    stream->get_next = stream_get_next;
+    stream->get_last_error = stream_get_last_error;
+    stream->release = stream_release;
+    stream->private_data = data;
+    PyObject *capsule = PyCapsule_New(stream, "arrow_array_stream", capsule_destructor);
+    if (capsule == NULL) {
+        stream->release(stream);
+        free(stream);
+    }
+    return capsule;
+}
+
+static PyMethodDef batch_methods[] = {
+    {"__arrow_c_stream__", (PyCFunction)(void (*)(void))batch_arrow_c_stream,
+     METH_VARARGS | METH_KEYWORDS, "The rows as an Arrow C stream."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods batch_as_sequence = {.sq_length = (lenfunc)batch_len};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "headlined._lines.Batch",
+    .tp_basicsize = sizeof(BatchObject),
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_as_sequence = &batch_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Rows of the `lines` table, read by DuckDB through __arrow_c_stream__.",
+    .tp_methods = batch_methods,
+};
+
+/* ------------------------------------------------------------------ classification */
+
+#define MAX_LINE (1 << 20) /* bytes of one physical line; longer ones become a marker */
+#define HEAD 200           /* bytes of an overlong line kept in its marker */
+
+enum { K_BULK = 0, K_SKIP = 1, K_SLOW = 2 };
+
+/* Strict UTF-8, as Python's decoder: no overlong forms, surrogates or values past U+10FFFF. */
+static int is_utf8(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0) {
+                lo = 0xA0;
+            } else if (c == 0xED) {
+                hi = 0x9F;
+            }
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0) {
+                lo = 0x90;
+            } else if (c == 0xF4) {
+                hi = 0x8F;
+            }
+        } else {
+            return 0;
+        }
+        if (i + need >= n) {
+            return 0; /* truncated */
+        }
+        if (s[i + 1] < lo || s[i + 1] > hi) {
+            return 0;
+        }
+        for (size_t k = 2; k <= need; k++) {
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) {
+                return 0;
+            }
+        }
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* Whether `t` is the canonical decimal text of an integer in [low, high]: what DuckDB's
+ * TRY_CAST(t AS BIGINT) read and CAST(... AS VARCHAR) printed back the same. */
+static int canonical_time(const char *t, size_t n, int64_t low, int64_t high, int64_t *out) {
+    size_t i = 0;
+    int negative = 0;
+    if (n && t[0] == '-') {
+        negative = 1;
+        i = 1;
+    }
+    if (i == n || t[i] < '0' || t[i] > '9' || (t[i] == '0' && n - i > 1) ||
+        (negative && t[i] == '0')) {
+        return 0;
+    }
+    /* Accumulated negatively, so that INT64_MIN fits; only a 19th digit can overflow. */
+    size_t digits = n - i;
+    if (digits > 19) {
+        return 0;
+    }
+    int64_t value = 0;
+    for (; i < n; i++) {
+        if (t[i] < '0' || t[i] > '9') {
+            return 0;
+        }
+        int digit = t[i] - '0';
+        if (digits == 19 && i == n - 1 && value < (INT64_MIN + digit) / 10) {
+            return 0;
+        }
+        value = value * 10 - digit;
+    }
+    if (!negative) {
+        if (value == INT64_MIN) {
+            return 0;
+        }
+        value = -value;
+    }
+    if (value < low || value > high) {
+        return 0;
+    }
+    *out = value;
+    return 1;
+}
+
+/* One string field as influx_inspect writes it (the key has no escapes), fully matched:
+ * [^\\,= "\t\x00\x02][^\\,= "\x02]*="(?:[^"\\]|\\.)*" */
+static int string_field(const char *f, size_t n) {
+    size_t i = 0;
+    if (n == 0 || f[0] == '\\' || f[0] == ',' || f[0] == '=' || f[0] == ' ' || f[0] == '"' ||
+        f[0] == '\t' || f[0] == '\0' || f[0] == '\x02') {
+        return 0;
+    }
+    for (i = 1; i < n && f[i] != '=' ; i++) {
+        if (f[i] == '\\' || f[i] == ',' || f[i] == ' ' || f[i] == '"' || f[i] == '\x02') {
+            return 0;
+        }
+    }
+    if (i + 1 >= n || f[i + 1] != '"') {
+        return 0;
+    }
+    for (i += 2; i < n; i++) {
+        if (f[i] == '"') {
+            return i == n - 1;
+        }
+        if (f[i] == '\\') {
+            i++; /* an escape takes the next character, whatever it is */
+        }
+    }
+    return 0;
+}
+
+/* Whether every byte is ASCII other than \x00-\x02 and CR: such a line is valid UTF-8 and
+ * needs no token, which is nearly every line.  Eight bytes at a time (SWAR: a byte below n
+ * sets its top bit in (x - n) & ~x). */
+static int plain_ascii(const char *p, size_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t found = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t cr = x ^ (ones * '\r');
+        found |= (x & high) | ((x - ones * 3) & ~x & high) | ((cr - ones) & ~cr & high);
+    }
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        found |= c >= 0x80 || c < 3 || c == '\r';
+    }
+    return found == 0;
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\0'; }
+
+/* ------------------------------------------------------------------ Splitter */
+
+typedef struct {
+    PyObject_HEAD Columns *columns;
+    int64_t low, high; /* bounds of a bulk line's time, in the input's precision */
+    long long lines;   /* physical lines so far */
+    int final_newline; /* whether the input so far ends with a newline (or is empty) */
+    Buf pending;       /* the unfinished last line */
+    Buf scratch;       /* a re-encoded line */
+    int in_long;       /* skipping the rest of an overlong line whose head is in `pending` */
+    size_t long_length;
+    int error; /* -1 out of memory, -2 a batch too large: raised once the GIL is back */
+} SplitterObject;
+
+static int add_row(SplitterObject *self, int kind, const char *key, size_t key_n, const char *fk,
+                   size_t fk_n, const char *v, size_t v_n, const int64_t *ts, const char *raw,
+                   size_t raw_n) {
+    Columns *c = self->columns;
+    int64_t row = c->rows;
+    uint8_t k = (uint8_t)kind;
+    int err = buf_add(&c->col[C_KIND].values, &k, 1);
+    if (!err) err = set_valid(&c->col[C_KIND], row, 1);
+    if (!err) err = add_string(&c->col[C_KEY], row, key, key_n);
+    if (!err) err = add_string(&c->col[C_FK], row, fk, fk_n);
+    if (!err) err = add_string(&c->col[C_V], row, v, v_n);
+    if (!err) err = set_valid(&c->col[C_TS], row, ts != NULL);
+    if (!err) {
+        int64_t value = ts != NULL ? *ts : 0;
+        err = buf_add(&c->col[C_TS].values, &value, sizeof value);
+    }
+    if (!err) err = add_string(&c->col[C_RAW], row, raw, raw_n);
+    if (!err) c->rows++;
+    return err;
+}
+
+static int add_marker(SplitterObject *self, const char *prefix, const unsigned char *head,
+                      size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    self->scratch.len = 0;
+    if (buf_add(&self->scratch, prefix, strlen(prefix)) < 0 ||
+        buf_reserve(&self->scratch, 2 * n) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        self->scratch.data[self->scratch.len++] = hex[head[i] >> 4];
+        self->scratch.data[self->scratch.len++] = hex[head[i] & 15];
+    }
+    return add_row(self, K_SLOW, NULL, 0, NULL, 0, NULL, 0, NULL, self->scratch.data,
+                   self->scratch.len);
+}
+
+static int add_long(SplitterObject *self, const unsigned char *head, size_t head_n,
+                    size_t length) {
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "\x02L%zu:", length);
+    return add_marker(self, prefix, head, head_n < HEAD ? head_n : HEAD);
+}
+
+/* The line with the reader's tokens: \x02 -> \x02e, CR -> \x02r, \x01 -> \x02d, and a BOM
+ * that starts the input -> \x02b (DuckDB's CSV reader mangled these bytes). */
+static int encode(SplitterObject *self, const char *p, size_t n, int first, const char **out,
+                  size_t *out_n) {
+    int bom = first && n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0;
+    size_t i = 0;
+    while (i < n && p[i] != '\x01' && p[i] != '\x02' && p[i] != '\r') {
+        i++;
+    }
+    if (i == n && !bom) {
+        *out = p;
+        *out_n = n;
+        return 0;
+    }
+    Buf *s = &self->scratch;
+    s->len = 0;
+    if (buf_reserve(s, 2 * n + 2) < 0) {
+        return -1;
+    }
+    size_t start = 0;
+    if (bom) {
+        memcpy(s->data, "\x02" "b", 2);
+        s->len = 2;
+        start = 3;
+    }
+    for (size_t j = start; j < n; j++) {
+        char c = p[j];
+        if (c == '\x02' || c == '\r' || c == '\x01') {
+            s->data[s->len++] = '\x02';
+            s->data[s->len++] = c == '\x02' ? 'e' : c == '\r' ? 'r' : 'd';
+        } else {
+            s->data[s->len++] = c;
+        }
+    }
+    *out = s->data;
+    *out_n = s->len;
+    return 0;
+}
+
+static int line(SplitterObject *self, const char *p, size_t n) {
+    int first = self->lines == 0;
+    self->lines++;
+    if (n == 0) {
+        return add_row(self, K_SKIP, NULL, 0, NULL, 0, NULL, 0, NULL, NULL, 0);
+    }
+    const char *s = p;
+    size_t m = n;
+    if (!plain_ascii(p, n)) {
+        if (!is_utf8((const unsigned char *)p, n)) {
+            return add_marker(self, "\x02U", (const unsigned char *)p, n);
+        }
+        if (encode(self, p, n, first, &s, &m) < 0) {
+            return -1;
+        }
+    }
+    const char *quote = memchr(s, '"', m);
+    /* The last two spaces: time after the last; fields before it. */
+    const char *last = memrchr(s, ' ', m);
+    const char *second = last != NULL ? memrchr(s, ' ', (size_t)(last - s)) : NULL;
+    int64_t ts = 0;
+    int bulk = 0;
+    const char *key = NULL, *f = NULL;
+    size_t key_n = 0, f_n = 0;
+    if (second != NULL &&
+        canonical_time(last + 1, (size_t)(s + m - last - 1), self->low, self->high, &ts)) {
+        if (quote == NULL) {
+            key = s;
+            key_n = (size_t)(second - s);
+            f = second + 1;
+            f_n = (size_t)(last - second - 1);
+            const char *eq = memchr(f, '=', f_n);
+            bulk = eq != NULL && eq > f && memchr(f, '\\', f_n) == NULL &&
+                   memchr(f, '\x02', f_n) == NULL && f[0] != '\t' && f[0] != '\0';
+        } else {
+            /* A string field may hold spaces: the key ends at the first space that is not
+             * escaped (a backslash-space pair, scanned left to right, is one unit). */
+            const char *ke = NULL;
+            for (size_t i = 0; i < m; i++) {
+                if (s[i] == '\\' && i + 1 < m && s[i + 1] == ' ') {
+                    i++;
+                } else if (s[i] == ' ') {
+                    ke = s + i;
+                    break;
+                }
+            }
+            if (ke != NULL && last > ke + 1) {
+                key = s;
+                key_n = (size_t)(ke - s);
+                f = ke + 1;
+                f_n = (size_t)(last - ke - 1);
+                bulk = string_field(f, f_n);
+            }
+        }
+    }
+    if (bulk) {
+        const char *eq = memchr(f, '=', f_n);
+        size_t eq_at = (size_t)(eq - f);
+        if (quote == NULL && memchr(f, ',', f_n) != NULL) {
+            return add_row(self, K_BULK, key, key_n, NULL, 0, f, f_n, &ts, NULL, 0);
+        }
+        return add_row(self, K_BULK, key, key_n, f, eq_at, eq + 1, f_n - eq_at - 1, &ts, NULL, 0);
+    }
+    int kind = K_SLOW;
+    if (quote == NULL && s[m - 1] != '\\') {
+        size_t i = 0;
+        while (i < m && is_ws(s[i])) {
+            i++;
+        }
+        if (i == m || s[i] == '#' || (m >= 16 && memcmp(s, "CREATE DATABASE ", 16) == 0)) {
+            kind = K_SKIP;
+        }
+    }
+    return add_row(self, kind, NULL, 0, NULL, 0, NULL, 0, NULL, s, m);
+}
+
+/* Feeds bytes; whole lines are split, the rest waits in `pending`. */
+static int feed(SplitterObject *self, const char *p, size_t n) {
+    if (n) {
+        self->final_newline = p[n - 1] == '\n';
+    }
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl != NULL ? (size_t)(nl - p) : n;
+        int err = 0;
+        if (self->in_long) {
+            self->long_length += take;
+        } else if (self->pending.len + take > MAX_LINE) {
+            /* Overlong: keep its head only and count the rest. */
+            self->long_length = self->pending.len + take;
+            if (self->pending.len < HEAD) {
+                size_t head = HEAD - self->pending.len;
+                err = buf_add(&self->pending, p, take < head ? take : head);
+            } else {
+                self->pending.len = HEAD;
+            }
+            self->in_long = 1;
+        } else if (nl != NULL && self->pending.len == 0) {
+            err = line(self, p, take); /* the common case: no copy */
+        } else {
+            err = buf_add(&self->pending, p, take);
+            if (!err && nl != NULL) {
+                err = line(self, self->pending.data, self->pending.len);
+                self->pending.len = 0;
+            }
+        }
+        if (!err && nl != NULL && self->in_long) {
+            self->lines++;
+            err = add_long(self, (const unsigned char *)self->pending.data, self->pending.len,
+                           self->long_length);
+            self->in_long = 0;
+            self->pending.len = 0;
+        }
+        if (err) {
+            return err;
+        }
+        if (nl == NULL) {
+            break;
+        }
+        p = nl + 1;
+        n -= take + 1;
+    }
+    return 0;
+}
+
+static void splitter_dealloc(SplitterObject *self) {
+    if (self->columns != NULL) {
+        columns_unref(self->columns);
+    }
+    free(self->pending.data);
+    free(self->scratch.data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int fresh_columns(SplitterObject *self, const Columns *like) {
+    self->columns = columns_new(like);
+    if (self->columns == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->columns->refs = 1;
+    return 0;
+}
+
+static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"low", "high", NULL};
+    long long low, high;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LL", keywords, &low, &high)) {
+        return -1;
+    }
+    if (self->columns != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a Splitter is initialised once");
+        return -1;
+    }
+    self->low = low;
+    self->high = high;
+    self->final_newline = 1;
+    return fresh_columns(self, NULL);
+}
+
+static PyObject *raise_error(SplitterObject *self, int err) {
+    self->error = err;
+    if (err == -2) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "more than 2 GiB of text in one batch: take() batches more often");
+    } else {
+        PyErr_NoMemory();
+    }
+    return NULL;
+}
+
+static PyObject *splitter_feed(SplitterObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (self->columns == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Splitter not initialised");
+        return NULL;
+    }
+    if (self->error) {
+        return raise_error(self, self->error);
+    }
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int err;
+    Py_BEGIN_ALLOW_THREADS err = feed(self, view.buf, (size_t)view.len);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&view);
+    if (err) {
+        return raise_error(self, err);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *splitter_finish(SplitterObject *self, PyObject *unused) {
+    (void)unused;
+    if (self->columns == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Splitter not initialised");
+        return NULL;
+    }
+    int err = 0;
+    if (self->in_long) {
+        self->lines++;
+        err = add_long(self, (const unsigned char *)self->pending.data, self->pending.len,
+                       self->long_length);
+        self->in_long = 0;
+    } else if (self->pending.len) {
+        err = line(self, self->pending.data, self->pending.len);
+    }
+    self->pending.len = 0;
+    if (err) {
+        return raise_error(self, err);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *splitter_take(SplitterObject *self, PyObject *unused) {
+    (void)unused;
+    if (self->columns == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Splitter not initialised");
+        return NULL;
+    }
+    BatchObject *batch = PyObject_New(BatchObject, &BatchType);
+    if (batch == NULL) {
+        return NULL;
+    }
+    batch->columns = self->columns; /* the Splitter's reference moves to the batch */
+    batch->rows = (Py_ssize_t)self->columns->rows;
+    self->columns = NULL;
+    if (fresh_columns(self, batch->columns) < 0) {
+        Py_DECREF(batch);
+        return NULL;
+    }
+    return (PyObject *)batch;
+}
+
+static PyObject *splitter_get_lines(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(self->lines);
+}
+
+static PyObject *splitter_get_rows(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(self->columns != NULL ? self->columns->rows : 0);
+}
+
+static PyObject *splitter_get_final_newline(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(self->final_newline);
+}
+
+static PyMethodDef splitter_methods[] = {
+    {"feed", (PyCFunction)splitter_feed, METH_O,
+     "Split the whole lines of these bytes; an unfinished last line waits for more."},
+    {"finish", (PyCFunction)splitter_finish, METH_NOARGS,
+     "The input ended: split its unfinished last line, if any."},
+    {"take", (PyCFunction)splitter_take, METH_NOARGS,
+     "The rows split since the last take(), as a Batch."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef splitter_getset[] = {
+    {"lines", (getter)splitter_get_lines, NULL, "Physical lines split so far.", NULL},
+    {"rows", (getter)splitter_get_rows, NULL, "Rows waiting for take().", NULL},
+    {"final_newline", (getter)splitter_get_final_newline, NULL,
+     "Whether the input fed so far ends with a newline (or is empty).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SplitterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "headlined._lines.Splitter",
+    .tp_basicsize = sizeof(SplitterObject),
+    .tp_dealloc = (destructor)splitter_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Splitter(low, high): the converter's first pass; see headlined/_lines.c.",
+    .tp_methods = splitter_methods,
+    .tp_getset = splitter_getset,
+    .tp_init = (initproc)splitter_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "headlined._lines",
+    .m_doc = "The converter's first pass in C: lines into the columns of the `lines` table.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__lines(void) {
+    if (PyType_Ready(&BatchType) < 0 || PyType_Ready(&SplitterType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Batch", (PyObject *)&BatchType) < 0 ||
+        PyModule_AddObjectRef(m, "Splitter", (PyObject *)&SplitterType) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_LINE", MAX_LINE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,144 @@
+"""headlined._lines: the converter's first pass, in C (its outcome vs parse() is in
+test_convert.py; here: each kind of line, and that the way bytes arrive changes nothing)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from headlined._lines import MAX_LINE, Batch, Splitter
+
+BULK, SKIP, SLOW = 0, 1, 2
+LOW, HIGH = -(2**63) + 2, 2**63 - 2
+Row = tuple[Any, ...]
+
+
+def rows_of(batch: Batch) -> list[Row]:
+    con = duckdb.connect()
+    found = con.execute("SELECT * FROM batch").fetchall()
+    assert con.execute("SELECT count(*) FROM batch").fetchone() == (len(found),)  # read again
+    return found
+
+
+def split(*pieces: bytes) -> tuple[list[Row], Splitter]:
+    splitter = Splitter(LOW, HIGH)
+    for piece in pieces:
+        splitter.feed(piece)
+    splitter.finish()
+    return rows_of(splitter.take()), splitter
+
+
+@pytest.mark.parametrize(
+    ("line", "row"),
+    [
+        (b"m,t=a f=1.5 17", (BULK, "m,t=a", "f", "1.5", 17, None)),
+        (b"m a=1,b=2i -5", (BULK, "m", None, "a=1,b=2i", -5, None)),
+        (b'm,t=a\\ b s="x y \\" z" 3', (BULK, "m,t=a\\ b", "s", '"x y \\" z"', 3, None)),
+        (b"m f=1 017", (SLOW, None, None, None, None, "m f=1 017")),  # not canonical
+        (b"m f=1 -0", (SLOW, None, None, None, None, "m f=1 -0")),
+        (
+            b"m f=1 99999999999999999999",
+            (SLOW, None, None, None, None, "m f=1 99999999999999999999"),
+        ),
+        (b"m f=1", (SLOW, None, None, None, None, "m f=1")),  # no time: the exact parser's
+        (b"m f\\=1 2", (SLOW, None, None, None, None, "m f\\=1 2")),
+        (b"m =1 2", (SLOW, None, None, None, None, "m =1 2")),
+        (b'm s="a"b" 2', (SLOW, None, None, None, None, 'm s="a"b" 2')),
+        (b"# CONTEXT-DATABASE:db", (SKIP, None, None, None, None, "# CONTEXT-DATABASE:db")),
+        (b" \t# x", (SKIP, None, None, None, None, " \t# x")),
+        (b"CREATE DATABASE db WITH NAME autogen", (SKIP, None, None, None, None, None)),
+        (b"", (SKIP, None, None, None, None, None)),
+        (b"m f=1\r 2", (SLOW, None, None, None, None, "m f=1\x02r 2")),
+        (b"m f=\x02\x01 2", (SLOW, None, None, None, None, "m f=\x02e\x02d 2")),
+        (b"m f=\xff 2", (SLOW, None, None, None, None, "\x02U6d20663dff2032")),
+        (b"m f=\xed\xa0\x80 2", (SLOW, None, None, None, None, "\x02U6d20663deda0802032")),
+        ("m,t=ไทย f=1 2".encode(), (BULK, "m,t=ไทย", "f", "1", 2, None)),
+    ],
+)
+def test_each_kind_of_line(line: bytes, row: Row) -> None:
+    expected = row
+    if line.startswith(b"CREATE"):
+        expected = (SKIP, None, None, None, None, line.decode())
+    assert split(line + b"\n")[0] == [expected]
+
+
+def test_time_bounds_are_the_precision_range() -> None:
+    splitter = Splitter(-10, 10)
+    splitter.feed(b"m f=1 10\nm f=1 11\nm f=1 -10\nm f=1 -11\n")
+    kinds = [row[0] for row in rows_of(splitter.take())]
+    assert kinds == [BULK, SLOW, BULK, SLOW]
+
+
+def test_a_bom_is_a_token_on_the_first_line_only() -> None:
+    rows, _ = split(b"\xef\xbb\xbfm f=1 2\n\xef\xbb\xbfm f=1 2\n")
+    assert rows[0] == (BULK, "\x02bm", "f", "1", 2, None)  # its key: for the exact parser
+    assert rows[1] == (BULK, "\ufeffm", "f", "1", 2, None)
+
+
+def test_overlong_lines_become_markers_wherever_they_are_cut() -> None:
+    long = b"m f=" + b"x" * MAX_LINE + b" 1"
+    marker = f"\x02L{len(long)}:{long[:200].hex()}"
+    data = b"m f=1 1\n" + long + b"\nm f=2 2\n" + long
+    whole, splitter = split(data)
+    assert [row[5] for row in whole] == [None, marker, None, marker]
+    assert splitter.lines == 4
+    assert not splitter.final_newline
+    pieces = [data[i : i + 4099] for i in range(0, len(data), 4099)]
+    assert split(*pieces)[0] == whole
+
+
+def test_line_count_and_final_newline() -> None:
+    assert split()[1].lines == 0
+    assert split()[1].final_newline
+    _, splitter = split(b"m f=1 1\n\n")
+    assert (splitter.lines, splitter.final_newline) == (2, True)
+    rows, splitter = split(b"m f=1 1\nm f=1 2")
+    assert (splitter.lines, splitter.final_newline, len(rows)) == (2, False, 2)
+
+
+def test_batches_continue_where_the_last_one_stopped() -> None:
+    splitter = Splitter(LOW, HIGH)
+    splitter.feed(b"m f=1 1\nm f=")
+    assert splitter.rows == 1
+    first = splitter.take()
+    splitter.feed(b"2 2\n")
+    second = splitter.take()
+    assert (len(first), len(second), splitter.rows) == (1, 1, 0)
+    assert rows_of(second) == [(BULK, "m", "f", "2", 2, None)]
+
+
+PIECES = st.sampled_from(
+    [
+        b"m,t=a f=1 1",
+        b'm s="a b" 2',
+        b"m a=1,b=t 3",
+        b"# c",
+        b"",
+        b"m f=1\r 2",
+        b"\xef\xbb\xbfm f=1 2",
+        b"m f=\xff 2",
+        b"\x01\x02",
+        "ไทย f=1 2".encode(),
+        b"m f=1 0123",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(PIECES, max_size=30), st.booleans(), st.lists(st.integers(0, 400), max_size=8))
+def test_how_bytes_arrive_changes_nothing(
+    lines: list[bytes], newline: bool, cuts: list[int]
+) -> None:
+    data = b"\n".join(lines) + (b"\n" if newline and lines else b"")
+    whole, one = split(data)
+    bounds = sorted({min(cut, len(data)) for cut in cuts} | {0, len(data)})
+    cut_rows, pieces = split(*(data[a:b] for a, b in itertools.pairwise(bounds)))
+    assert cut_rows == whole
+    assert (pieces.lines, pieces.final_newline) == (one.lines, one.final_newline)
+    unfinished = 1 if data and not data.endswith(b"\n") else 0
+    assert one.lines == len(whole) == data.count(b"\n") + unfinished
