@@ -95,8 +95,10 @@ static inline __attribute__((always_inline)) int buf_add(Buf *b, const void *src
     return 0;
 }
 
-/* Columns of the `lines` table: kind, key, fk, v, ts, raw (all but kind nullable). */
-enum { C_KIND, C_KEY, C_FK, C_V, C_TS, C_RAW, N_COLUMNS };
+/* Columns of the `lines` table: kind, kid (the series key's number), fk, v, ts, raw. */
+enum { C_KIND, C_KID, C_FK, C_V, C_TS, C_RAW, N_COLUMNS };
+
+static int is_string_column(int i) { return i == C_FK || i == C_V || i == C_RAW; }
 
 typedef struct {
     Buf validity; /* one bit per row, set when the value is present */
@@ -135,7 +137,7 @@ static Columns *columns_new(const Columns *like) {
         Column *col = &c->col[i];
         const Column *old = like != NULL ? &like->col[i] : NULL;
         int32_t zero = 0;
-        int strings = i == C_KEY || i == C_FK || i == C_V || i == C_RAW;
+        int strings = is_string_column(i);
         if (buf_reserve(&col->validity, old != NULL ? old->validity.len + 8 : 8) < 0 ||
             buf_reserve(&col->values, old != NULL ? old->values.len + 8 : 8) < 0 ||
             buf_reserve(&col->chars, old != NULL ? old->chars.len + 8 : 8) < 0 ||
@@ -184,8 +186,8 @@ typedef struct {
     int is_parent;
 } ArrayData;
 
-static const char *const column_names[N_COLUMNS] = {"kind", "key", "fk", "v", "ts", "raw"};
-static const char *const column_formats[N_COLUMNS] = {"C", "u", "u", "u", "l", "u"};
+static const char *const column_names[N_COLUMNS] = {"kind", "kid", "fk", "v", "ts", "raw"};
+static const char *const column_formats[N_COLUMNS] = {"C", "i", "u", "u", "l", "u"};
 
 static void schema_release(struct ArrowSchema *schema) {
     if (schema->children != NULL) {
@@ -255,7 +257,7 @@ static void array_release(struct ArrowArray *array) {
 
 static int fill_child(struct ArrowArray *out, Columns *c, int i) {
     Column *col = &c->col[i];
-    int strings = i == C_KEY || i == C_FK || i == C_V || i == C_RAW;
+    int strings = is_string_column(i);
     memset(out, 0, sizeof *out);
     ArrayData *data = malloc(sizeof *data);
     const void **buffers = calloc(3, sizeof(void *));
@@ -587,7 +589,88 @@ typedef struct {
     int in_long;       /* skipping the rest of an overlong line whose head is in `pending` */
     size_t long_length;
     int error; /* -1 out of memory, -2 a batch too large: raised once the GIL is back */
+    /* Distinct series keys, numbered in order of first appearance: the rows carry the number,
+     * so DuckDB groups and joins integers, not 2M copies of the same few keys. */
+    Buf key_chars;     /* the keys' bytes, one after another */
+    Buf key_ends;      /* int64 end offset of each key in key_chars */
+    uint32_t *slots;   /* open addressing: kid + 1, or 0 for an empty slot */
+    size_t n_slots;    /* a power of two, at least twice the number of keys */
+    int32_t last_kid;  /* the previous bulk line's key (exports repeat one key for long runs) */
 } SplitterObject;
+
+static uint64_t hash_key(const char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static size_t n_keys(const SplitterObject *self) { return self->key_ends.len / sizeof(int64_t); }
+
+static const char *key_at(const SplitterObject *self, int32_t kid, size_t *n) {
+    const int64_t *ends = (const int64_t *)self->key_ends.data;
+    int64_t start = kid > 0 ? ends[kid - 1] : 0;
+    *n = (size_t)(ends[kid] - start);
+    return self->key_chars.data + start;
+}
+
+static int same_key(const SplitterObject *self, int32_t kid, const char *p, size_t n) {
+    size_t len;
+    const char *key = key_at(self, kid, &len);
+    return len == n && memcmp(key, p, n) == 0;
+}
+
+static int grow_slots(SplitterObject *self) {
+    size_t n_slots = self->n_slots ? self->n_slots * 2 : 1024;
+    uint32_t *slots = calloc(n_slots, sizeof *slots);
+    if (slots == NULL) {
+        return -1;
+    }
+    for (size_t kid = 0; kid < n_keys(self); kid++) {
+        size_t len;
+        const char *key = key_at(self, (int32_t)kid, &len);
+        size_t at = hash_key(key, len) & (n_slots - 1);
+        while (slots[at] != 0) {
+            at = (at + 1) & (n_slots - 1);
+        }
+        slots[at] = (uint32_t)kid + 1;
+    }
+    free(self->slots);
+    self->slots = slots;
+    self->n_slots = n_slots;
+    return 0;
+}
+
+/* The number of series key p[0:n], a new one if it was never seen; -1 out of memory. */
+static int64_t intern(SplitterObject *self, const char *p, size_t n) {
+    if (self->last_kid >= 0 && same_key(self, self->last_kid, p, n)) {
+        return self->last_kid;
+    }
+    if ((n_keys(self) + 1) * 2 > self->n_slots && grow_slots(self) < 0) {
+        return -1;
+    }
+    size_t at = hash_key(p, n) & (self->n_slots - 1);
+    while (self->slots[at] != 0) {
+        int32_t kid = (int32_t)self->slots[at] - 1;
+        if (same_key(self, kid, p, n)) {
+            self->last_kid = kid;
+            return kid;
+        }
+        at = (at + 1) & (self->n_slots - 1);
+    }
+    if (n_keys(self) >= INT32_MAX - 1 || buf_add(&self->key_chars, p, n) < 0) {
+        return -1;
+    }
+    int64_t end = (int64_t)self->key_chars.len;
+    if (buf_add(&self->key_ends, &end, sizeof end) < 0) {
+        return -1;
+    }
+    int32_t kid = (int32_t)(n_keys(self) - 1);
+    self->slots[at] = (uint32_t)kid + 1;
+    self->last_kid = kid;
+    return kid;
+}
 
 static int add_row(SplitterObject *self, int kind, const char *key, size_t key_n, const char *fk,
                    size_t fk_n, const char *v, size_t v_n, const int64_t *ts, const char *raw,
@@ -597,7 +680,12 @@ static int add_row(SplitterObject *self, int kind, const char *key, size_t key_n
     uint8_t k = (uint8_t)kind;
     int err = buf_add(&c->col[C_KIND].values, &k, 1);
     if (!err) err = set_valid(&c->col[C_KIND], row, 1);
-    if (!err) err = add_string(&c->col[C_KEY], row, key, key_n);
+    if (!err) {
+        int64_t kid = key != NULL ? intern(self, key, key_n) : 0;
+        int32_t value = (int32_t)kid;
+        err = kid < 0 ? -1 : set_valid(&c->col[C_KID], row, key != NULL);
+        if (!err) err = buf_add(&c->col[C_KID].values, &value, sizeof value);
+    }
     if (!err) err = add_string(&c->col[C_FK], row, fk, fk_n);
     if (!err) err = add_string(&c->col[C_V], row, v, v_n);
     if (!err) err = set_valid(&c->col[C_TS], row, ts != NULL);
@@ -803,6 +891,9 @@ static void splitter_dealloc(SplitterObject *self) {
     }
     free(self->pending.data);
     free(self->scratch.data);
+    free(self->key_chars.data);
+    free(self->key_ends.data);
+    free(self->slots);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -828,6 +919,7 @@ static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs)
     }
     self->low = low;
     self->high = high;
+    self->last_kid = -1;
     self->final_newline = 1;
     return fresh_columns(self, NULL);
 }
@@ -906,6 +998,33 @@ static PyObject *splitter_take(SplitterObject *self, PyObject *unused) {
     return (PyObject *)batch;
 }
 
+static PyObject *splitter_keys(SplitterObject *self, PyObject *arg) {
+    Py_ssize_t start = PyLong_AsSsize_t(arg);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    size_t count = n_keys(self);
+    if (start < 0 || (size_t)start > count) {
+        PyErr_SetString(PyExc_IndexError, "keys(start): start out of range");
+        return NULL;
+    }
+    PyObject *keys = PyList_New((Py_ssize_t)(count - (size_t)start));
+    if (keys == NULL) {
+        return NULL;
+    }
+    for (size_t kid = (size_t)start; kid < count; kid++) {
+        size_t len;
+        const char *key = key_at(self, (int32_t)kid, &len);
+        PyObject *text = PyUnicode_DecodeUTF8(key, (Py_ssize_t)len, "strict");
+        if (text == NULL) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+        PyList_SET_ITEM(keys, (Py_ssize_t)(kid - (size_t)start), text);
+    }
+    return keys;
+}
+
 static PyObject *splitter_get_lines(SplitterObject *self, void *closure) {
     (void)closure;
     return PyLong_FromLongLong(self->lines);
@@ -928,6 +1047,8 @@ static PyMethodDef splitter_methods[] = {
      "The input ended: split its unfinished last line, if any."},
     {"take", (PyCFunction)splitter_take, METH_NOARGS,
      "The rows split since the last take(), as a Batch."},
+    {"keys", (PyCFunction)splitter_keys, METH_O,
+     "The series keys numbered start and up (a row's kid is its key's index), as text."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,7 +22,8 @@ How a line travels
    not preceded by a backslash and at its last space).  Blank lines, ``#`` comments and
    ``CREATE DATABASE`` lines are skipped; ``# CONTEXT-DATABASE:`` and
    ``# CONTEXT-RETENTION-POLICY:`` set the database and retention policy of the lines after
-   them.  Everything else goes to the exact path.
+   them.  Everything else goes to the exact path.  A bulk line's series key is stored as its
+   number (``kid``, in order of first appearance); the Splitter keeps the distinct keys' text.
 3. **Exact path** (Python, in line order).  A line with an open quote or a trailing backslash
    takes the following physical lines exactly as ``parse`` joins them (lines taken that way
    leave the bulk); lines that fail are rejected.  influx_inspect 1.6 prints ``skipped missing
@@ -380,13 +381,8 @@ def _value_sql(kind: str, v: str) -> str:
     return _string_value_sql(v)
 
 
-# The physical line of a `lines` row: bulk rows (also once taken out) are rebuilt from their
-# parts, which is exact because their time is canonical.
-_RAW_LINE_SQL = (
-    "CASE WHEN raw IS NULL AND key IS NOT NULL THEN key || ' ' || "
-    "CASE WHEN fk IS NULL THEN v ELSE fk || '=' || v END || ' ' || CAST(ts AS VARCHAR) "
-    "ELSE coalesce(raw, '') END"
-)
+# What the text of a `lines` row is rebuilt from (see _Job._text).
+_LINE_COLUMNS = "kid, fk, v, ts, raw"
 
 
 def _value_text(value: float | str | bool, kind: str) -> str:
@@ -419,7 +415,7 @@ class _Group:
     rp: str | None
     measurement: str
     fields: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    keys: set[str] = field(default_factory=set)  # bulk series keys, as stored (encoded)
+    kids: set[int] = field(default_factory=set)  # series keys of bulk lines, by number
     canons: set[str] = field(default_factory=set)  # series of exact-path points
     segments: set[int] = field(default_factory=set)
     tag_keys: list[str] = field(default_factory=list)
@@ -480,7 +476,8 @@ class _Job:
         self.has_mitems = False
         self.headers: dict[int, tuple[str, str]] = {}  # rowid -> ("database" | "rp", name)
         self.segments: list[_Segment] = []
-        self.bulk_series: dict[str, SeriesId] = {}  # stored key -> series
+        self.keys: list[str] = []  # series keys of bulk lines (encoded), by kid
+        self.bulk_series: dict[int, SeriesId] = {}  # kid -> series
         self.slow_series: dict[str, SeriesId] = {}  # canonical text -> series
         self._canon: dict[SeriesId, str] = {}
         self._slow_rows: list[tuple[int, int, str, str, str, int]] = []
@@ -516,7 +513,7 @@ class _Job:
         into DuckDB; the queue holds two batches at most, which bounds memory.
         """
         self.con.execute(
-            "CREATE TABLE lines (kind UTINYINT, key VARCHAR, fk VARCHAR, v VARCHAR, ts BIGINT, "
+            "CREATE TABLE lines (kind UTINYINT, kid INTEGER, fk VARCHAR, v VARCHAR, ts BIGINT, "
             "raw VARCHAR)"
         )
         low = -(-MIN_NANO_TIME // self.mult)  # ceil: the scaled time must stay in range
@@ -556,6 +553,7 @@ class _Job:
         if failure:
             raise failure[0]
         self.final_newline = splitter.final_newline
+        self.keys = splitter.keys(0)
 
     # ---------------------------------------------------------------- exact path
 
@@ -633,11 +631,12 @@ class _Job:
             start = first
             while True:
                 rows = cursor.execute(
-                    f"SELECT {_RAW_LINE_SQL} FROM lines WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                    f"SELECT {_LINE_COLUMNS} FROM lines WHERE rowid BETWEEN ? AND ? "
+                    "ORDER BY rowid",
                     [start, start + 63],
                 ).fetchall()
-                for (text,) in rows:
-                    yield _decode(str(text))
+                for row in rows:
+                    yield _decode(self._text(*row))
                 if len(rows) < 64:
                     return
                 start += 64
@@ -711,16 +710,30 @@ class _Job:
             )
             self._reject_rows.clear()
 
+    def _text(
+        self, kid: int | None, fk: str | None, v: str | None, ts: int | None, raw: str | None
+    ) -> str:
+        """The physical line of a `lines` row, still encoded.
+
+        A bulk row (also one taken out since) is rebuilt from its parts, which is exact
+        because its time is canonical; an empty line has no text at all.
+        """
+        if raw is None and kid is not None:
+            fields = v if fk is None else f"{fk}={v}"
+            return f"{self.keys[kid]} {fields} {ts}"
+        return raw or ""
+
     def _reparse_bulk(self, where: str) -> None:
         """Hand bulk rows matching `where` to the exact parser (each is one whole line)."""
         cursor = self.con.cursor()
         cursor.execute(
-            f"SELECT rowid, {_RAW_LINE_SQL} FROM lines WHERE kind = {_BULK} AND ({where}) "
+            f"SELECT rowid, {_LINE_COLUMNS} FROM lines WHERE kind = {_BULK} AND ({where}) "
             "ORDER BY rowid"
         )
         while batch := cursor.fetchmany(_BATCH):
-            for rowid, raw in batch:
-                self._exact_line(rowid, raw)  # a whole line: it cannot take the next ones
+            for rowid, *row in batch:
+                # A whole line: it cannot take the next ones.
+                self._exact_line(rowid, self._text(*row))
         cursor.close()
         self._flush()
         # The same condition again, rather than a list of rows that could be most of them.
@@ -741,10 +754,10 @@ class _Job:
             return
         self.con.execute(f"""
             CREATE TABLE mitems AS
-            SELECT n, key, ts, idx, eq, substr(item, 1, eq - 1) AS fk, substr(item, eq + 1) AS v
-            FROM (SELECT n, key, ts, idx, item, strpos(item, '=') AS eq FROM (
-                SELECT n, key, ts, unnest(items) AS item, unnest(range(1, len(items) + 1)) AS idx
-                FROM (SELECT rowid AS n, key, ts, string_split(v, ',') AS items
+            SELECT n, kid, ts, idx, eq, substr(item, 1, eq - 1) AS fk, substr(item, eq + 1) AS v
+            FROM (SELECT n, kid, ts, idx, item, strpos(item, '=') AS eq FROM (
+                SELECT n, kid, ts, unnest(items) AS item, unnest(range(1, len(items) + 1)) AS idx
+                FROM (SELECT rowid AS n, kid, ts, string_split(v, ',') AS items
                       FROM lines WHERE kind = {_BULK} AND fk IS NULL)))
         """)
         self.has_mitems = True
@@ -788,30 +801,31 @@ class _Job:
 
     def _collect(self) -> dict[GroupId, _Group]:
         """Validate values, parse distinct series keys, and gather fields per output group."""
-        items = f"SELECT rowid AS n, key, fk, v FROM lines WHERE kind = {_BULK} AND fk IS NOT NULL"
+        items = f"SELECT rowid AS n, kid, fk, v FROM lines WHERE kind = {_BULK} AND fk IS NOT NULL"
         if self.has_mitems:
-            items += " UNION ALL SELECT n, key, fk, v FROM mitems"
+            items += " UNION ALL SELECT n, kid, fk, v FROM mitems"
         scan = f"""
-            SELECT {self._segment_sql("n")} AS seg, n, key, fk, ty, {_BAD_SQL} AS bad
-            FROM (SELECT n, key, fk, v, {_TYPE_SQL} AS ty FROM ({items}))
+            SELECT {self._segment_sql("n")} AS seg, n, kid, fk, ty, {_BAD_SQL} AS bad
+            FROM (SELECT n, kid, fk, v, {_TYPE_SQL} AS ty FROM ({items}))
         """
         rows = self.con.execute(
-            f"SELECT seg, key, fk, ty, count(*) FILTER (WHERE NOT bad), "
+            f"SELECT seg, kid, fk, ty, count(*) FILTER (WHERE NOT bad), "
             f"count(*) FILTER (WHERE bad) FROM ({scan}) GROUP BY ALL"
         ).fetchall()
         if any(row[5] for row in rows):
             # Bad numbers, overflows, infinities: the exact parser gives the reason.
             self._reparse_bulk(f"rowid IN (SELECT n FROM ({scan}) WHERE bad)")
-        parsed = {key: _parse_key(key) for key in {row[1] for row in rows if row[4]}}
-        for _, key, fk, _, good, _ in rows:
+        parsed = {kid: _parse_key(self.keys[kid]) for kid in {row[1] for row in rows if row[4]}}
+        for _, kid, fk, _, good, _ in rows:
             # The parser limits measurement, tags and a field key to 65535 bytes together.
-            if good and len(_decode(key).encode()) + 4 + len(fk.encode()) > _MAX_KEY_BYTES:
-                parsed[key] = None
-        odd = [key for key, sid in parsed.items() if sid is None]
+            key_bytes = len(_decode(self.keys[kid]).encode())
+            if good and key_bytes + 4 + len(fk.encode()) > _MAX_KEY_BYTES:
+                parsed[kid] = None
+        odd = [kid for kid, sid in parsed.items() if sid is None]
         if odd:
-            self.con.execute("CREATE OR REPLACE TABLE odd_keys AS SELECT unnest($1) AS key", [odd])
-            self._reparse_bulk("key IN (SELECT key FROM odd_keys)")
-        self.bulk_series = {key: sid for key, sid in parsed.items() if sid is not None}
+            self.con.execute("CREATE OR REPLACE TABLE odd_kids AS SELECT unnest($1) AS kid", [odd])
+            self._reparse_bulk("kid IN (SELECT kid FROM odd_kids)")
+        self.bulk_series = {kid: sid for kid, sid in parsed.items() if sid is not None}
         slow_rows = self.con.execute(
             f"SELECT {self._segment_sql('n')} AS seg, canon, fk, {_TYPE_SQL} AS ty "
             "FROM slow_items GROUP BY ALL"
@@ -827,11 +841,11 @@ class _Job:
             found.segments.add(segment)
             return found
 
-        for segment, key, fk, ty, good, _ in rows:
-            sid = self.bulk_series.get(key)
+        for segment, kid, fk, ty, good, _ in rows:
+            sid = self.bulk_series.get(kid)
             if good and sid is not None:
                 target = group(segment, sid[0])
-                target.keys.add(key)
+                target.kids.add(kid)
                 target.fields[fk].add(TYPES[ty])
         for segment, canon, fk, ty in slow_rows:
             target = group(segment, self.slow_series[canon][0])
@@ -908,13 +922,13 @@ class _Job:
         return targets
 
     def _group_tables(self, group: _Group, sid_of: dict[SeriesId, int]) -> None:
-        """Temp tables of the group's series: keys to series ids, series ids to tag values."""
-        keys = sorted(group.keys)
+        """Temp tables of the group's series: kids to series ids, series ids to tag values."""
+        kids = sorted(group.kids)
         canons = sorted(group.canons)
         self.con.execute(
             "CREATE OR REPLACE TABLE group_keys AS "
-            "SELECT unnest($1) AS key, unnest($2)::INTEGER AS sid",
-            [keys, [sid_of[self.bulk_series[key]] for key in keys]],
+            "SELECT unnest($1)::INTEGER AS kid, unnest($2)::INTEGER AS sid",
+            [kids, [sid_of[self.bulk_series[kid]] for kid in kids]],
         )
         self.con.execute(
             "CREATE OR REPLACE TABLE group_canons AS "
@@ -932,7 +946,7 @@ class _Job:
         group.tag_keys = tag_keys
 
     def _group_series(self, group: _Group) -> set[SeriesId]:
-        return {self.bulk_series[key] for key in group.keys} | {
+        return {self.bulk_series[kid] for kid in group.kids} | {
             self.slow_series[canon] for canon in group.canons
         }
 
@@ -946,21 +960,20 @@ class _Job:
             else:
                 ranges.append(f"n >= {start}")
         parts: list[str] = []
-        if group.keys:
-            keys = sorted(group.keys)
-            # Lines come sorted by series key in an export: the key range lets DuckDB skip the
-            # row groups of other measurements.
+        if group.kids:
+            # Keys are numbered as they first appear and an export comes sorted by key: the
+            # range lets DuckDB skip the row groups of other measurements.
             parts.append(
                 f"SELECT l.rowid * {_FIELD_SLOTS} AS o, l.rowid AS n, g.sid, "
                 f"l.ts * {self.mult} AS t, l.fk, l.v FROM lines l JOIN group_keys g "
-                f"ON l.key = g.key WHERE l.kind = {_BULK} AND l.fk IS NOT NULL "
-                f"AND l.key BETWEEN {_lit(keys[0])} AND {_lit(keys[-1])}"
+                f"ON l.kid = g.kid WHERE l.kind = {_BULK} AND l.fk IS NOT NULL "
+                f"AND l.kid BETWEEN {min(group.kids)} AND {max(group.kids)}"
             )
             if self.has_mitems:
                 parts.append(
                     f"SELECT m.n * {_FIELD_SLOTS} + m.idx AS o, m.n, g.sid, "
                     f"m.ts * {self.mult} AS t, m.fk, m.v FROM mitems m JOIN group_keys g "
-                    "ON m.key = g.key"
+                    "ON m.kid = g.kid"
                 )
         if group.canons:
             parts.append(
@@ -1018,12 +1031,13 @@ class _Job:
         reason = f"{what} name longer than {_MAX_SEGMENT_BYTES} bytes as a directory name"
         cursor = self.con.cursor()
         cursor.execute(
-            f"SELECT rowid, {_RAW_LINE_SQL} FROM lines WHERE rowid IN "
+            f"SELECT rowid, {_LINE_COLUMNS} FROM lines WHERE rowid IN "
             f"(SELECT o // {_FIELD_SLOTS} FROM ({self._sources_sql(group, False)})) ORDER BY rowid"
         )
         while batch := cursor.fetchmany(_BATCH):
-            for rowid, raw in batch:
-                self._reject(rowid, reason, _decode(raw))  # (a multi-line one: its first line)
+            for rowid, *row in batch:
+                # (Of a multi-line one: its first line.)
+                self._reject(rowid, reason, _decode(self._text(*row)))
         cursor.close()
 
     def _write_rejects(self) -> None:

@@ -26,11 +26,17 @@ def rows_of(batch: Batch) -> list[Row]:
 
 
 def split(*pieces: bytes) -> tuple[list[Row], Splitter]:
+    """The rows of these bytes, each with its series key's text in place of its number."""
     splitter = Splitter(LOW, HIGH)
     for piece in pieces:
         splitter.feed(piece)
     splitter.finish()
-    return rows_of(splitter.take()), splitter
+    keys = splitter.keys(0)
+    rows = [
+        (kind, None if kid is None else keys[kid], *rest)
+        for kind, kid, *rest in rows_of(splitter.take())
+    ]
+    return rows, splitter
 
 
 @pytest.mark.parametrize(
@@ -101,6 +107,26 @@ def test_line_count_and_final_newline() -> None:
     assert (splitter.lines, splitter.final_newline, len(rows)) == (2, False, 2)
 
 
+def test_series_keys_are_numbered_as_they_first_appear() -> None:
+    splitter = Splitter(LOW, HIGH)
+    splitter.feed(b"b f=1 1\nb g=1 1\na f=1 1\n# c\nb f=2 2\nc a=1,b=2 3\na f=2 2\n")
+    assert [row[1] for row in rows_of(splitter.take())] == [0, 0, 1, None, 0, 2, 1]
+    assert splitter.keys(0) == ["b", "a", "c"]
+    assert splitter.keys(2) == ["c"]
+    assert splitter.keys(3) == []
+    with pytest.raises(IndexError):
+        splitter.keys(4)
+
+
+def test_many_keys_keep_their_numbers() -> None:
+    splitter = Splitter(LOW, HIGH)
+    data = b"".join(b"m,id=%d f=1 1\n" % (i % 5000) for i in range(20000))
+    splitter.feed(data)
+    kids = [row[1] for row in rows_of(splitter.take())]
+    assert kids == [i % 5000 for i in range(20000)]
+    assert splitter.keys(0) == [f"m,id={i}" for i in range(5000)]
+
+
 def test_batches_continue_where_the_last_one_stopped() -> None:
     splitter = Splitter(LOW, HIGH)
     splitter.feed(b"m f=1 1\nm f=")
@@ -109,7 +135,7 @@ def test_batches_continue_where_the_last_one_stopped() -> None:
     splitter.feed(b"2 2\n")
     second = splitter.take()
     assert (len(first), len(second), splitter.rows) == (1, 1, 0)
-    assert rows_of(second) == [(BULK, "m", "f", "2", 2, None)]
+    assert rows_of(second) == [(BULK, 0, "f", "2", 2, None)]
 
 
 PIECES = st.sampled_from(
