@@ -16,6 +16,8 @@
 #define _GNU_SOURCE /* memrchr */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <locale.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,8 +97,9 @@ static inline __attribute__((always_inline)) int buf_add(Buf *b, const void *src
     return 0;
 }
 
-/* Columns of the `lines` table: kind, kid (the series key's number), fk, v, ts, raw. */
-enum { C_KIND, C_KID, C_FK, C_V, C_TS, C_RAW, N_COLUMNS };
+/* Columns of the `lines` table: kind, kid (the series key's number), fk, v, ts, raw, and the
+ * value's type and whether it is bad (of a one-field bulk line; else NULL). */
+enum { C_KIND, C_KID, C_FK, C_V, C_TS, C_RAW, C_TY, C_BAD, N_COLUMNS };
 
 static int is_string_column(int i) { return i == C_FK || i == C_V || i == C_RAW; }
 
@@ -186,8 +189,9 @@ typedef struct {
     int is_parent;
 } ArrayData;
 
-static const char *const column_names[N_COLUMNS] = {"kind", "kid", "fk", "v", "ts", "raw"};
-static const char *const column_formats[N_COLUMNS] = {"C", "i", "u", "u", "l", "u"};
+static const char *const column_names[N_COLUMNS] = {"kind", "kid", "fk", "v",
+                                                     "ts",   "raw", "ty", "bad"};
+static const char *const column_formats[N_COLUMNS] = {"C", "i", "u", "u", "l", "u", "C", "b"};
 
 static void schema_release(struct ArrowSchema *schema) {
     if (schema->children != NULL) {
@@ -575,6 +579,128 @@ static int plain_ascii(const char *p, size_t n) {
     return found == 0;
 }
 
+enum { T_FLOAT, T_INTEGER, T_UNSIGNED, T_STRING, T_BOOLEAN };
+
+/* Whether digits p[0:n] (leading zeros allowed) are at most the number `limit` spells. */
+static int digits_at_most(const char *p, size_t n, const char *limit) {
+    size_t limit_n = strlen(limit);
+    while (n > 1 && *p == '0') {
+        p++;
+        n--;
+    }
+    return n < limit_n || (n == limit_n && memcmp(p, limit, n) <= 0);
+}
+
+static int all_digits(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+/* The parser's float pattern, fully: -?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
+ * `magnitude` bounds the decimal exponent: the value is below 10 ** magnitude. */
+static int float_syntax(const char *p, size_t n, long *magnitude) {
+    size_t i = 0, digits = 0;
+    long whole = 0, exponent = 0; /* significant digits before the point; the exponent */
+    if (i < n && p[i] == '-') {
+        i++;
+    }
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+        digits++;
+        whole += whole > 0 || p[i] != '0';
+    }
+    if (i < n && p[i] == '.') {
+        for (i++; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+            digits++;
+        }
+    }
+    if (digits == 0) {
+        return 0;
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        int negative = i < n && p[i] == '-';
+        if (i < n && (p[i] == '+' || p[i] == '-')) {
+            i++;
+        }
+        if (!all_digits(p + i, n - i)) {
+            return 0;
+        }
+        for (; i < n; i++) {
+            exponent = exponent < 1000000 ? exponent * 10 + (p[i] - '0') : exponent;
+        }
+        exponent = negative ? -exponent : exponent;
+    }
+    *magnitude = whole + exponent;
+    return i == n;
+}
+
+static locale_t c_locale;
+
+static int is_boolean(const char *v, size_t n) {
+    switch (n) {
+    case 1:
+        return v[0] == 't' || v[0] == 'T' || v[0] == 'f' || v[0] == 'F';
+    case 4:
+        return memcmp(v, "true", 4) == 0 || memcmp(v, "True", 4) == 0 ||
+               memcmp(v, "TRUE", 4) == 0;
+    case 5:
+        return memcmp(v, "false", 5) == 0 || memcmp(v, "False", 5) == 0 ||
+               memcmp(v, "FALSE", 5) == 0;
+    default:
+        return 0;
+    }
+}
+
+/* A field value's type by its shape, as convert._TYPE_SQL, and whether the exact parser
+ * would refuse it (bad syntax, out of range, infinite), as convert._BAD_SQL. */
+static int value_type(const char *v, size_t n, int *bad) {
+    *bad = 0;
+    if (n && v[0] == '"') {
+        return T_STRING;
+    }
+    if (is_boolean(v, n)) {
+        return T_BOOLEAN;
+    }
+    if (n && v[n - 1] == 'i') {
+        int negative = n > 1 && v[0] == '-';
+        const char *body = v + negative;
+        size_t body_n = n - 1 - (size_t)negative;
+        *bad = !(all_digits(body, body_n) &&
+                 digits_at_most(body, body_n, negative ? "9223372036854775808"
+                                                       : "9223372036854775807"));
+        return T_INTEGER;
+    }
+    if (n && v[n - 1] == 'u') {
+        *bad = !(all_digits(v, n - 1) && digits_at_most(v, n - 1, "18446744073709551615"));
+        return T_UNSIGNED;
+    }
+    long magnitude;
+    if (!float_syntax(v, n, &magnitude)) {
+        *bad = 1;
+        return T_FLOAT;
+    }
+    if (magnitude <= 308) {
+        return T_FLOAT; /* below 1e308 < DBL_MAX: finite, no need to read it */
+    }
+    char small[64];
+    char *text = n < sizeof small ? small : malloc(n + 1);
+    if (text == NULL) {
+        *bad = 1; /* the exact parser decides, and can say why */
+        return T_FLOAT;
+    }
+    memcpy(text, v, n);
+    text[n] = '\0';
+    *bad = isinf(strtod_l(text, NULL, c_locale));
+    if (text != small) {
+        free(text);
+    }
+    return T_FLOAT;
+}
+
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\0'; }
 
 /* ------------------------------------------------------------------ Splitter */
@@ -672,9 +798,10 @@ static int64_t intern(SplitterObject *self, const char *p, size_t n) {
     return kid;
 }
 
+/* ty < 0: no type (nor bad) for this row. */
 static int add_row(SplitterObject *self, int kind, const char *key, size_t key_n, const char *fk,
                    size_t fk_n, const char *v, size_t v_n, const int64_t *ts, const char *raw,
-                   size_t raw_n) {
+                   size_t raw_n, int ty, int bad) {
     Columns *c = self->columns;
     int64_t row = c->rows;
     uint8_t k = (uint8_t)kind;
@@ -694,6 +821,19 @@ static int add_row(SplitterObject *self, int kind, const char *key, size_t key_n
         err = buf_add(&c->col[C_TS].values, &value, sizeof value);
     }
     if (!err) err = add_string(&c->col[C_RAW], row, raw, raw_n);
+    if (!err) err = set_valid(&c->col[C_TY], row, ty >= 0);
+    if (!err) {
+        uint8_t value = ty >= 0 ? (uint8_t)ty : 0;
+        err = buf_add(&c->col[C_TY].values, &value, 1);
+    }
+    if (!err) err = set_valid(&c->col[C_BAD], row, ty >= 0);
+    if (!err && (row & 7) == 0) {
+        char zero = 0; /* Arrow booleans are bits too */
+        err = buf_add(&c->col[C_BAD].values, &zero, 1);
+    }
+    if (!err && ty >= 0 && bad) {
+        c->col[C_BAD].values.data[row >> 3] |= (char)(1 << (row & 7));
+    }
     if (!err) c->rows++;
     return err;
 }
@@ -711,7 +851,7 @@ static int add_marker(SplitterObject *self, const char *prefix, const unsigned c
         self->scratch.data[self->scratch.len++] = hex[head[i] & 15];
     }
     return add_row(self, K_SLOW, NULL, 0, NULL, 0, NULL, 0, NULL, self->scratch.data,
-                   self->scratch.len);
+                   self->scratch.len, -1, 0);
 }
 
 static int add_long(SplitterObject *self, const unsigned char *head, size_t head_n,
@@ -764,7 +904,7 @@ static int line(SplitterObject *self, const char *p, size_t n) {
     int first = self->lines == 0;
     self->lines++;
     if (n == 0) {
-        return add_row(self, K_SKIP, NULL, 0, NULL, 0, NULL, 0, NULL, NULL, 0);
+        return add_row(self, K_SKIP, NULL, 0, NULL, 0, NULL, 0, NULL, NULL, 0, -1, 0);
     }
     const char *s = p;
     size_t m = n;
@@ -819,9 +959,13 @@ static int line(SplitterObject *self, const char *p, size_t n) {
         const char *eq = memchr(f, '=', f_n);
         size_t eq_at = (size_t)(eq - f);
         if (quote == NULL && memchr(f, ',', f_n) != NULL) {
-            return add_row(self, K_BULK, key, key_n, NULL, 0, f, f_n, &ts, NULL, 0);
+            return add_row(self, K_BULK, key, key_n, NULL, 0, f, f_n, &ts, NULL, 0, -1, 0);
         }
-        return add_row(self, K_BULK, key, key_n, f, eq_at, eq + 1, f_n - eq_at - 1, &ts, NULL, 0);
+        const char *v = eq + 1;
+        size_t v_n = f_n - eq_at - 1;
+        int bad;
+        int ty = value_type(v, v_n, &bad);
+        return add_row(self, K_BULK, key, key_n, f, eq_at, v, v_n, &ts, NULL, 0, ty, bad);
     }
     int kind = K_SLOW;
     if (quote == NULL && s[m - 1] != '\\') {
@@ -833,7 +977,7 @@ static int line(SplitterObject *self, const char *p, size_t n) {
             kind = K_SKIP;
         }
     }
-    return add_row(self, kind, NULL, 0, NULL, 0, NULL, 0, NULL, s, m);
+    return add_row(self, kind, NULL, 0, NULL, 0, NULL, 0, NULL, s, m, -1, 0);
 }
 
 /* Feeds bytes; whole lines are split, the rest waits in `pending`. */
@@ -1080,6 +1224,14 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__lines(void) {
+    /* Floats are read as the parser reads them, whatever the process's locale. */
+    if (c_locale == (locale_t)0) {
+        c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+        if (c_locale == (locale_t)0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return NULL;
+        }
+    }
     if (PyType_Ready(&BatchType) < 0 || PyType_Ready(&SplitterType) < 0) {
         return NULL;
     }

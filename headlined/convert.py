@@ -29,11 +29,11 @@ How a line travels
    leave the bulk); lines that fail are rejected.  influx_inspect 1.6 prints ``skipped missing
    file: PATH`` without a newline when a TSM file vanished mid-export: that message is split off
    after the ``NNN-NNN.tsm`` ending PATH and rejected, and the text glued after it is a line.
-4. **Validate and collect** (SQL).  Values are typed by shape (``"..."`` string,
-   ``t/T/true/True/TRUE/f/F/false/False/FALSE`` boolean, ``...i`` integer, ``...u`` unsigned,
-   else float) and checked with the parser's patterns and ranges; a line with a bad value goes
-   to the exact path, which rejects it.  Then one GROUP BY gives the distinct series keys and
-   the fields and types per measurement.
+4. **Validate and collect** (C for one-field lines, SQL for the fields of others).  Values are
+   typed by shape (``"..."`` string, ``t/T/true/True/TRUE/f/F/false/False/FALSE`` boolean,
+   ``...i`` integer, ``...u`` unsigned, else float) and checked with the parser's patterns and
+   ranges; a line with a bad value goes to the exact path, which rejects it.  Then one GROUP BY
+   (SQL) gives the distinct series keys and the fields and types per measurement.
 5. **Series** (Python, once per *distinct* series key, not per line).  Each key is parsed with
    the exact parser; a key that it might read differently from the bulk split (odd escapes,
    leading whitespace or ``#``, length limits) sends its lines to the exact path.
@@ -514,7 +514,7 @@ class _Job:
         """
         self.con.execute(
             "CREATE TABLE lines (kind UTINYINT, kid INTEGER, fk VARCHAR, v VARCHAR, ts BIGINT, "
-            "raw VARCHAR)"
+            "raw VARCHAR, ty UTINYINT, bad BOOLEAN)"
         )
         low = -(-MIN_NANO_TIME // self.mult)  # ceil: the scaled time must stay in range
         splitter = _lines.Splitter(low, MAX_NANO_TIME // self.mult)
@@ -631,8 +631,7 @@ class _Job:
             start = first
             while True:
                 rows = cursor.execute(
-                    f"SELECT {_LINE_COLUMNS} FROM lines WHERE rowid BETWEEN ? AND ? "
-                    "ORDER BY rowid",
+                    f"SELECT {_LINE_COLUMNS} FROM lines WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
                     [start, start + 63],
                 ).fetchall()
                 for row in rows:
@@ -801,13 +800,17 @@ class _Job:
 
     def _collect(self) -> dict[GroupId, _Group]:
         """Validate values, parse distinct series keys, and gather fields per output group."""
-        items = f"SELECT rowid AS n, kid, fk, v FROM lines WHERE kind = {_BULK} AND fk IS NOT NULL"
+        # The splitter typed and checked one-field lines; the fields of others are done here.
+        items = (
+            f"SELECT rowid AS n, kid, fk, ty, bad FROM lines WHERE kind = {_BULK} "
+            "AND fk IS NOT NULL"
+        )
         if self.has_mitems:
-            items += " UNION ALL SELECT n, kid, fk, v FROM mitems"
-        scan = f"""
-            SELECT {self._segment_sql("n")} AS seg, n, kid, fk, ty, {_BAD_SQL} AS bad
-            FROM (SELECT n, kid, fk, v, {_TYPE_SQL} AS ty FROM ({items}))
-        """
+            items += (
+                f" UNION ALL SELECT n, kid, fk, ty, {_BAD_SQL} AS bad "
+                f"FROM (SELECT n, kid, fk, v, {_TYPE_SQL} AS ty FROM mitems)"
+            )
+        scan = f"SELECT {self._segment_sql('n')} AS seg, n, kid, fk, ty, bad FROM ({items})"
         rows = self.con.execute(
             f"SELECT seg, kid, fk, ty, count(*) FILTER (WHERE NOT bad), "
             f"count(*) FILTER (WHERE bad) FROM ({scan}) GROUP BY ALL"

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headlined._lines import MAX_LINE, Batch, Splitter
+from headlined.lineprotocol import LineProtocolError, parse_line
 
 BULK, SKIP, SLOW = 0, 1, 2
 LOW, HIGH = -(2**63) + 2, 2**63 - 2
@@ -32,10 +33,11 @@ def split(*pieces: bytes) -> tuple[list[Row], Splitter]:
         splitter.feed(piece)
     splitter.finish()
     keys = splitter.keys(0)
-    rows = [
-        (kind, None if kid is None else keys[kid], *rest)
-        for kind, kid, *rest in rows_of(splitter.take())
-    ]
+    rows = []
+    for kind, kid, fk, v, ts, raw, ty, bad in rows_of(splitter.take()):
+        # Only a one-field bulk line has its value typed (test_values_are_typed_...).
+        assert (ty is None, bad is None) == (fk is None, fk is None)
+        rows.append((kind, None if kid is None else keys[kid], fk, v, ts, raw))
     return rows, splitter
 
 
@@ -135,7 +137,7 @@ def test_batches_continue_where_the_last_one_stopped() -> None:
     splitter.feed(b"2 2\n")
     second = splitter.take()
     assert (len(first), len(second), splitter.rows) == (1, 1, 0)
-    assert rows_of(second) == [(BULK, 0, "f", "2", 2, None)]
+    assert rows_of(second) == [(BULK, 0, "f", "2", 2, None, 0, False)]
 
 
 PIECES = st.sampled_from(
@@ -168,3 +170,48 @@ def test_how_bytes_arrive_changes_nothing(
     assert (pieces.lines, pieces.final_newline) == (one.lines, one.final_newline)
     unfinished = 1 if data and not data.endswith(b"\n") else 0
     assert one.lines == len(whole) == data.count(b"\n") + unfinished
+
+
+TYPES = ("float", "integer", "unsigned", "string", "boolean")
+
+
+def typed(value: str) -> tuple[int, bool]:
+    """(type code, bad) that the splitter gives the value of a one-field line."""
+    splitter = Splitter(LOW, HIGH)
+    splitter.feed(f"m f={value} 1\n".encode())
+    ((kind, _, _, _, _, _, ty, bad),) = rows_of(splitter.take())
+    assert kind == BULK
+    return ty, bad
+
+
+def agrees_with_the_parser(value: str) -> None:
+    ty, bad = typed(value)
+    try:
+        point = parse_line(f"m f={value} 1")
+    except LineProtocolError:
+        assert bad, value
+        return
+    assert not bad, value
+    assert TYPES[ty] == point.field_types["f"], value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("1.5", "-.5", "5.", "1e308", "1.7976931348623157e308", "1.7976931348623159e308"),
+        *("-1.8e308", "1e309", "0.0001e310", "99e306", "1e-400", ".", "1e", "+1", "1_0", ""),
+        *("nan", "inf", "0x10", "1.5i", "tRUE", "1e+5", "1E-5"),
+        *("9223372036854775807i", "9223372036854775808i", "-9223372036854775808i"),
+        *("-9223372036854775809i", "0000000000000000000000001i", "i", "-i", "-0i"),
+        *("18446744073709551615u", "18446744073709551616u", "000000000000000000000001u"),
+        *("-1u", "u", '"x"', '"a\\"b"', "t", "T", "true", "True", "TRUE", "f", "FALSE"),
+    ],
+)
+def test_values_are_typed_and_checked_as_the_parser_does(value: str) -> None:
+    agrees_with_the_parser(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789.eE+-iu_tTrRfFaAlLsSnN", max_size=25))
+def test_any_number_like_value_agrees_with_the_parser(value: str) -> None:
+    agrees_with_the_parser(value)
