@@ -722,6 +722,16 @@ typedef struct {
     uint32_t *slots;   /* open addressing: kid + 1, or 0 for an empty slot */
     size_t n_slots;    /* a power of two, at least twice the number of keys */
     int32_t last_kid;  /* the previous bulk line's key (exports repeat one key for long runs) */
+    /* Whether no two one-field bulk lines share series key, field key and time, so that no
+     * line overrides another: each (key, field) pair's times so far only ever increased. */
+    int unique;
+    Buf pair_kids;     /* int32 kid of each (key, field) pair */
+    Buf pair_fields;   /* the pairs' field keys, one after another */
+    Buf pair_ends;     /* int64 end offset of each pair's field key in pair_fields */
+    Buf pair_times;    /* int64 latest time of each pair */
+    uint32_t *pair_slots; /* open addressing: pair index + 1, or 0 */
+    size_t n_pair_slots;
+    int64_t run_pair;  /* the previous line's pair, or -1 (an export writes long runs) */
 } SplitterObject;
 
 static uint64_t hash_key(const char *p, size_t n) {
@@ -798,21 +808,93 @@ static int64_t intern(SplitterObject *self, const char *p, size_t n) {
     return kid;
 }
 
-/* ty < 0: no type (nor bad) for this row. */
-static int add_row(SplitterObject *self, int kind, const char *key, size_t key_n, const char *fk,
-                   size_t fk_n, const char *v, size_t v_n, const int64_t *ts, const char *raw,
-                   size_t raw_n, int ty, int bad) {
+static size_t n_pairs(const SplitterObject *self) {
+    return self->pair_times.len / sizeof(int64_t);
+}
+
+static int same_pair(const SplitterObject *self, size_t pair, int32_t kid, const char *fk,
+                     size_t fk_n) {
+    const int64_t *ends = (const int64_t *)self->pair_ends.data;
+    int64_t start = pair > 0 ? ends[pair - 1] : 0;
+    return ((const int32_t *)self->pair_kids.data)[pair] == kid &&
+           (size_t)(ends[pair] - start) == fk_n &&
+           memcmp(self->pair_fields.data + start, fk, fk_n) == 0;
+}
+
+static size_t hash_pair(int32_t kid, const char *fk, size_t fk_n) {
+    return (size_t)(hash_key(fk, fk_n) ^ ((uint64_t)(uint32_t)kid * 0x9E3779B97F4A7C15ULL));
+}
+
+static int grow_pair_slots(SplitterObject *self) {
+    size_t n_slots = self->n_pair_slots ? self->n_pair_slots * 2 : 1024;
+    uint32_t *slots = calloc(n_slots, sizeof *slots);
+    if (slots == NULL) {
+        return -1;
+    }
+    const int64_t *ends = (const int64_t *)self->pair_ends.data;
+    for (size_t pair = 0; pair < n_pairs(self); pair++) {
+        int64_t start = pair > 0 ? ends[pair - 1] : 0;
+        size_t at = hash_pair(((const int32_t *)self->pair_kids.data)[pair],
+                              self->pair_fields.data + start, (size_t)(ends[pair] - start)) &
+                    (n_slots - 1);
+        while (slots[at] != 0) {
+            at = (at + 1) & (n_slots - 1);
+        }
+        slots[at] = (uint32_t)pair + 1;
+    }
+    free(self->pair_slots);
+    self->pair_slots = slots;
+    self->n_pair_slots = n_slots;
+    return 0;
+}
+
+/* Clears `unique` when this line's time is not after the last one of its (key, field). */
+static int track_time(SplitterObject *self, int32_t kid, const char *fk, size_t fk_n,
+                      int64_t ts) {
+    int64_t *times = (int64_t *)self->pair_times.data;
+    if (self->run_pair >= 0 && same_pair(self, (size_t)self->run_pair, kid, fk, fk_n)) {
+        self->unique = ts > times[self->run_pair];
+        times[self->run_pair] = ts;
+        return 0;
+    }
+    if ((n_pairs(self) + 1) * 2 > self->n_pair_slots && grow_pair_slots(self) < 0) {
+        return -1;
+    }
+    size_t at = hash_pair(kid, fk, fk_n) & (self->n_pair_slots - 1);
+    while (self->pair_slots[at] != 0) {
+        size_t pair = self->pair_slots[at] - 1;
+        if (same_pair(self, pair, kid, fk, fk_n)) {
+            self->unique = ts > times[pair];
+            times[pair] = ts;
+            self->run_pair = (int64_t)pair;
+            return 0;
+        }
+        at = (at + 1) & (self->n_pair_slots - 1);
+    }
+    if (n_pairs(self) >= UINT32_MAX - 1 || buf_add(&self->pair_kids, &kid, sizeof kid) < 0 ||
+        buf_add(&self->pair_fields, fk, fk_n) < 0 || buf_add(&self->pair_times, &ts, sizeof ts) < 0) {
+        return -1;
+    }
+    int64_t end = (int64_t)self->pair_fields.len;
+    if (buf_add(&self->pair_ends, &end, sizeof end) < 0) {
+        return -1;
+    }
+    self->pair_slots[at] = (uint32_t)n_pairs(self);
+    self->run_pair = (int64_t)n_pairs(self) - 1;
+    return 0;
+}
+
+/* kid < 0: no series key; ty < 0: no type (nor bad) for this row. */
+static int add_row(SplitterObject *self, int kind, int32_t kid, const char *fk, size_t fk_n,
+                   const char *v, size_t v_n, const int64_t *ts, const char *raw, size_t raw_n,
+                   int ty, int bad) {
     Columns *c = self->columns;
     int64_t row = c->rows;
     uint8_t k = (uint8_t)kind;
     int err = buf_add(&c->col[C_KIND].values, &k, 1);
     if (!err) err = set_valid(&c->col[C_KIND], row, 1);
-    if (!err) {
-        int64_t kid = key != NULL ? intern(self, key, key_n) : 0;
-        int32_t value = (int32_t)kid;
-        err = kid < 0 ? -1 : set_valid(&c->col[C_KID], row, key != NULL);
-        if (!err) err = buf_add(&c->col[C_KID].values, &value, sizeof value);
-    }
+    if (!err) err = set_valid(&c->col[C_KID], row, kid >= 0);
+    if (!err) err = buf_add(&c->col[C_KID].values, &kid, sizeof kid);
     if (!err) err = add_string(&c->col[C_FK], row, fk, fk_n);
     if (!err) err = add_string(&c->col[C_V], row, v, v_n);
     if (!err) err = set_valid(&c->col[C_TS], row, ts != NULL);
@@ -850,8 +932,8 @@ static int add_marker(SplitterObject *self, const char *prefix, const unsigned c
         self->scratch.data[self->scratch.len++] = hex[head[i] >> 4];
         self->scratch.data[self->scratch.len++] = hex[head[i] & 15];
     }
-    return add_row(self, K_SLOW, NULL, 0, NULL, 0, NULL, 0, NULL, self->scratch.data,
-                   self->scratch.len, -1, 0);
+    return add_row(self, K_SLOW, -1, NULL, 0, NULL, 0, NULL, self->scratch.data, self->scratch.len,
+                   -1, 0);
 }
 
 static int add_long(SplitterObject *self, const unsigned char *head, size_t head_n,
@@ -904,7 +986,7 @@ static int line(SplitterObject *self, const char *p, size_t n) {
     int first = self->lines == 0;
     self->lines++;
     if (n == 0) {
-        return add_row(self, K_SKIP, NULL, 0, NULL, 0, NULL, 0, NULL, NULL, 0, -1, 0);
+        return add_row(self, K_SKIP, -1, NULL, 0, NULL, 0, NULL, NULL, 0, -1, 0);
     }
     const char *s = p;
     size_t m = n;
@@ -958,14 +1040,21 @@ static int line(SplitterObject *self, const char *p, size_t n) {
     if (bulk) {
         const char *eq = memchr(f, '=', f_n);
         size_t eq_at = (size_t)(eq - f);
+        int64_t kid = intern(self, key, key_n);
+        if (kid < 0) {
+            return -1;
+        }
         if (quote == NULL && memchr(f, ',', f_n) != NULL) {
-            return add_row(self, K_BULK, key, key_n, NULL, 0, f, f_n, &ts, NULL, 0, -1, 0);
+            return add_row(self, K_BULK, (int32_t)kid, NULL, 0, f, f_n, &ts, NULL, 0, -1, 0);
         }
         const char *v = eq + 1;
         size_t v_n = f_n - eq_at - 1;
         int bad;
         int ty = value_type(v, v_n, &bad);
-        return add_row(self, K_BULK, key, key_n, f, eq_at, v, v_n, &ts, NULL, 0, ty, bad);
+        if (self->unique && track_time(self, (int32_t)kid, f, eq_at, ts) < 0) {
+            return -1;
+        }
+        return add_row(self, K_BULK, (int32_t)kid, f, eq_at, v, v_n, &ts, NULL, 0, ty, bad);
     }
     int kind = K_SLOW;
     if (quote == NULL && s[m - 1] != '\\') {
@@ -977,7 +1066,7 @@ static int line(SplitterObject *self, const char *p, size_t n) {
             kind = K_SKIP;
         }
     }
-    return add_row(self, kind, NULL, 0, NULL, 0, NULL, 0, NULL, s, m, -1, 0);
+    return add_row(self, kind, -1, NULL, 0, NULL, 0, NULL, s, m, -1, 0);
 }
 
 /* Feeds bytes; whole lines are split, the rest waits in `pending`. */
@@ -1038,6 +1127,11 @@ static void splitter_dealloc(SplitterObject *self) {
     free(self->key_chars.data);
     free(self->key_ends.data);
     free(self->slots);
+    free(self->pair_kids.data);
+    free(self->pair_fields.data);
+    free(self->pair_ends.data);
+    free(self->pair_times.data);
+    free(self->pair_slots);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1064,6 +1158,8 @@ static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs)
     self->low = low;
     self->high = high;
     self->last_kid = -1;
+    self->unique = 1;
+    self->run_pair = -1;
     self->final_newline = 1;
     return fresh_columns(self, NULL);
 }
@@ -1179,6 +1275,11 @@ static PyObject *splitter_get_rows(SplitterObject *self, void *closure) {
     return PyLong_FromLongLong(self->columns != NULL ? self->columns->rows : 0);
 }
 
+static PyObject *splitter_get_unique(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(self->unique);
+}
+
 static PyObject *splitter_get_final_newline(SplitterObject *self, void *closure) {
     (void)closure;
     return PyBool_FromLong(self->final_newline);
@@ -1199,6 +1300,8 @@ static PyMethodDef splitter_methods[] = {
 static PyGetSetDef splitter_getset[] = {
     {"lines", (getter)splitter_get_lines, NULL, "Physical lines split so far.", NULL},
     {"rows", (getter)splitter_get_rows, NULL, "Rows waiting for take().", NULL},
+    {"unique", (getter)splitter_get_unique, NULL,
+     "Whether no two one-field bulk lines so far share series key, field key and time.", NULL},
     {"final_newline", (getter)splitter_get_final_newline, NULL,
      "Whether the input fed so far ends with a newline (or is empty).", NULL},
     {NULL, NULL, NULL, NULL, NULL},

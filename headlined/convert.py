@@ -477,6 +477,7 @@ class _Job:
         self.headers: dict[int, tuple[str, str]] = {}  # rowid -> ("database" | "rp", name)
         self.segments: list[_Segment] = []
         self.keys: list[str] = []  # series keys of bulk lines (encoded), by kid
+        self.unique = False  # whether no one-field bulk line can override another
         self.bulk_series: dict[int, SeriesId] = {}  # kid -> series
         self.slow_series: dict[str, SeriesId] = {}  # canonical text -> series
         self._canon: dict[SeriesId, str] = {}
@@ -554,6 +555,7 @@ class _Job:
             raise failure[0]
         self.final_newline = splitter.final_newline
         self.keys = splitter.keys(0)
+        self.unique = splitter.unique
 
     # ---------------------------------------------------------------- exact path
 
@@ -991,7 +993,11 @@ class _Job:
         field_columns, tag_columns = _column_names(group.tag_keys, group.fields)
         with_type = any(len(kinds) > 1 for kinds in group.fields.values())
         # Raw value text is aggregated and converted afterwards: one conversion per output
-        # value instead of one per line and type.
+        # value instead of one per line and type.  When no line can override another (the
+        # splitter saw each series' field times only increase, and no exact-path or
+        # multi-field values join them), a field's only value needs no ordering.
+        only = self.unique and not group.canons and not self.has_mitems
+        latest = "any_value(v)" if only else "arg_max(v, o)"
         aggregates = []
         values = []
         for name, key, kind, conflicting in field_columns:
@@ -1003,7 +1009,7 @@ class _Job:
                     f"arg_max(v, o) FILTER (WHERE fk = {lit} AND ty = {code}) END AS {column}"
                 )
             else:
-                aggregates.append(f"arg_max(v, o) FILTER (WHERE fk = {lit}) AS {column}")
+                aggregates.append(f"{latest} FILTER (WHERE fk = {lit}) AS {column}")
             values.append(f"{_value_sql(kind, f'p.{column}')} AS {column}")
         columns = ['make_timestamp_ns(p.t) AS "time"']
         columns += [f"g.t{index} AS {_ident(name)}" for index, name in enumerate(tag_columns)]

@@ -215,3 +215,18 @@ def test_values_are_typed_and_checked_as_the_parser_does(value: str) -> None:
 @given(st.text(alphabet="0123456789.eE+-iu_tTrRfFaAlLsSnN", max_size=25))
 def test_any_number_like_value_agrees_with_the_parser(value: str) -> None:
     agrees_with_the_parser(value)
+
+
+@pytest.mark.parametrize(
+    ("data", "unique"),
+    [
+        (b"m f=1 1\nm f=1 2\nm g=1 1\nm,t=a f=1 1\n", True),  # runs, as an export writes them
+        (b"m f=1 1\nm g=1 1\nm f=1 2\nm g=1 2\n", True),  # a pair comes back with later times
+        (b"m f=1 1\nm f=2 1\n", False),  # the second overrides the first
+        (b"m f=1 2\nm f=1 1\n", False),  # not in time order: may repeat a time
+        (b"m f=1 1\nm g=1 1\nm f=2 1\n", False),  # the TSM part, then an overwrite in the WAL
+        (b"m a=1,b=2 1\nm a=1,b=2 1\n", True),  # multi-field lines: convert checks for them
+    ],
+)
+def test_unique_tells_when_no_line_can_override_another(data: bytes, unique: bool) -> None:
+    assert split(data)[1].unique == unique
