@@ -2,9 +2,9 @@
 
 influx_inspect writes the chunk's line protocol to a temporary file under
 ``<output_dir>/.work/`` (so temporary disk is bounded by one chunk, never the database), and
-the converter reads it there: a regular file lets DuckDB read it in parallel, and a retried
-conversion need not re-run the export. (A named pipe would overlap the two, but a small export
-can finish and close the pipe before the reader opened it, losing its data; see the notes.)
+the converter reads it there, so a retried conversion need not re-run the export. (A named
+pipe would overlap the two, but a small export can finish and close the pipe before the
+reader opened it, losing its data.)
 The converter writes into a staging folder; only when influx_inspect exited 0 and the
 conversion finished are the files renamed into ``<output_dir>/<db>/<rp>/<measurement>/``, so a
 failed or killed chunk never leaves partial Parquet where queries look.
