@@ -19,10 +19,12 @@ LOW, HIGH = -(2**63) + 2, 2**63 - 2
 Row = tuple[Any, ...]
 
 
+_CON = duckdb.connect()  # one for the module: connecting costs more than most tests here
+
+
 def rows_of(batch: Batch) -> list[Row]:
-    con = duckdb.connect()
-    found = con.execute("SELECT * FROM batch").fetchall()
-    assert con.execute("SELECT count(*) FROM batch").fetchone() == (len(found),)  # read again
+    found = _CON.execute("SELECT * FROM batch").fetchall()
+    assert _CON.execute("SELECT count(*) FROM batch").fetchone() == (len(found),)  # read again
     return found
 
 
@@ -162,7 +164,11 @@ PIECES = st.sampled_from(
 def test_how_bytes_arrive_changes_nothing(
     lines: list[bytes], newline: bool, cuts: list[int]
 ) -> None:
-    data = b"\n".join(lines) + (b"\n" if newline and lines else b"")
+    cut_anywhere(b"\n".join(lines) + (b"\n" if newline and lines else b""), cuts)
+
+
+def cut_anywhere(data: bytes, cuts: list[int]) -> None:
+    """Fed whole or in pieces cut at `cuts`, `data` gives the same rows, one per line."""
     whole, one = split(data)
     bounds = sorted({min(cut, len(data)) for cut in cuts} | {0, len(data)})
     cut_rows, pieces = split(*(data[a:b] for a, b in itertools.pairwise(bounds)))
@@ -230,3 +236,9 @@ def test_any_number_like_value_agrees_with_the_parser(value: str) -> None:
 )
 def test_unique_tells_when_no_line_can_override_another(data: bytes, unique: bool) -> None:
     assert split(data)[1].unique == unique
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=8))
+def test_any_bytes_split_the_same_however_cut(data: bytes, cuts: list[int]) -> None:
+    cut_anywhere(data, cuts)
