@@ -1168,7 +1168,7 @@ static PyObject *raise_error(SplitterObject *self, int err) {
     self->error = err;
     if (err == -2) {
         PyErr_SetString(PyExc_OverflowError,
-                        "more than 2 GiB of text in one batch: take() batches more often");
+                        "more than 2 GiB of text in one column of a batch: take() it sooner");
     } else {
         PyErr_NoMemory();
     }
@@ -1275,6 +1275,15 @@ static PyObject *splitter_get_rows(SplitterObject *self, void *closure) {
     return PyLong_FromLongLong(self->columns != NULL ? self->columns->rows : 0);
 }
 
+static PyObject *splitter_get_size(SplitterObject *self, void *closure) {
+    (void)closure;
+    size_t size = 0;
+    for (int i = 0; self->columns != NULL && i < N_COLUMNS; i++) {
+        size += self->columns->col[i].chars.len;
+    }
+    return PyLong_FromSize_t(size);
+}
+
 static PyObject *splitter_get_unique(SplitterObject *self, void *closure) {
     (void)closure;
     return PyBool_FromLong(self->unique);
@@ -1300,6 +1309,8 @@ static PyMethodDef splitter_methods[] = {
 static PyGetSetDef splitter_getset[] = {
     {"lines", (getter)splitter_get_lines, NULL, "Physical lines split so far.", NULL},
     {"rows", (getter)splitter_get_rows, NULL, "Rows waiting for take().", NULL},
+    {"size", (getter)splitter_get_size, NULL, "Bytes of text in the rows waiting for take().",
+     NULL},
     {"unique", (getter)splitter_get_unique, NULL,
      "Whether no two one-field bulk lines so far share series key, field key and time.", NULL},
     {"final_newline", (getter)splitter_get_final_newline, NULL,

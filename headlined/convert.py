@@ -116,7 +116,10 @@ TYPES = ("float", "integer", "unsigned", "string", "boolean")
 _TYPE_CODE = {name: code for code, name in enumerate(TYPES)}
 
 _CHUNK = 1 << 22  # bytes read at a time
-_ROWS_PER_INSERT = 1 << 19  # lines split before they go into DuckDB, which bounds memory
+# Lines split before they go into DuckDB, which bounds memory (by text too: lines of 1 MiB
+# strings would otherwise make a batch of hundreds of GiB).
+_ROWS_PER_INSERT = 1 << 19
+_BYTES_PER_INSERT = 1 << 26
 _MAX_LINE = _lines.MAX_LINE  # bytes of one physical line; longer ones are rejected
 _MAX_KEY_BYTES = 65535  # measurement, tags and a field key, as the parser counts them
 _FIELD_SLOTS = 16384  # order key = rowid * slots + field index; lines this short fit
@@ -528,7 +531,7 @@ class _Job:
                 with _open_source(self.source) as stream:
                     while not stop.is_set() and (data := stream.read(_CHUNK)):
                         splitter.feed(data)
-                        if splitter.rows >= _ROWS_PER_INSERT:
+                        if splitter.rows >= _ROWS_PER_INSERT or splitter.size >= _BYTES_PER_INSERT:
                             batches.put(splitter.take())
                         if self.progress is not None:
                             self.progress(splitter.lines)

@@ -1021,3 +1021,19 @@ def test_real_influx_inspect_export_converts_exactly(tmp_path: Path) -> None:
         assert got == expected
     drift = table(tmp_path / "out" / DB / "autogen" / "drift" / "part-00000.parquet")
     assert [(r["x__float"], r["x__integer"]) for r in drift] == [(1.5, None), (None, 2)]
+
+
+def test_long_lines_go_into_duckdb_in_batches_of_bounded_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read 500 bytes at a time, a batch at 1 kB of text; for real 4 MiB and 64 MiB, where
+    # lines of 1 MiB strings would otherwise pile up 2^19 of them (past 2 GiB of offsets).
+    monkeypatch.setattr("headlined.convert._CHUNK", 500)
+    monkeypatch.setattr("headlined.convert._BYTES_PER_INSERT", 1000)
+    lines = [f'm,n={i % 3} s="{"x" * 300} {i}" {i}' for i in range(40)]
+    result = run(tmp_path, "\n".join(lines) + "\n")
+    assert result.points == 40
+    rows = table(tmp_path / "out" / "m" / "part-00000.parquet")
+    assert sorted((row["time"], row["s"]) for row in rows) == [
+        (i, f"{'x' * 300} {i}") for i in range(40)
+    ]

@@ -242,3 +242,12 @@ def test_unique_tells_when_no_line_can_override_another(data: bytes, unique: boo
 @given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=8))
 def test_any_bytes_split_the_same_however_cut(data: bytes, cuts: list[int]) -> None:
     cut_anywhere(data, cuts)
+
+
+def test_size_counts_the_text_waiting_for_take() -> None:
+    splitter = Splitter(LOW, HIGH)
+    assert splitter.size == 0
+    splitter.feed(b'm s="' + b"x" * 1000 + b'" 1\n# note\n')
+    assert 1000 < splitter.size < 1100  # the value, then the comment's raw text
+    splitter.take()
+    assert splitter.size == 0
