@@ -441,6 +441,7 @@ static PyTypeObject BatchType = {
 
 #define MAX_LINE (1 << 20) /* bytes of one physical line; longer ones become a marker */
 #define HEAD 200           /* bytes of an overlong line kept in its marker */
+#define MAX_PAIRS (1 << 20) /* (series key, field key) pairs followed for `unique`: ~50 MiB */
 
 enum { K_BULK = 0, K_SKIP = 1, K_SLOW = 2 };
 
@@ -848,6 +849,18 @@ static int grow_pair_slots(SplitterObject *self) {
     return 0;
 }
 
+static void free_pairs(SplitterObject *self) {
+    Buf *bufs[] = {&self->pair_kids, &self->pair_fields, &self->pair_ends, &self->pair_times};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        free(bufs[i]->data);
+        memset(bufs[i], 0, sizeof *bufs[i]);
+    }
+    free(self->pair_slots);
+    self->pair_slots = NULL;
+    self->n_pair_slots = 0;
+    self->run_pair = -1;
+}
+
 /* Clears `unique` when this line's time is not after the last one of its (key, field). */
 static int track_time(SplitterObject *self, int32_t kid, const char *fk, size_t fk_n,
                       int64_t ts) {
@@ -855,6 +868,12 @@ static int track_time(SplitterObject *self, int32_t kid, const char *fk, size_t 
     if (self->run_pair >= 0 && same_pair(self, (size_t)self->run_pair, kid, fk, fk_n)) {
         self->unique = ts > times[self->run_pair];
         times[self->run_pair] = ts;
+        return 0;
+    }
+    if (n_pairs(self) >= MAX_PAIRS) {
+        /* Too many to follow within bounded memory: assume lines may override others. */
+        self->unique = 0;
+        free_pairs(self);
         return 0;
     }
     if ((n_pairs(self) + 1) * 2 > self->n_pair_slots && grow_pair_slots(self) < 0) {
@@ -1127,11 +1146,7 @@ static void splitter_dealloc(SplitterObject *self) {
     free(self->key_chars.data);
     free(self->key_ends.data);
     free(self->slots);
-    free(self->pair_kids.data);
-    free(self->pair_fields.data);
-    free(self->pair_ends.data);
-    free(self->pair_times.data);
-    free(self->pair_slots);
+    free_pairs(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1355,7 +1370,8 @@ PyMODINIT_FUNC PyInit__lines(void) {
     }
     if (PyModule_AddObjectRef(m, "Batch", (PyObject *)&BatchType) < 0 ||
         PyModule_AddObjectRef(m, "Splitter", (PyObject *)&SplitterType) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_LINE", MAX_LINE) < 0) {
+        PyModule_AddIntConstant(m, "MAX_LINE", MAX_LINE) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_PAIRS", MAX_PAIRS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -3,6 +3,7 @@
 from typing_extensions import Buffer
 
 MAX_LINE: int
+MAX_PAIRS: int
 
 class Batch:
     """Rows of the converter's `lines` table, read by DuckDB through __arrow_c_stream__."""

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headlined._lines import MAX_LINE, Batch, Splitter
+from headlined._lines import MAX_LINE, MAX_PAIRS, Batch, Splitter
 from headlined.lineprotocol import LineProtocolError, parse_line
 
 BULK, SKIP, SLOW = 0, 1, 2
@@ -251,3 +251,11 @@ def test_size_counts_the_text_waiting_for_take() -> None:
     assert 1000 < splitter.size < 1100  # the value, then the comment's raw text
     splitter.take()
     assert splitter.size == 0
+
+
+def test_unique_gives_up_past_max_pairs_to_bound_memory() -> None:
+    splitter = Splitter(LOW, HIGH)
+    splitter.feed(b"".join(b"m,id=%d f=1 1\n" % i for i in range(MAX_PAIRS)))
+    assert splitter.unique
+    splitter.feed(b"m,id=new f=1 1\n")
+    assert not splitter.unique
