@@ -23,6 +23,7 @@ import tomllib
 from pathlib import Path
 from typing import NoReturn
 
+import duckdb
 import pytest
 
 from headlined import config
@@ -165,6 +166,18 @@ def _build(tmp_path: Path) -> Path:
     return deb
 
 
+def _check_converts(tmp_path: Path) -> None:
+    """The converter's C extension was built for Debian's Python and is in the package."""
+    source = tmp_path / "in.lp"
+    source.write_text('m,site=a temp=21.5,ok=true,note="x y" 1700000000000000000\n')
+    _run(["/usr/bin/headlined", "convert", str(source), str(tmp_path / "converted")])
+    rows = duckdb.connect().execute(
+        "SELECT site, temp, ok, note FROM read_parquet(?)",
+        [str(tmp_path / "converted" / "m" / "in.parquet")],
+    )
+    assert rows.fetchall() == [("a", 21.5, True, "x y")]
+
+
 def _check_installed() -> None:
     """The command, the config, the unit, the user and the permissions, as installed."""
     assert _run(["/usr/bin/headlined", "--version"]).strip() == f"headlined {_version()}"
@@ -279,6 +292,7 @@ def test_deb_installs_runs_reinstalls_and_purges_clean(tmp_path: Path) -> None:
     try:
         _apt_get("install", "-y", str(deb))
         _check_installed()
+        _check_converts(tmp_path)
         _check_runs_as_service_user(tmp_path)
         _check_conffile_survives_reinstall(deb)
         # Root running Python with -O writes .opt-1.pyc that no package knows of: the kind of
