@@ -1,9 +1,9 @@
 """Bulk converter: InfluxDB 1.x line protocol (plain, .gz or a FIFO) to typed Parquet.
 
 It agrees line for line with :mod:`headlined.lineprotocol` (the exact parser) but gets its
-speed from DuckDB: one sequential read puts every line into a DuckDB table, and vectorised
-string functions, casts and GROUP BYs do the per-line work.  Only awkward lines go through
-``lineprotocol.parse_line`` in Python.
+speed from bulk work: one sequential read, split in C (:mod:`headlined._lines`), puts every
+line into a DuckDB table, and DuckDB's casts and GROUP BYs merge and write them.  Only
+awkward lines go through ``lineprotocol.parse`` in Python.
 
 How a line travels
 ------------------
@@ -205,8 +205,8 @@ def convert(
     """Convert line protocol at ``source`` (file, ``.gz`` or FIFO; read once) to Parquet.
 
     See the module docstring for the layout, the columns and the type-conflict rule.
-    ``progress`` is called from the reader thread with the number of physical lines read so
-    far.  Raises ConvertError for a bad ``precision``, ``layout`` or ``file_stem``, or when
+    ``progress`` is called from the splitting thread with the number of physical lines read
+    so far.  Raises ConvertError for a bad ``precision``, ``layout`` or ``file_stem``, or when
     layout "database" meets data with no database or retention policy (no header and no
     default); OSError when the source cannot be read.
     """
