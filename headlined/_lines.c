@@ -152,19 +152,23 @@ static Columns *columns_new(const Columns *like) {
     return c;
 }
 
-static inline __attribute__((always_inline)) int set_valid(Column *col, int64_t row, int valid) {
+/* Appends bit `row` of an Arrow bitmap (a byte every eight rows), set when `on`. */
+static inline __attribute__((always_inline)) int add_bit(Buf *bits, int64_t row, int on) {
     if ((row & 7) == 0) {
         char zero = 0;
-        if (buf_add(&col->validity, &zero, 1) < 0) {
+        if (buf_add(bits, &zero, 1) < 0) {
             return -1;
         }
     }
-    if (valid) {
-        col->validity.data[row >> 3] |= (char)(1 << (row & 7));
-    } else {
-        col->nulls++;
+    if (on) {
+        bits->data[row >> 3] |= (char)(1 << (row & 7));
     }
     return 0;
+}
+
+static inline __attribute__((always_inline)) int set_valid(Column *col, int64_t row, int valid) {
+    col->nulls += !valid;
+    return add_bit(&col->validity, row, valid);
 }
 
 /* Appends a string, or NULL when s is NULL. */
@@ -704,6 +708,99 @@ static int value_type(const char *v, size_t n, int *bad) {
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\0'; }
 
+/* ------------------------------------------------------------------ Interner */
+
+/* Distinct byte strings, numbered 0, 1, ... in order of first appearance.  Open addressing;
+ * the string looked up last is compared first, as an export repeats one for long runs. */
+typedef struct {
+    Buf chars;       /* the strings' bytes, one after another */
+    Buf ends;        /* int64 end offset of each string in chars */
+    uint32_t *slots; /* number + 1, or 0 for an empty slot */
+    size_t n_slots;  /* a power of two, at least twice the number of strings */
+    int64_t last;    /* the number looked up last, or -1 */
+} Interner;
+
+static uint64_t hash_bytes(const char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static size_t interner_count(const Interner *in) { return in->ends.len / sizeof(int64_t); }
+
+static const char *interner_at(const Interner *in, size_t id, size_t *n) {
+    const int64_t *ends = (const int64_t *)in->ends.data;
+    int64_t start = id > 0 ? ends[id - 1] : 0;
+    *n = (size_t)(ends[id] - start);
+    return in->chars.data + start;
+}
+
+static int interner_holds(const Interner *in, size_t id, const char *p, size_t n) {
+    size_t len;
+    const char *text = interner_at(in, id, &len);
+    return len == n && memcmp(text, p, n) == 0;
+}
+
+static int interner_grow(Interner *in) {
+    size_t n_slots = in->n_slots ? in->n_slots * 2 : 1024;
+    uint32_t *slots = calloc(n_slots, sizeof *slots);
+    if (slots == NULL) {
+        return -1;
+    }
+    for (size_t id = 0; id < interner_count(in); id++) {
+        size_t len;
+        const char *text = interner_at(in, id, &len);
+        size_t at = hash_bytes(text, len) & (n_slots - 1);
+        while (slots[at] != 0) {
+            at = (at + 1) & (n_slots - 1);
+        }
+        slots[at] = (uint32_t)id + 1;
+    }
+    free(in->slots);
+    in->slots = slots;
+    in->n_slots = n_slots;
+    return 0;
+}
+
+/* The number of p[0:n], a new one if it was never seen; -1 out of memory. */
+static int64_t interner_add(Interner *in, const char *p, size_t n) {
+    if (in->last >= 0 && interner_holds(in, (size_t)in->last, p, n)) {
+        return in->last;
+    }
+    if ((interner_count(in) + 1) * 2 > in->n_slots && interner_grow(in) < 0) {
+        return -1;
+    }
+    size_t at = hash_bytes(p, n) & (in->n_slots - 1);
+    while (in->slots[at] != 0) {
+        size_t id = in->slots[at] - 1;
+        if (interner_holds(in, id, p, n)) {
+            in->last = (int64_t)id;
+            return in->last;
+        }
+        at = (at + 1) & (in->n_slots - 1);
+    }
+    if (interner_count(in) >= INT32_MAX - 1 || buf_add(&in->chars, p, n) < 0) {
+        return -1;
+    }
+    int64_t end = (int64_t)in->chars.len;
+    if (buf_add(&in->ends, &end, sizeof end) < 0) {
+        return -1;
+    }
+    in->last = (int64_t)interner_count(in) - 1;
+    in->slots[at] = (uint32_t)in->last + 1;
+    return in->last;
+}
+
+static void interner_free(Interner *in) {
+    free(in->chars.data);
+    free(in->ends.data);
+    free(in->slots);
+    memset(in, 0, sizeof *in);
+    in->last = -1;
+}
+
 /* ------------------------------------------------------------------ Splitter */
 
 typedef struct {
@@ -718,188 +815,41 @@ typedef struct {
     int error; /* -1 out of memory, -2 a batch too large: raised once the GIL is back */
     /* Distinct series keys, numbered in order of first appearance: the rows carry the number,
      * so DuckDB groups and joins integers, not 2M copies of the same few keys. */
-    Buf key_chars;     /* the keys' bytes, one after another */
-    Buf key_ends;      /* int64 end offset of each key in key_chars */
-    uint32_t *slots;   /* open addressing: kid + 1, or 0 for an empty slot */
-    size_t n_slots;    /* a power of two, at least twice the number of keys */
-    int32_t last_kid;  /* the previous bulk line's key (exports repeat one key for long runs) */
+    Interner keys;
     /* Whether no two one-field bulk lines share series key, field key and time, so that no
      * line overrides another: each (key, field) pair's times so far only ever increased. */
     int unique;
-    Buf pair_kids;     /* int32 kid of each (key, field) pair */
-    Buf pair_fields;   /* the pairs' field keys, one after another */
-    Buf pair_ends;     /* int64 end offset of each pair's field key in pair_fields */
-    Buf pair_times;    /* int64 latest time of each pair */
-    uint32_t *pair_slots; /* open addressing: pair index + 1, or 0 */
-    size_t n_pair_slots;
-    int64_t run_pair;  /* the previous line's pair, or -1 (an export writes long runs) */
+    Interner pairs;  /* (kid, field key), as the kid's 4 bytes then the field key */
+    Buf pair_times;  /* int64 latest time of each pair */
+    Buf pair_key;    /* the pair of the current line */
 } SplitterObject;
-
-static uint64_t hash_key(const char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
-    }
-    return h;
-}
-
-static size_t n_keys(const SplitterObject *self) { return self->key_ends.len / sizeof(int64_t); }
-
-static const char *key_at(const SplitterObject *self, int32_t kid, size_t *n) {
-    const int64_t *ends = (const int64_t *)self->key_ends.data;
-    int64_t start = kid > 0 ? ends[kid - 1] : 0;
-    *n = (size_t)(ends[kid] - start);
-    return self->key_chars.data + start;
-}
-
-static int same_key(const SplitterObject *self, int32_t kid, const char *p, size_t n) {
-    size_t len;
-    const char *key = key_at(self, kid, &len);
-    return len == n && memcmp(key, p, n) == 0;
-}
-
-static int grow_slots(SplitterObject *self) {
-    size_t n_slots = self->n_slots ? self->n_slots * 2 : 1024;
-    uint32_t *slots = calloc(n_slots, sizeof *slots);
-    if (slots == NULL) {
-        return -1;
-    }
-    for (size_t kid = 0; kid < n_keys(self); kid++) {
-        size_t len;
-        const char *key = key_at(self, (int32_t)kid, &len);
-        size_t at = hash_key(key, len) & (n_slots - 1);
-        while (slots[at] != 0) {
-            at = (at + 1) & (n_slots - 1);
-        }
-        slots[at] = (uint32_t)kid + 1;
-    }
-    free(self->slots);
-    self->slots = slots;
-    self->n_slots = n_slots;
-    return 0;
-}
-
-/* The number of series key p[0:n], a new one if it was never seen; -1 out of memory. */
-static int64_t intern(SplitterObject *self, const char *p, size_t n) {
-    if (self->last_kid >= 0 && same_key(self, self->last_kid, p, n)) {
-        return self->last_kid;
-    }
-    if ((n_keys(self) + 1) * 2 > self->n_slots && grow_slots(self) < 0) {
-        return -1;
-    }
-    size_t at = hash_key(p, n) & (self->n_slots - 1);
-    while (self->slots[at] != 0) {
-        int32_t kid = (int32_t)self->slots[at] - 1;
-        if (same_key(self, kid, p, n)) {
-            self->last_kid = kid;
-            return kid;
-        }
-        at = (at + 1) & (self->n_slots - 1);
-    }
-    if (n_keys(self) >= INT32_MAX - 1 || buf_add(&self->key_chars, p, n) < 0) {
-        return -1;
-    }
-    int64_t end = (int64_t)self->key_chars.len;
-    if (buf_add(&self->key_ends, &end, sizeof end) < 0) {
-        return -1;
-    }
-    int32_t kid = (int32_t)(n_keys(self) - 1);
-    self->slots[at] = (uint32_t)kid + 1;
-    self->last_kid = kid;
-    return kid;
-}
-
-static size_t n_pairs(const SplitterObject *self) {
-    return self->pair_times.len / sizeof(int64_t);
-}
-
-static int same_pair(const SplitterObject *self, size_t pair, int32_t kid, const char *fk,
-                     size_t fk_n) {
-    const int64_t *ends = (const int64_t *)self->pair_ends.data;
-    int64_t start = pair > 0 ? ends[pair - 1] : 0;
-    return ((const int32_t *)self->pair_kids.data)[pair] == kid &&
-           (size_t)(ends[pair] - start) == fk_n &&
-           memcmp(self->pair_fields.data + start, fk, fk_n) == 0;
-}
-
-static size_t hash_pair(int32_t kid, const char *fk, size_t fk_n) {
-    return (size_t)(hash_key(fk, fk_n) ^ ((uint64_t)(uint32_t)kid * 0x9E3779B97F4A7C15ULL));
-}
-
-static int grow_pair_slots(SplitterObject *self) {
-    size_t n_slots = self->n_pair_slots ? self->n_pair_slots * 2 : 1024;
-    uint32_t *slots = calloc(n_slots, sizeof *slots);
-    if (slots == NULL) {
-        return -1;
-    }
-    const int64_t *ends = (const int64_t *)self->pair_ends.data;
-    for (size_t pair = 0; pair < n_pairs(self); pair++) {
-        int64_t start = pair > 0 ? ends[pair - 1] : 0;
-        size_t at = hash_pair(((const int32_t *)self->pair_kids.data)[pair],
-                              self->pair_fields.data + start, (size_t)(ends[pair] - start)) &
-                    (n_slots - 1);
-        while (slots[at] != 0) {
-            at = (at + 1) & (n_slots - 1);
-        }
-        slots[at] = (uint32_t)pair + 1;
-    }
-    free(self->pair_slots);
-    self->pair_slots = slots;
-    self->n_pair_slots = n_slots;
-    return 0;
-}
-
-static void free_pairs(SplitterObject *self) {
-    Buf *bufs[] = {&self->pair_kids, &self->pair_fields, &self->pair_ends, &self->pair_times};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
-        free(bufs[i]->data);
-        memset(bufs[i], 0, sizeof *bufs[i]);
-    }
-    free(self->pair_slots);
-    self->pair_slots = NULL;
-    self->n_pair_slots = 0;
-    self->run_pair = -1;
-}
 
 /* Clears `unique` when this line's time is not after the last one of its (key, field). */
 static int track_time(SplitterObject *self, int32_t kid, const char *fk, size_t fk_n,
                       int64_t ts) {
-    int64_t *times = (int64_t *)self->pair_times.data;
-    if (self->run_pair >= 0 && same_pair(self, (size_t)self->run_pair, kid, fk, fk_n)) {
-        self->unique = ts > times[self->run_pair];
-        times[self->run_pair] = ts;
-        return 0;
+    self->pair_key.len = 0;
+    if (buf_add(&self->pair_key, &kid, sizeof kid) < 0 || buf_add(&self->pair_key, fk, fk_n) < 0) {
+        return -1;
     }
-    if (n_pairs(self) >= MAX_PAIRS) {
+    size_t before = interner_count(&self->pairs);
+    int64_t pair = interner_add(&self->pairs, self->pair_key.data, self->pair_key.len);
+    if (pair < 0) {
+        return -1;
+    }
+    if (interner_count(&self->pairs) > MAX_PAIRS) {
         /* Too many to follow within bounded memory: assume lines may override others. */
         self->unique = 0;
-        free_pairs(self);
+        interner_free(&self->pairs);
+        free(self->pair_times.data);
+        memset(&self->pair_times, 0, sizeof self->pair_times);
         return 0;
     }
-    if ((n_pairs(self) + 1) * 2 > self->n_pair_slots && grow_pair_slots(self) < 0) {
-        return -1;
+    if (interner_count(&self->pairs) > before) {
+        return buf_add(&self->pair_times, &ts, sizeof ts);
     }
-    size_t at = hash_pair(kid, fk, fk_n) & (self->n_pair_slots - 1);
-    while (self->pair_slots[at] != 0) {
-        size_t pair = self->pair_slots[at] - 1;
-        if (same_pair(self, pair, kid, fk, fk_n)) {
-            self->unique = ts > times[pair];
-            times[pair] = ts;
-            self->run_pair = (int64_t)pair;
-            return 0;
-        }
-        at = (at + 1) & (self->n_pair_slots - 1);
-    }
-    if (n_pairs(self) >= UINT32_MAX - 1 || buf_add(&self->pair_kids, &kid, sizeof kid) < 0 ||
-        buf_add(&self->pair_fields, fk, fk_n) < 0 || buf_add(&self->pair_times, &ts, sizeof ts) < 0) {
-        return -1;
-    }
-    int64_t end = (int64_t)self->pair_fields.len;
-    if (buf_add(&self->pair_ends, &end, sizeof end) < 0) {
-        return -1;
-    }
-    self->pair_slots[at] = (uint32_t)n_pairs(self);
-    self->run_pair = (int64_t)n_pairs(self) - 1;
+    int64_t *times = (int64_t *)self->pair_times.data;
+    self->unique = ts > times[pair];
+    times[pair] = ts;
     return 0;
 }
 
@@ -910,8 +860,7 @@ static int add_row(SplitterObject *self, int kind, int32_t kid, const char *fk, 
     Columns *c = self->columns;
     int64_t row = c->rows;
     uint8_t k = (uint8_t)kind;
-    int err = buf_add(&c->col[C_KIND].values, &k, 1);
-    if (!err) err = set_valid(&c->col[C_KIND], row, 1);
+    int err = buf_add(&c->col[C_KIND].values, &k, 1); /* never NULL: no validity bitmap */
     if (!err) err = set_valid(&c->col[C_KID], row, kid >= 0);
     if (!err) err = buf_add(&c->col[C_KID].values, &kid, sizeof kid);
     if (!err) err = add_string(&c->col[C_FK], row, fk, fk_n);
@@ -928,13 +877,7 @@ static int add_row(SplitterObject *self, int kind, int32_t kid, const char *fk, 
         err = buf_add(&c->col[C_TY].values, &value, 1);
     }
     if (!err) err = set_valid(&c->col[C_BAD], row, ty >= 0);
-    if (!err && (row & 7) == 0) {
-        char zero = 0; /* Arrow booleans are bits too */
-        err = buf_add(&c->col[C_BAD].values, &zero, 1);
-    }
-    if (!err && ty >= 0 && bad) {
-        c->col[C_BAD].values.data[row >> 3] |= (char)(1 << (row & 7));
-    }
+    if (!err) err = add_bit(&c->col[C_BAD].values, row, ty >= 0 && bad); /* Arrow booleans */
     if (!err) c->rows++;
     return err;
 }
@@ -1059,7 +1002,7 @@ static int line(SplitterObject *self, const char *p, size_t n) {
     if (bulk) {
         const char *eq = memchr(f, '=', f_n);
         size_t eq_at = (size_t)(eq - f);
-        int64_t kid = intern(self, key, key_n);
+        int64_t kid = interner_add(&self->keys, key, key_n);
         if (kid < 0) {
             return -1;
         }
@@ -1088,6 +1031,22 @@ static int line(SplitterObject *self, const char *p, size_t n) {
     return add_row(self, kind, -1, NULL, 0, NULL, 0, NULL, s, m, -1, 0);
 }
 
+/* The line in `pending` ended (at a newline or the end of the input), or the overlong one
+ * whose head it holds. */
+static int end_line(SplitterObject *self) {
+    int err;
+    if (self->in_long) {
+        self->lines++;
+        err = add_long(self, (const unsigned char *)self->pending.data, self->pending.len,
+                       self->long_length);
+        self->in_long = 0;
+    } else {
+        err = line(self, self->pending.data, self->pending.len);
+    }
+    self->pending.len = 0;
+    return err;
+}
+
 /* Feeds bytes; whole lines are split, the rest waits in `pending`. */
 static int feed(SplitterObject *self, const char *p, size_t n) {
     if (n) {
@@ -1113,17 +1072,9 @@ static int feed(SplitterObject *self, const char *p, size_t n) {
             err = line(self, p, take); /* the common case: no copy */
         } else {
             err = buf_add(&self->pending, p, take);
-            if (!err && nl != NULL) {
-                err = line(self, self->pending.data, self->pending.len);
-                self->pending.len = 0;
-            }
         }
-        if (!err && nl != NULL && self->in_long) {
-            self->lines++;
-            err = add_long(self, (const unsigned char *)self->pending.data, self->pending.len,
-                           self->long_length);
-            self->in_long = 0;
-            self->pending.len = 0;
+        if (!err && nl != NULL && (self->in_long || self->pending.len)) {
+            err = end_line(self);
         }
         if (err) {
             return err;
@@ -1143,10 +1094,10 @@ static void splitter_dealloc(SplitterObject *self) {
     }
     free(self->pending.data);
     free(self->scratch.data);
-    free(self->key_chars.data);
-    free(self->key_ends.data);
-    free(self->slots);
-    free_pairs(self);
+    interner_free(&self->keys);
+    interner_free(&self->pairs);
+    free(self->pair_times.data);
+    free(self->pair_key.data);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1172,9 +1123,9 @@ static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs)
     }
     self->low = low;
     self->high = high;
-    self->last_kid = -1;
+    self->keys.last = -1;
+    self->pairs.last = -1;
     self->unique = 1;
-    self->run_pair = -1;
     self->final_newline = 1;
     return fresh_columns(self, NULL);
 }
@@ -1190,10 +1141,18 @@ static PyObject *raise_error(SplitterObject *self, int err) {
     return NULL;
 }
 
-static PyObject *splitter_feed(SplitterObject *self, PyObject *arg) {
-    Py_buffer view;
+/* Whether __init__ ran (its columns exist); else a RuntimeError is set. */
+static int initialised(SplitterObject *self) {
     if (self->columns == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Splitter not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *splitter_feed(SplitterObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (!initialised(self)) {
         return NULL;
     }
     if (self->error) {
@@ -1213,20 +1172,10 @@ static PyObject *splitter_feed(SplitterObject *self, PyObject *arg) {
 
 static PyObject *splitter_finish(SplitterObject *self, PyObject *unused) {
     (void)unused;
-    if (self->columns == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Splitter not initialised");
+    if (!initialised(self)) {
         return NULL;
     }
-    int err = 0;
-    if (self->in_long) {
-        self->lines++;
-        err = add_long(self, (const unsigned char *)self->pending.data, self->pending.len,
-                       self->long_length);
-        self->in_long = 0;
-    } else if (self->pending.len) {
-        err = line(self, self->pending.data, self->pending.len);
-    }
-    self->pending.len = 0;
+    int err = self->in_long || self->pending.len ? end_line(self) : 0;
     if (err) {
         return raise_error(self, err);
     }
@@ -1235,8 +1184,7 @@ static PyObject *splitter_finish(SplitterObject *self, PyObject *unused) {
 
 static PyObject *splitter_take(SplitterObject *self, PyObject *unused) {
     (void)unused;
-    if (self->columns == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Splitter not initialised");
+    if (!initialised(self)) {
         return NULL;
     }
     BatchObject *batch = PyObject_New(BatchObject, &BatchType);
@@ -1258,7 +1206,7 @@ static PyObject *splitter_keys(SplitterObject *self, PyObject *arg) {
     if (start == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    size_t count = n_keys(self);
+    size_t count = interner_count(&self->keys);
     if (start < 0 || (size_t)start > count) {
         PyErr_SetString(PyExc_IndexError, "keys(start): start out of range");
         return NULL;
@@ -1269,7 +1217,7 @@ static PyObject *splitter_keys(SplitterObject *self, PyObject *arg) {
     }
     for (size_t kid = (size_t)start; kid < count; kid++) {
         size_t len;
-        const char *key = key_at(self, (int32_t)kid, &len);
+        const char *key = interner_at(&self->keys, kid, &len);
         PyObject *text = PyUnicode_DecodeUTF8(key, (Py_ssize_t)len, "strict");
         if (text == NULL) {
             Py_DECREF(keys);
