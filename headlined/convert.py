@@ -824,10 +824,10 @@ class _Job:
             # Bad numbers, overflows, infinities: the exact parser gives the reason.
             self._reparse_bulk(f"rowid IN (SELECT n FROM ({scan}) WHERE bad)")
         parsed = {kid: _parse_key(self.keys[kid]) for kid in {row[1] for row in rows if row[4]}}
+        key_bytes = {kid: len(_decode(self.keys[kid]).encode()) for kid in parsed}
         for _, kid, fk, _, good, _ in rows:
             # The parser limits measurement, tags and a field key to 65535 bytes together.
-            key_bytes = len(_decode(self.keys[kid]).encode())
-            if good and key_bytes + 4 + len(fk.encode()) > _MAX_KEY_BYTES:
+            if good and key_bytes[kid] + 4 + len(fk.encode()) > _MAX_KEY_BYTES:
                 parsed[kid] = None
         odd = [kid for kid, sid in parsed.items() if sid is None]
         if odd:
