@@ -101,17 +101,23 @@ static inline __attribute__((always_inline)) int buf_add(Buf *b, const void *src
  * value's type and whether it is bad (of a one-field bulk line; else NULL). */
 enum { C_KIND, C_KID, C_FK, C_V, C_TS, C_RAW, C_TY, C_BAD, N_COLUMNS };
 
-static int is_string_column(int i) { return i == C_FK || i == C_V || i == C_RAW; }
+static const char *const column_names[N_COLUMNS] = {"kind", "kid", "fk", "v",
+                                                     "ts",   "raw", "ty", "bad"};
+static const char *const column_formats[N_COLUMNS] = {"C", "i", "u", "u", "l", "u", "C", "b"};
 
 typedef struct {
     Buf validity; /* one bit per row, set when the value is present */
-    Buf values;   /* uint8 / int64 values, or the int32 offsets of a string column */
+    Buf values;   /* fixed-width values or bits, or the int32 offsets of a string column */
     Buf chars;    /* string bytes */
     int64_t nulls;
+    const char *format; /* Arrow format: a static string */
+    char name[16];
 } Column;
 
+/* A table of rows: a batch of the `lines` table, or one measurement's points (pivot). */
 typedef struct {
-    Column col[N_COLUMNS];
+    Column *col;
+    int n;
     int64_t rows;
     int refs; /* arrays exported from this batch that are not yet released */
 } Columns;
@@ -120,18 +126,34 @@ static void columns_free(Columns *c) {
     if (c == NULL) {
         return;
     }
-    for (int i = 0; i < N_COLUMNS; i++) {
+    for (int i = 0; c->col != NULL && i < c->n; i++) {
         free(c->col[i].validity.data);
         free(c->col[i].values.data);
         free(c->col[i].chars.data);
     }
+    free(c->col);
     free(c);
 }
 
-/* New columns with room for what `like` held (NULL: a little), so that a batch like the one
- * before it is split without growing its buffers. */
-static Columns *columns_new(const Columns *like) {
+/* Empty columns, `n` of them, each yet without format or name. */
+static Columns *columns_alloc(int n) {
     Columns *c = calloc(1, sizeof(Columns));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->col = calloc((size_t)n, sizeof(Column));
+    if (c->col == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->n = n;
+    return c;
+}
+
+/* New `lines` columns with room for what `like` held (NULL: a little), so that a batch like
+ * the one before it is split without growing its buffers. */
+static Columns *columns_new(const Columns *like) {
+    Columns *c = columns_alloc(N_COLUMNS);
     if (c == NULL) {
         return NULL;
     }
@@ -140,11 +162,12 @@ static Columns *columns_new(const Columns *like) {
         Column *col = &c->col[i];
         const Column *old = like != NULL ? &like->col[i] : NULL;
         int32_t zero = 0;
-        int strings = is_string_column(i);
+        col->format = column_formats[i];
+        snprintf(col->name, sizeof col->name, "%s", column_names[i]);
         if (buf_reserve(&col->validity, old != NULL ? old->validity.len + 8 : 8) < 0 ||
             buf_reserve(&col->values, old != NULL ? old->values.len + 8 : 8) < 0 ||
             buf_reserve(&col->chars, old != NULL ? old->chars.len + 8 : 8) < 0 ||
-            (strings && buf_add(&col->values, &zero, sizeof zero) < 0)) {
+            (col->format[0] == 'u' && buf_add(&col->values, &zero, sizeof zero) < 0)) {
             columns_free(c);
             return NULL;
         }
@@ -193,10 +216,6 @@ typedef struct {
     int is_parent;
 } ArrayData;
 
-static const char *const column_names[N_COLUMNS] = {"kind", "kid", "fk", "v",
-                                                     "ts",   "raw", "ty", "bad"};
-static const char *const column_formats[N_COLUMNS] = {"C", "i", "u", "u", "l", "u", "C", "b"};
-
 static void schema_release(struct ArrowSchema *schema) {
     if (schema->children != NULL) {
         for (int64_t i = 0; i < schema->n_children; i++) {
@@ -213,26 +232,26 @@ static void schema_release(struct ArrowSchema *schema) {
 
 static void child_schema_release(struct ArrowSchema *schema) { schema->release = NULL; }
 
-static int fill_schema(struct ArrowSchema *out) {
+static int fill_schema(struct ArrowSchema *out, const Columns *c) {
     memset(out, 0, sizeof *out);
     out->format = "+s";
     out->name = "";
-    out->n_children = N_COLUMNS;
-    out->children = calloc(N_COLUMNS, sizeof(struct ArrowSchema *));
+    out->n_children = c->n;
+    out->children = calloc((size_t)c->n, sizeof(struct ArrowSchema *));
     out->release = schema_release;
     if (out->children == NULL) {
         out->n_children = 0;
         return ENOMEM;
     }
-    for (int i = 0; i < N_COLUMNS; i++) {
+    for (int i = 0; i < c->n; i++) {
         struct ArrowSchema *child = calloc(1, sizeof *child);
         if (child == NULL) {
             out->n_children = i;
             return ENOMEM;
         }
-        child->format = column_formats[i];
-        child->name = column_names[i];
-        child->flags = i == C_KIND ? 0 : ARROW_FLAG_NULLABLE;
+        child->format = c->col[i].format;
+        child->name = c->col[i].name;
+        child->flags = ARROW_FLAG_NULLABLE;
         child->release = child_schema_release;
         out->children[i] = child;
     }
@@ -265,7 +284,7 @@ static void array_release(struct ArrowArray *array) {
 
 static int fill_child(struct ArrowArray *out, Columns *c, int i) {
     Column *col = &c->col[i];
-    int strings = is_string_column(i);
+    int strings = col->format[0] == 'u';
     memset(out, 0, sizeof *out);
     ArrayData *data = malloc(sizeof *data);
     const void **buffers = calloc(3, sizeof(void *));
@@ -293,7 +312,7 @@ static int fill_array(struct ArrowArray *out, Columns *c) {
     memset(out, 0, sizeof *out);
     ArrayData *data = malloc(sizeof *data);
     const void **buffers = calloc(1, sizeof(void *));
-    struct ArrowArray **children = calloc(N_COLUMNS, sizeof(struct ArrowArray *));
+    struct ArrowArray **children = calloc((size_t)c->n, sizeof(struct ArrowArray *));
     if (data == NULL || buffers == NULL || children == NULL) {
         free(data);
         free(buffers);
@@ -309,7 +328,7 @@ static int fill_array(struct ArrowArray *out, Columns *c) {
     out->children = children;
     out->release = array_release;
     out->private_data = data;
-    for (int i = 0; i < N_COLUMNS; i++) {
+    for (int i = 0; i < c->n; i++) {
         struct ArrowArray *child = malloc(sizeof *child);
         if (child == NULL || fill_child(child, c, i) != 0) {
             free(child);
@@ -325,11 +344,12 @@ static int fill_array(struct ArrowArray *out, Columns *c) {
 
 typedef struct {
     Columns *columns; /* NULL once handed out */
+    Columns *schema;  /* the same columns, referenced until the stream is released */
 } StreamData;
 
 static int stream_get_schema(struct ArrowArrayStream *stream, struct ArrowSchema *out) {
-    (void)stream;
-    int err = fill_schema(out);
+    StreamData *data = stream->private_data;
+    int err = fill_schema(out, data->schema);
     if (err != 0) {
         out->release(out);
     }
@@ -344,7 +364,7 @@ static int stream_get_next(struct ArrowArrayStream *stream, struct ArrowArray *o
     }
     int err = fill_array(out, data->columns);
     if (err == 0) {
-        columns_unref(data->columns); /* the stream's own reference */
+        columns_unref(data->columns); /* the handed-out reference */
         data->columns = NULL;
     }
     return err;
@@ -360,6 +380,7 @@ static void stream_release(struct ArrowArrayStream *stream) {
     if (data->columns != NULL) {
         columns_unref(data->columns);
     }
+    columns_unref(data->schema);
     free(data);
     stream->release = NULL;
 }
@@ -397,7 +418,7 @@ static PyObject *batch_arrow_c_stream(BatchObject *self, PyObject *args, PyObjec
         return NULL;
     }
     if (requested != Py_None) {
-        PyErr_SetString(PyExc_NotImplementedError, "a Batch has one fixed schema");
+        PyErr_SetString(PyExc_NotImplementedError, "a Batch has its own fixed schema");
         return NULL;
     }
     struct ArrowArrayStream *stream = calloc(1, sizeof *stream);
@@ -408,8 +429,8 @@ static PyObject *batch_arrow_c_stream(BatchObject *self, PyObject *args, PyObjec
         return PyErr_NoMemory();
     }
     /* DuckDB asks more than once (to bind, then to scan): each stream holds a reference. */
-    data->columns = self->columns;
-    __atomic_add_fetch(&self->columns->refs, 1, __ATOMIC_ACQ_REL);
+    data->columns = data->schema = self->columns;
+    __atomic_add_fetch(&self->columns->refs, 2, __ATOMIC_ACQ_REL);
     stream->get_schema = stream_get_schema;
     stream->get_next = stream_get_next;
     stream->get_last_error = stream_get_last_error;
@@ -801,6 +822,410 @@ static void interner_free(Interner *in) {
     in->last = -1;
 }
 
+/* ------------------------------------------------------------------ Pivot */
+
+/* The fast path for a file that is nothing but one-field bulk lines (an influx_inspect
+ * export, nearly always): instead of a `lines` row per line for DuckDB to merge, each line's
+ * value goes straight into its point's cell of a per-measurement table, one row per point
+ * (series key, time) and a column per (field key, type).  Any line it cannot take that way
+ * (an exact-path line, a bad value, two lines for the same cell, a context header after the
+ * data, a table past the memory budget) makes the pivot *fail*: the caller then converts the
+ * file again the general way, which decides every such case. */
+
+#define PIVOT_COLUMNS 4096 /* (field key, type) columns of one measurement, at most */
+
+typedef struct {
+    int32_t table; /* the measurement's number */
+    int type;      /* T_FLOAT ... T_BOOLEAN */
+    Buf validity;  /* a bit per point of the table, set when the cell holds a value */
+    Buf values;    /* 8 bytes per point; booleans: a bit per point; strings: offset, length */
+    Buf chars;     /* string values, unescaped */
+    int64_t count; /* cells set */
+    int64_t other; /* the next column of the same field key with another type (a ring), or -1 */
+} PivotColumn;
+
+typedef struct {
+    Buf kids;       /* int32 series key number of each point */
+    Buf times;      /* int64 time of each point */
+    int64_t points;
+    int n_columns;
+} PivotTable;
+
+typedef struct {
+    int active;              /* asked for, and not failed */
+    const char *failure;     /* why it failed (static text), or NULL */
+    int64_t budget;          /* bytes the tables may take */
+    int64_t used;            /* bytes they take, about */
+    long long first_line;    /* the physical line (from 1) of the first value taken, or 0 */
+    long long taken;         /* lines taken */
+    Interner measurements;   /* a series key's measurement, as written (escapes and all) */
+    Buf kid_table;           /* int32 measurement number of each series key */
+    Buf tables;              /* PivotTable, by measurement number */
+    Interner column_keys;    /* (table int32, type byte, field key) -> column number */
+    Buf columns;             /* PivotColumn, by column number */
+    Buf column_key;          /* the key of the current line's column */
+    /* (series key number, time) -> point number in its table: open addressing */
+    int64_t *slot_times;
+    int32_t *slot_kids;
+    int32_t *slot_points; /* point number + 1, 0 for an empty slot */
+    size_t n_slots, n_points;
+    int32_t last_table, last_point; /* the point of the line before, for a guess */
+} Pivot;
+
+static void pivot_fail(Pivot *p, const char *why) {
+    if (p->active) {
+        p->active = 0;
+        p->failure = why;
+    }
+}
+
+static void pivot_free(Pivot *p) {
+    interner_free(&p->measurements);
+    interner_free(&p->column_keys);
+    PivotTable *tables = (PivotTable *)p->tables.data;
+    for (size_t i = 0; i < p->tables.len / sizeof(PivotTable); i++) {
+        free(tables[i].kids.data);
+        free(tables[i].times.data);
+    }
+    PivotColumn *columns = (PivotColumn *)p->columns.data;
+    for (size_t i = 0; i < p->columns.len / sizeof(PivotColumn); i++) {
+        free(columns[i].validity.data);
+        free(columns[i].values.data);
+        free(columns[i].chars.data);
+    }
+    free(p->kid_table.data);
+    free(p->tables.data);
+    free(p->columns.data);
+    free(p->column_key.data);
+    free(p->slot_times);
+    free(p->slot_kids);
+    free(p->slot_points);
+    /* What the properties tell outlives the tables. */
+    int active = p->active;
+    const char *failure = p->failure;
+    long long first_line = p->first_line, taken = p->taken;
+    memset(p, 0, sizeof *p);
+    p->measurements.last = p->column_keys.last = -1;
+    p->active = active;
+    p->failure = failure;
+    p->first_line = first_line;
+    p->taken = taken;
+}
+
+/* The measurement of a series key as the bulk split writes it: up to the first comma that
+ * no backslash escapes.  (The exact parser checks every key later; a key it reads otherwise
+ * fails the pivot there.) */
+static size_t measurement_length(const char *key, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (key[i] == '\\') {
+            i++;
+        } else if (key[i] == ',') {
+            return i;
+        }
+    }
+    return n;
+}
+
+static uint64_t point_hash(int32_t kid, int64_t ts) {
+    uint64_t h = (uint64_t)ts * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uint32_t)kid * 0xC2B2AE3D27D4EB4FULL;
+    return h ^ (h >> 29);
+}
+
+static int point_slots_grow(Pivot *p) {
+    size_t n_slots = p->n_slots ? p->n_slots * 2 : 1 << 16;
+    int64_t *times = malloc(n_slots * sizeof *times);
+    int32_t *kids = malloc(n_slots * sizeof *kids);
+    int32_t *points = calloc(n_slots, sizeof *points);
+    if (times == NULL || kids == NULL || points == NULL) {
+        free(times);
+        free(kids);
+        free(points);
+        return -1;
+    }
+    for (size_t i = 0; i < p->n_slots; i++) {
+        if (p->slot_points[i] != 0) {
+            size_t at = point_hash(p->slot_kids[i], p->slot_times[i]) & (n_slots - 1);
+            while (points[at] != 0) {
+                at = (at + 1) & (n_slots - 1);
+            }
+            times[at] = p->slot_times[i];
+            kids[at] = p->slot_kids[i];
+            points[at] = p->slot_points[i];
+        }
+    }
+    p->used += (int64_t)((n_slots - p->n_slots) * 16);
+    free(p->slot_times);
+    free(p->slot_kids);
+    free(p->slot_points);
+    p->slot_times = times;
+    p->slot_kids = kids;
+    p->slot_points = points;
+    p->n_slots = n_slots;
+    return 0;
+}
+
+/* The point (kid, ts) of `table`, added when new; -1 out of memory. */
+static int64_t pivot_point(Pivot *p, int32_t table, int32_t kid, int64_t ts) {
+    PivotTable *t = &((PivotTable *)p->tables.data)[table];
+    /* An export lists a series' times once per field, in the same order: after the first
+     * field, the next point is nearly always the one after the line before's. */
+    if (p->last_table == table && p->last_point + 1 < t->points) {
+        int32_t guess = p->last_point + 1;
+        if (((int32_t *)t->kids.data)[guess] == kid && ((int64_t *)t->times.data)[guess] == ts) {
+            p->last_point = guess;
+            return guess;
+        }
+    }
+    if ((p->n_points + 1) * 2 > p->n_slots && point_slots_grow(p) < 0) {
+        return -1;
+    }
+    size_t at = point_hash(kid, ts) & (p->n_slots - 1);
+    while (p->slot_points[at] != 0) {
+        if (p->slot_kids[at] == kid && p->slot_times[at] == ts) {
+            p->last_table = table;
+            p->last_point = p->slot_points[at] - 1;
+            return p->last_point;
+        }
+        at = (at + 1) & (p->n_slots - 1);
+    }
+    if (t->points >= INT32_MAX - 1 || buf_add(&t->kids, &kid, sizeof kid) < 0 ||
+        buf_add(&t->times, &ts, sizeof ts) < 0) {
+        return -1;
+    }
+    p->slot_kids[at] = kid;
+    p->slot_times[at] = ts;
+    p->slot_points[at] = (int32_t)t->points + 1;
+    p->n_points++;
+    p->used += 12 + 8 * t->n_columns;
+    p->last_table = table;
+    p->last_point = (int32_t)t->points++;
+    return p->last_point;
+}
+
+/* The column of (table, type, field key); -1 out of memory, -2 too many. */
+static int64_t pivot_column(Pivot *p, int32_t table, int type, const char *fk, size_t fk_n) {
+    unsigned char ty = (unsigned char)type;
+    p->column_key.len = 0;
+    if (buf_add(&p->column_key, &table, sizeof table) < 0 || buf_add(&p->column_key, &ty, 1) < 0 ||
+        buf_add(&p->column_key, fk, fk_n) < 0) {
+        return -1;
+    }
+    size_t before = interner_count(&p->column_keys);
+    int64_t id = interner_add(&p->column_keys, p->column_key.data, p->column_key.len);
+    if (id < 0 || interner_count(&p->column_keys) == before) {
+        return id;
+    }
+    PivotTable *t = &((PivotTable *)p->tables.data)[table];
+    if (t->n_columns >= PIVOT_COLUMNS) {
+        return -2;
+    }
+    /* A field with several types (rare): link its columns, to catch a point given twice. */
+    PivotColumn column = {.table = table, .type = type, .other = -1};
+    PivotColumn *columns = (PivotColumn *)p->columns.data;
+    for (int64_t i = 0; i < id; i++) {
+        size_t n;
+        const char *key = interner_at(&p->column_keys, (size_t)i, &n);
+        if (columns[i].table == table && n == fk_n + 5 && memcmp(key + 5, fk, fk_n) == 0) {
+            column.other = columns[i].other >= 0 ? columns[i].other : i;
+            columns[i].other = id;
+            break;
+        }
+    }
+    if (buf_add(&p->columns, &column, sizeof column) < 0) {
+        return -1;
+    }
+    t->n_columns++;
+    p->used += 8 * t->points + (int64_t)fk_n + 64;
+    return id;
+}
+
+/* Grows `b` to `n` bytes, the new ones zero. */
+static int buf_zero_to(Buf *b, size_t n) {
+    if (n <= b->len) {
+        return 0;
+    }
+    if (buf_reserve(b, n - b->len) < 0) {
+        return -1;
+    }
+    memset(b->data + b->len, 0, n - b->len);
+    b->len = n;
+    return 0;
+}
+
+/* Clinger's fast path: a decimal of at most 15 significant digits and a power of ten of at
+ * most 22 are both exact doubles, so one multiplication or division rounds correctly, as
+ * strtod does.  Anything else goes to strtod_l.  `v` has the parser's float syntax. */
+static double read_float(const char *v, size_t n) {
+    static const double powers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = 0;
+    int negative = v[0] == '-';
+    i += (size_t)negative;
+    uint64_t mantissa = 0;
+    int digits = 0, exponent = 0;
+    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+        if (mantissa || v[i] != '0') {
+            digits++;
+        }
+        mantissa = mantissa * 10 + (uint64_t)(v[i] - '0');
+        if (digits > 15) {
+            break;
+        }
+    }
+    if (digits <= 15 && i < n && v[i] == '.') {
+        for (i++; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+            if (mantissa || v[i] != '0') {
+                digits++;
+            }
+            mantissa = mantissa * 10 + (uint64_t)(v[i] - '0');
+            exponent--;
+            if (digits > 15) {
+                break;
+            }
+        }
+    }
+    if (digits <= 15 && i == n && exponent >= -22) {
+        double value = (double)mantissa / powers[-exponent];
+        return negative ? -value : value;
+    }
+    char small[64];
+    char *text = n < sizeof small ? small : malloc(n + 1);
+    if (text == NULL) {
+        return NAN; /* never stored: the caller checks */
+    }
+    memcpy(text, v, n);
+    text[n] = '\0';
+    double value = strtod_l(text, NULL, c_locale);
+    if (text != small) {
+        free(text);
+    }
+    return value;
+}
+
+/* The value of a checked field `v` of type `type` into `column`'s cell `point`. */
+static int pivot_store(PivotColumn *column, int64_t point, int type, const char *v, size_t n) {
+    size_t bits = (size_t)(point / 8 + 1);
+    if (buf_zero_to(&column->validity, bits) < 0) {
+        return -1;
+    }
+    if (type == T_BOOLEAN) {
+        if (buf_zero_to(&column->values, bits) < 0) {
+            return -1;
+        }
+        if (v[0] == 't' || v[0] == 'T') {
+            column->values.data[point >> 3] |= (char)(1 << (point & 7));
+        }
+    } else {
+        size_t width = type == T_STRING ? 16 : 8;
+        if (buf_zero_to(&column->values, (size_t)(point + 1) * width) < 0) {
+            return -1;
+        }
+        char *cell = column->values.data + (size_t)point * width;
+        if (type == T_FLOAT) {
+            double value = read_float(v, n);
+            if (isnan(value)) {
+                return -1;
+            }
+            memcpy(cell, &value, 8);
+        } else if (type == T_INTEGER || type == T_UNSIGNED) {
+            /* Checked for range already: accumulate in unsigned, negate at the end. */
+            int negative = v[0] == '-';
+            uint64_t value = 0;
+            for (size_t i = (size_t)negative; i < n - 1; i++) {
+                value = value * 10 + (uint64_t)(v[i] - '0');
+            }
+            value = negative ? 0 - value : value;
+            memcpy(cell, &value, 8);
+        } else {
+            /* Inside the quotes, \" and \\ are escapes, nothing else is. */
+            int64_t start = (int64_t)column->chars.len;
+            if (buf_reserve(&column->chars, n) < 0) {
+                return -1;
+            }
+            for (size_t i = 1; i + 1 < n; i++) {
+                char c = v[i];
+                if (c == '\\' && i + 2 < n && (v[i + 1] == '"' || v[i + 1] == '\\')) {
+                    c = v[++i];
+                }
+                column->chars.data[column->chars.len++] = c;
+            }
+            int64_t length = (int64_t)column->chars.len - start;
+            memcpy(cell, &start, 8);
+            memcpy(cell + 8, &length, 8);
+        }
+    }
+    column->validity.data[point >> 3] |= (char)(1 << (point & 7));
+    column->count++;
+    return 0;
+}
+
+/* A one-field bulk line with a good value into its cell; -1 out of memory. */
+static int pivot_add(Pivot *p, int32_t kid, const char *key, size_t key_n, const char *fk,
+                     size_t fk_n, const char *v, size_t v_n, int type, int64_t ts,
+                     long long line_number) {
+    size_t known = p->kid_table.len / sizeof(int32_t);
+    if ((size_t)kid > known) {
+        /* Keys are numbered as bulk lines bring them, and every one so far came here. */
+        pivot_fail(p, "a series key of a line the pivot did not take");
+        return 0;
+    }
+    if ((size_t)kid == known) {
+        size_t tables = interner_count(&p->measurements);
+        int64_t table = interner_add(&p->measurements, key, measurement_length(key, key_n));
+        if (table < 0) {
+            return -1;
+        }
+        int32_t t32 = (int32_t)table;
+        if (buf_add(&p->kid_table, &t32, sizeof t32) < 0) {
+            return -1;
+        }
+        if (interner_count(&p->measurements) > tables) {
+            PivotTable fresh = {0};
+            if (buf_add(&p->tables, &fresh, sizeof fresh) < 0) {
+                return -1;
+            }
+        }
+    }
+    int32_t table = ((int32_t *)p->kid_table.data)[kid];
+    int64_t id = pivot_column(p, table, type, fk, fk_n);
+    if (id == -2) {
+        pivot_fail(p, "too many fields in one measurement");
+        return 0;
+    }
+    int64_t point = id < 0 ? -1 : pivot_point(p, table, kid, ts);
+    if (point < 0) {
+        return -1;
+    }
+    PivotColumn *columns = (PivotColumn *)p->columns.data;
+    PivotColumn *column = &columns[id];
+    for (int64_t at = id;;) {
+        const PivotColumn *c = &columns[at];
+        if (c->validity.len > (size_t)(point >> 3) &&
+            (c->validity.data[point >> 3] >> (point & 7) & 1)) {
+            pivot_fail(p, "a point's field given twice");
+            return 0;
+        }
+        at = c->other;
+        if (at < 0 || at == id) {
+            break;
+        }
+    }
+    size_t chars = column->chars.len;
+    if (pivot_store(column, point, type, v, v_n) < 0) {
+        return -1;
+    }
+    p->used += (int64_t)(column->chars.len - chars);
+    p->taken++;
+    if (p->first_line == 0) {
+        p->first_line = line_number;
+    }
+    if (p->used > p->budget) {
+        pivot_fail(p, "the points exceed the memory budget");
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ Splitter */
 
 typedef struct {
@@ -822,6 +1247,7 @@ typedef struct {
     Interner pairs;  /* (kid, field key), as the kid's 4 bytes then the field key */
     Buf pair_times;  /* int64 latest time of each pair */
     Buf pair_key;    /* the pair of the current line */
+    Pivot pivot;
 } SplitterObject;
 
 /* Clears `unique` when this line's time is not after the last one of its (key, field). */
@@ -885,6 +1311,7 @@ static int add_row(SplitterObject *self, int kind, int32_t kid, const char *fk, 
 static int add_marker(SplitterObject *self, const char *prefix, const unsigned char *head,
                       size_t n) {
     static const char hex[] = "0123456789abcdef";
+    pivot_fail(&self->pivot, "a line for the exact parser");
     self->scratch.len = 0;
     if (buf_add(&self->scratch, prefix, strlen(prefix)) < 0 ||
         buf_reserve(&self->scratch, 2 * n) < 0) {
@@ -1007,12 +1434,20 @@ static int line(SplitterObject *self, const char *p, size_t n) {
             return -1;
         }
         if (quote == NULL && memchr(f, ',', f_n) != NULL) {
+            pivot_fail(&self->pivot, "a line with several fields");
             return add_row(self, K_BULK, (int32_t)kid, NULL, 0, f, f_n, &ts, NULL, 0, -1, 0);
         }
         const char *v = eq + 1;
         size_t v_n = f_n - eq_at - 1;
         int bad;
         int ty = value_type(v, v_n, &bad);
+        if (self->pivot.active) {
+            if (!bad && s == p) {
+                return pivot_add(&self->pivot, (int32_t)kid, key, key_n, f, eq_at, v, v_n, ty, ts,
+                                 self->lines);
+            }
+            pivot_fail(&self->pivot, bad ? "a bad value" : "a line with control characters");
+        }
         if (self->unique && track_time(self, (int32_t)kid, f, eq_at, ts) < 0) {
             return -1;
         }
@@ -1027,6 +1462,11 @@ static int line(SplitterObject *self, const char *p, size_t n) {
         if (i == m || s[i] == '#' || (m >= 16 && memcmp(s, "CREATE DATABASE ", 16) == 0)) {
             kind = K_SKIP;
         }
+    }
+    if (kind == K_SLOW) {
+        pivot_fail(&self->pivot, "a line for the exact parser");
+    } else if (self->pivot.first_line && m >= 10 && memcmp(s, "# CONTEXT-", 10) == 0) {
+        pivot_fail(&self->pivot, "a context header after the data");
     }
     return add_row(self, kind, -1, NULL, 0, NULL, 0, NULL, s, m, -1, 0);
 }
@@ -1049,6 +1489,9 @@ static int end_line(SplitterObject *self) {
 
 /* Feeds bytes; whole lines are split, the rest waits in `pending`. */
 static int feed(SplitterObject *self, const char *p, size_t n) {
+    if (self->pivot.failure != NULL) {
+        return 0; /* the caller converts the input again, the general way */
+    }
     if (n) {
         self->final_newline = p[n - 1] == '\n';
     }
@@ -1098,6 +1541,7 @@ static void splitter_dealloc(SplitterObject *self) {
     interner_free(&self->pairs);
     free(self->pair_times.data);
     free(self->pair_key.data);
+    pivot_free(&self->pivot);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1112,9 +1556,13 @@ static int fresh_columns(SplitterObject *self, const Columns *like) {
 }
 
 static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"low", "high", NULL};
-    long long low, high;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LL", keywords, &low, &high)) {
+    static char *keywords[] = {"low", "high", "pivot", NULL};
+    long long low, high, pivot = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LL|L", keywords, &low, &high, &pivot)) {
+        return -1;
+    }
+    if (pivot < 0 || pivot > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "pivot: a budget of 0 (off) to 2 GiB bytes");
         return -1;
     }
     if (self->columns != NULL) {
@@ -1127,6 +1575,9 @@ static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs)
     self->pairs.last = -1;
     self->unique = 1;
     self->final_newline = 1;
+    self->pivot.measurements.last = self->pivot.column_keys.last = -1;
+    self->pivot.active = pivot > 0;
+    self->pivot.budget = pivot;
     return fresh_columns(self, NULL);
 }
 
@@ -1228,6 +1679,140 @@ static PyObject *splitter_keys(SplitterObject *self, PyObject *arg) {
     return keys;
 }
 
+/* One measurement's points as Arrow columns kid, ts, c0, c1...; moves the buffers out. */
+static Columns *pivot_columns(Pivot *p, int32_t table, PyObject *fields) {
+    PivotTable *t = &((PivotTable *)p->tables.data)[table];
+    Columns *c = columns_alloc(2 + t->n_columns);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->rows = t->points;
+    c->col[0] = (Column){.values = t->kids, .format = "i", .name = "kid"};
+    c->col[1] = (Column){.values = t->times, .format = "l", .name = "ts"};
+    memset(&t->kids, 0, sizeof t->kids);
+    memset(&t->times, 0, sizeof t->times);
+    static const char *const formats[] = {"g", "l", "L", "u", "b"};
+    PivotColumn *columns = (PivotColumn *)p->columns.data;
+    size_t bits = (size_t)(t->points + 7) / 8;
+    int at = 2;
+    for (size_t id = 0; id < p->columns.len / sizeof(PivotColumn); id++) {
+        PivotColumn *from = &columns[id];
+        if (from->table != table) {
+            continue;
+        }
+        Column *to = &c->col[at];
+        to->format = formats[from->type];
+        snprintf(to->name, sizeof to->name, "c%d", at - 2);
+        to->nulls = t->points - from->count;
+        to->validity = from->validity;
+        memset(&from->validity, 0, sizeof from->validity);
+        int err = buf_zero_to(&to->validity, bits);
+        if (from->type == T_STRING) {
+            /* Cells came in any order; Arrow wants the strings one after another. */
+            int32_t end = 0;
+            err = err || buf_add(&to->values, &end, sizeof end) || buf_reserve(&to->chars, from->chars.len + 8);
+            for (int64_t point = 0; !err && point < t->points; point++) {
+                int64_t cell[2] = {0, 0};
+                if ((size_t)(point * 16) < from->values.len) {
+                    memcpy(cell, from->values.data + point * 16, sizeof cell);
+                }
+                err = cell[1] ? buf_add(&to->chars, from->chars.data + cell[0], (size_t)cell[1]) : 0;
+                end = (int32_t)to->chars.len;
+                err = err || to->chars.len > INT32_MAX || buf_add(&to->values, &end, sizeof end);
+            }
+        } else {
+            to->values = from->values;
+            memset(&from->values, 0, sizeof from->values);
+            err = err || buf_zero_to(&to->values, from->type == T_BOOLEAN ? bits : (size_t)t->points * 8);
+        }
+        at++;
+        size_t n;
+        const char *key = interner_at(&p->column_keys, id, &n);
+        PyObject *field = Py_BuildValue("(s#i)", key + 5, (Py_ssize_t)(n - 5), from->type);
+        if (err || field == NULL || PyList_Append(fields, field) < 0) {
+            Py_XDECREF(field);
+            columns_free(c);
+            if (!PyErr_Occurred()) {
+                PyErr_NoMemory();
+            }
+            return NULL;
+        }
+        Py_DECREF(field);
+    }
+    return c;
+}
+
+static PyObject *splitter_pivot_tables(SplitterObject *self, PyObject *unused) {
+    (void)unused;
+    Pivot *p = &self->pivot;
+    if (!p->active) {
+        PyErr_SetString(PyExc_RuntimeError, "no pivot: not asked for, failed, or taken");
+        return NULL;
+    }
+    size_t n_tables = interner_count(&p->measurements);
+    PyObject *out = PyList_New(0);
+    PyObject **kids = calloc(n_tables + 1, sizeof(PyObject *));
+    int ok = out != NULL && kids != NULL;
+    for (size_t i = 0; ok && i < n_tables; i++) {
+        ok = (kids[i] = PyList_New(0)) != NULL;
+    }
+    const int32_t *kid_table = (const int32_t *)p->kid_table.data;
+    for (size_t kid = 0; ok && kid < p->kid_table.len / sizeof(int32_t); kid++) {
+        PyObject *number = PyLong_FromSize_t(kid);
+        ok = number != NULL && PyList_Append(kids[kid_table[kid]], number) == 0;
+        Py_XDECREF(number);
+    }
+    for (size_t i = 0; ok && i < n_tables; i++) {
+        PyObject *fields = PyList_New(0);
+        Columns *c = fields != NULL ? pivot_columns(p, (int32_t)i, fields) : NULL;
+        BatchObject *batch = c != NULL ? PyObject_New(BatchObject, &BatchType) : NULL;
+        if (batch == NULL) {
+            columns_free(c);
+            Py_XDECREF(fields);
+            ok = 0;
+            break;
+        }
+        c->refs = 1;
+        batch->columns = c;
+        batch->rows = (Py_ssize_t)c->rows;
+        size_t n;
+        const char *name = interner_at(&p->measurements, i, &n);
+        PyObject *entry = Py_BuildValue("(s#OON)", name, (Py_ssize_t)n, kids[i], fields, batch);
+        Py_DECREF(fields);
+        ok = entry != NULL && PyList_Append(out, entry) == 0;
+        Py_XDECREF(entry);
+    }
+    for (size_t i = 0; kids != NULL && i < n_tables; i++) {
+        Py_XDECREF(kids[i]);
+    }
+    free(kids);
+    pivot_free(p);
+    p->active = 0;
+    if (!ok) {
+        Py_XDECREF(out);
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    }
+    return out;
+}
+
+static PyObject *splitter_get_pivot_failure(SplitterObject *self, void *closure) {
+    (void)closure;
+    if (self->pivot.failure == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(self->pivot.failure);
+}
+
+static PyObject *splitter_get_pivot_lines(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(self->pivot.taken);
+}
+
+static PyObject *splitter_get_pivot_first_line(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(self->pivot.first_line);
+}
+
 static PyObject *splitter_get_lines(SplitterObject *self, void *closure) {
     (void)closure;
     return PyLong_FromLongLong(self->lines);
@@ -1241,7 +1826,7 @@ static PyObject *splitter_get_rows(SplitterObject *self, void *closure) {
 static PyObject *splitter_get_size(SplitterObject *self, void *closure) {
     (void)closure;
     size_t size = 0;
-    for (int i = 0; self->columns != NULL && i < N_COLUMNS; i++) {
+    for (int i = 0; self->columns != NULL && i < self->columns->n; i++) {
         size += self->columns->col[i].chars.len;
     }
     return PyLong_FromSize_t(size);
@@ -1266,6 +1851,8 @@ static PyMethodDef splitter_methods[] = {
      "The rows split since the last take(), as a Batch."},
     {"keys", (PyCFunction)splitter_keys, METH_O,
      "The series keys numbered start and up (a row's kid is its key's index), as text."},
+    {"pivot_tables", (PyCFunction)splitter_pivot_tables, METH_NOARGS,
+     "The pivot's tables, once: [(measurement, kids, [(field key, type)], Batch)]."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1278,6 +1865,11 @@ static PyGetSetDef splitter_getset[] = {
      "Whether no two one-field bulk lines so far share series key, field key and time.", NULL},
     {"final_newline", (getter)splitter_get_final_newline, NULL,
      "Whether the input fed so far ends with a newline (or is empty).", NULL},
+    {"pivot_failure", (getter)splitter_get_pivot_failure, NULL,
+     "Why the pivot failed (then feed() ignores the rest), or None.", NULL},
+    {"pivot_lines", (getter)splitter_get_pivot_lines, NULL, "Lines the pivot took.", NULL},
+    {"pivot_first_line", (getter)splitter_get_pivot_first_line, NULL,
+     "The physical line (from 1) of the first line the pivot took, or 0.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

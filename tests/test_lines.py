@@ -259,3 +259,122 @@ def test_unique_gives_up_past_max_pairs_to_bound_memory() -> None:
     assert splitter.unique
     splitter.feed(b"m,id=new f=1 1\n")
     assert not splitter.unique
+
+
+# --------------------------------------------------------------------------
+# The pivot: one-field lines straight into one row per point
+
+PIVOT = 1 << 24
+
+
+Table = tuple[str, list[int], list[tuple[str, int]], list[Row]]  # name, kids, fields, rows
+
+
+def pivoted(data: bytes) -> tuple[Splitter, list[Table]]:
+    """The splitter after `data` with the pivot on, and its tables with their rows."""
+    splitter = Splitter(LOW, HIGH, PIVOT)
+    splitter.feed(data)
+    splitter.finish()
+    if splitter.pivot_failure is not None:
+        return splitter, []
+    return splitter, [
+        (name, kids, fields, rows_of(batch))
+        for name, kids, fields, batch in splitter.pivot_tables()
+    ]
+
+
+def test_the_pivot_gives_a_row_per_point_and_a_column_per_field_and_type() -> None:
+    splitter, tables = pivoted(
+        b"# CONTEXT-DATABASE:db\n"
+        b'm,t=a f=1.5 10\nm,t=a f=2 20\nm,t=b f=3i 10\nm,t=a s="x \\" \\\\ \\n" 20\n'
+        b"n\\,x,t=1 b=T 5\nm,t=a u=18446744073709551615u 10\n"
+    )
+    assert (splitter.pivot_failure, splitter.pivot_lines, splitter.pivot_first_line) == (None, 6, 2)
+    assert splitter.keys(0) == ["m,t=a", "m,t=b", "n\\,x,t=1"]
+    assert tables == [
+        (
+            "m",
+            [0, 1],
+            [("f", 0), ("f", 1), ("s", 3), ("u", 2)],
+            [
+                (0, 10, 1.5, None, None, 2**64 - 1),
+                (0, 20, 2.0, None, 'x " \\ \\n', None),
+                (1, 10, None, 3, None, None),
+            ],
+        ),
+        ("n\\,x", [2], [("b", 4)], [(2, 5, True)]),
+    ]
+    assert rows_of(splitter.take()) == [
+        (SKIP, None, None, None, None, "# CONTEXT-DATABASE:db", None, None)
+    ]
+    with pytest.raises(RuntimeError, match="no pivot"):
+        splitter.pivot_tables()  # handed out once
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"m a=1,b=2 1\n", "a line with several fields"),
+        (b"m a=1x 1\n", "a bad value"),
+        (b"m a=1 1\nm a=2 1\n", "a point's field given twice"),
+        (b"m a=1 1\nm a=2i 1\n", "a point's field given twice"),  # in another type's column
+        (b"m a=1 1\n# CONTEXT-RETENTION-POLICY:x\n", "a context header after the data"),
+        (b'm a="open 1\n', "a line for the exact parser"),
+        (b"m a=1 1\n\xff\n", "a line for the exact parser"),  # not UTF-8: a marker
+        (b'm a="\x01" 1\n', "a line with control characters"),
+    ],
+)
+def test_the_pivot_fails_on_what_it_cannot_take_and_stops_reading(data: bytes, reason: str) -> None:
+    splitter, _ = pivoted(data)
+    assert splitter.pivot_failure == reason
+    lines = splitter.lines
+    splitter.feed(b"m z=1 99\n" * 10)
+    assert splitter.lines == lines  # the rest is left: the caller converts again
+
+
+def test_headers_before_the_data_comments_and_blank_lines_keep_the_pivot() -> None:
+    splitter, tables = pivoted(
+        b"# CONTEXT-DATABASE:a\n# CONTEXT-RETENTION-POLICY:b\n"
+        b"m f=1 1\n\n# writing wal data\nm f=2 2\n"
+    )
+    assert splitter.pivot_failure is None
+    assert [rows for *_, rows in tables] == [[(0, 1, 1.0), (0, 2, 2.0)]]
+
+
+def test_the_pivot_fails_past_its_budget() -> None:
+    splitter = Splitter(LOW, HIGH, 4096)
+    splitter.feed(b"".join(b"m f=1 %d\n" % t for t in range(1000)))
+    assert splitter.pivot_failure == "the points exceed the memory budget"
+
+
+def test_the_pivot_budget_is_checked_and_off_by_default() -> None:
+    with pytest.raises(ValueError, match="budget"):
+        Splitter(LOW, HIGH, -1)
+    splitter = Splitter(LOW, HIGH)
+    splitter.feed(b"m f=1 1\n")
+    assert (splitter.pivot_failure, splitter.pivot_lines) == (None, 0)
+    with pytest.raises(RuntimeError, match="no pivot"):
+        splitter.pivot_tables()
+    assert len(splitter.take()) == 1  # the line went to the batch as usual
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        st.integers(0, 10**16).flatmap(  # short decimals: the fast path's
+            lambda n: st.integers(0, 24).map(lambda k: f"{n / 10**k:.{k}f}")
+        ),
+        st.from_regex(r"-?[0-9]{1,20}(\.[0-9]{0,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True),
+    )
+)
+def test_pivoted_floats_are_read_exactly_as_the_parser_reads_them(value: str) -> None:
+    """The fast decimal path and strtod agree with Python to the last bit."""
+    try:
+        expected = parse_line(f"m f={value} 1").fields["f"]
+    except LineProtocolError:
+        return
+    splitter, tables = pivoted(f"m f={value} 1\n".encode())
+    assert splitter.pivot_failure is None, value
+    ((_, _, _, rows),) = tables
+    assert float(rows[0][2]).hex() == float(expected).hex(), value
