@@ -21,7 +21,14 @@ import tenacity
 from headlined import influx_files, logs
 from headlined.chunkplan import Chunk, outside, plan, rfc3339
 from headlined.config import InfluxConfig
-from headlined.influx_export import ExportError, Inspect, find_inspect, run_chunk, wal_range
+from headlined.influx_export import (
+    ExportError,
+    Inspect,
+    find_inspect,
+    rejected_dir,
+    run_chunk,
+    wal_range,
+)
 from headlined.store import Store
 from headlined.supervisor import Heartbeat
 
@@ -322,7 +329,7 @@ class Exporter:
                 "export_lines_rejected",
                 chunk=name,
                 rejected=result.rejected,
-                where=str(self.cfg.output_dir / "_rejected"),
+                where=str(rejected_dir(self.cfg, chunk) / f"{chunk.stem}.txt"),
             )
         log.debug(
             "export_chunk_done",

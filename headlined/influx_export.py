@@ -1,22 +1,26 @@
-"""The ``influx_inspect export`` adapter: one chunk, exported to a file, then converted.
+"""The ``influx_inspect export`` adapter: one chunk, exported to a file while it is converted.
 
 influx_inspect writes the chunk's line protocol to a temporary file under
 ``<output_dir>/.work/`` (so temporary disk is bounded by one chunk, never the database), and
-the converter reads it there, so a retried conversion need not re-run the export. (A named
-pipe would overlap the two, but a small export can finish and close the pipe before the
-reader opened it, losing its data.)
+the converter follows that file as it grows, so the export and the conversion overlap; the
+conversion ends at the file's end once influx_inspect has exited. (A named pipe would overlap
+them too, but a small export can finish and close the pipe before the reader opened it,
+losing its data; and the converter's fast path needs a file it can read again.)
 The converter writes into a staging folder; only when influx_inspect exited 0 and the
-conversion finished are the files renamed into ``<output_dir>/<db>/<rp>/<measurement>/``, so a
-failed or killed chunk never leaves partial Parquet where queries look.
+conversion finished are the files renamed into ``<output_dir>/<db>/<rp>/<measurement>/``
+(rejected lines into ``<output_dir>/_rejected/<db>/<rp>/<chunk>.txt``), so a failed or killed
+chunk never leaves partial Parquet where queries look.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +120,8 @@ async def run_chunk(
     staging = work / "out"
     staging.mkdir(parents=True)
     exported = work / "export.lp"
+    exported.touch()  # so that the converter can open it before influx_inspect writes to it
+    finished = threading.Event()  # set once influx_inspect has exited: the file is whole
     try:
         proc = await asyncio.create_subprocess_exec(
             *export_argv(inspect, cfg, chunk, exported),
@@ -125,9 +131,27 @@ async def run_chunk(
     except OSError as exc:
         shutil.rmtree(work, ignore_errors=True)
         raise ExportError(f"cannot start {inspect.path}: {exc}") from None
+
+    async def exit_code() -> int:
+        try:
+            return await proc.wait()
+        finally:
+            finished.set()
+
+    exited = asyncio.create_task(exit_code())
+    stderr_tail = asyncio.create_task(_stderr_tail(proc))
+    loop = asyncio.get_running_loop()
+    removals: list[asyncio.Task[None]] = []
+
+    def remove_export() -> None:
+        # Freeing a large file takes a while (0.1 s per 117 MB here): done on another thread
+        # while DuckDB writes the Parquet.
+        loop.call_soon_threadsafe(
+            lambda: removals.append(asyncio.create_task(asyncio.to_thread(exported.unlink)))
+        )
+
     try:
-        stderr = await _stderr_tail(proc)
-        _check_exit(await proc.wait(), stderr)
+        # The converter reads the file while influx_inspect writes it: the two overlap.
         result = await asyncio.to_thread(
             convert.convert,
             exported,
@@ -136,15 +160,22 @@ async def run_chunk(
             file_stem=chunk.stem,
             default_database=chunk.database,
             default_rp=chunk.retention_policy,
-            rejected_dir=cfg.output_dir / "_rejected",
+            rejected_dir=work / "rejected",
             work_dir=work / "duckdb",
             threads=threads,
             progress=progress,
+            growing=lambda: not finished.is_set(),
+            source_done=remove_export,
         )
+        await asyncio.gather(*removals)
+        stderr = await stderr_tail
+        _check_exit(await exited, stderr)
     except BaseException:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        finished.set()  # a converter still reading stops at the end of the file
+        await asyncio.gather(*removals, return_exceptions=True)
         shutil.rmtree(work, ignore_errors=True)
         raise
     if "error" in stderr.lower() and "skipped missing file" not in stderr:
@@ -155,9 +186,20 @@ async def run_chunk(
             message=stderr.strip()[-500:],
         )
     files = await asyncio.to_thread(_publish, staging, cfg.output_dir)
+    await asyncio.to_thread(
+        _publish_rejects, work / "rejected", rejected_dir(cfg, chunk), chunk.stem
+    )
     shutil.rmtree(work, ignore_errors=True)
-    return convert.ConvertResult(
-        result.lines, result.points, result.rejected, files, result.measurements
+    return dataclasses.replace(result, files=files)
+
+
+def rejected_dir(cfg: InfluxConfig, chunk: Chunk) -> Path:
+    """Where the lines of a chunk that could not be converted are kept."""
+    return (
+        cfg.output_dir
+        / "_rejected"
+        / convert.path_segment(chunk.database)
+        / convert.path_segment(chunk.retention_policy)
     )
 
 
@@ -184,6 +226,19 @@ async def _stderr_tail(proc: asyncio.subprocess.Process) -> str:
     while stream is not None and (chunk := await stream.read(65536)):
         tail = (tail + chunk)[-STDERR_KEEP:]
     return tail.decode("utf-8", "replace")
+
+
+def _publish_rejects(staged_dir: Path, final_dir: Path, stem: str) -> None:
+    """Move the chunk's rejected lines into place, or remove those of an earlier attempt."""
+    staged, final = staged_dir / f"{stem}.txt", final_dir / f"{stem}.txt"
+    if staged.exists():
+        final_dir.mkdir(parents=True, exist_ok=True)
+        staged.replace(final)
+    elif final.exists():
+        final.unlink()
+    else:
+        return
+    durable.fsync(final_dir)
 
 
 def _publish(staging: Path, output_dir: Path) -> list[Path]:

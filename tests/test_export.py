@@ -15,6 +15,7 @@ import duckdb
 import pytest
 import yaml
 
+from headlined.convert import path_segment
 from tests.daemon_process import Daemon
 from tests.export_fixture import Fixture, build, normalise, read_dataset
 from tests.influxdb_server import InfluxServer, require_binary, running_influxd
@@ -253,6 +254,42 @@ exec {real} "$@"
         error and "simulated" in error for _, start, state, error in states if state == "failed"
     )
     assert all(state == "done" for _, start, state, _ in states if start != "2024-01-15")
+
+
+def test_rejected_lines_are_kept_per_database_policy_and_chunk(
+    tmp_path: Path, filled: tuple[InfluxServer, Fixture]
+) -> None:
+    """A wrapper adds a line that is not line protocol to every export: each chunk keeps its
+    own rejected file, also where chunks of several databases share a time range."""
+    influx, fixture = filled
+    wrapper = tmp_path / "influx_inspect"
+    wrapper.write_text(f"""#!/bin/sh
+out=""; previous=""
+for arg in "$@"; do [ "$previous" = "-out" ] && out="$arg"; previous="$arg"; done
+{require_binary("influx_inspect")} "$@" || exit $?
+if [ -n "$out" ]; then printf 'not line protocol\\n' >> "$out"; fi
+""")
+    wrapper.chmod(0o755)
+    config = write_config(tmp_path, influx, inspect=str(wrapper))
+    result = export(config)
+    assert result.returncode == 0, result.stderr
+    conn = duckdb.connect(str(tmp_path / "state" / "headlined.duckdb"), read_only=True)
+    try:
+        chunks = conn.execute(
+            "SELECT database, retention_policy, strftime(start, '%Y%m%dT%H%M%SZ') || '_' || "
+            "strftime(\"end\", '%Y%m%dT%H%M%SZ') FROM export_chunks WHERE state = 'done'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert len({start for _, _, start in chunks}) < len(chunks)  # shared ranges exist
+    rejected = tmp_path / "influx" / "_rejected"
+    files = sorted(p.relative_to(rejected) for p in rejected.rglob("*.txt"))
+    assert files == sorted(
+        Path(path_segment(db), path_segment(rp), f"{stem}.txt") for db, rp, stem in chunks
+    )
+    for path in files:
+        assert (rejected / path).read_text().rstrip().endswith("not line protocol")
+    assert normalise(read_dataset(tmp_path / "influx")) == normalise(fixture.expected)
 
 
 def test_a_range_that_excludes_the_data_says_so_alone_and_through_the_daemon(
