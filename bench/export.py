@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=400)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chunk", default="7d", help="influx.chunk (7d: the data is one chunk)")
     args = parser.parse_args()
     cache = build(
         ROOT / "bench" / ".cache" / f"influx-v2-{args.series}x{args.points}",
@@ -130,7 +131,7 @@ def main() -> None:
                             "data_dir": str(data_dir),
                             "wal_dir": str(wal_dir),
                             "output_dir": str(state / "out"),
-                            "chunk": "7d",
+                            "chunk": args.chunk,
                         },
                     }
                 )

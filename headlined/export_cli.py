@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from headlined import control
+from headlined import control, logs
 from headlined.config import InfluxConfig, Loaded
 from headlined.exporter import Exporter
 from headlined.influx_export import ExportError
@@ -45,6 +45,7 @@ def _describe(rows: int, lines: int, rate: float | None) -> str:
 def run(loaded: Loaded, database: str | None) -> int:
     """Entry point of ``headlined export``."""
     cfg = loaded.config
+    logs.configure(cfg.log_level)  # the config's level and format, secrets redacted
     if cfg.influx is None:
         print(f"{loaded.path}: no influx: section: nothing to export", file=sys.stderr)
         return EXIT_USAGE

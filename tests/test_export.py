@@ -292,6 +292,32 @@ if [ -n "$out" ]; then printf 'not line protocol\\n' >> "$out"; fi
     assert normalise(read_dataset(tmp_path / "influx")) == normalise(fixture.expected)
 
 
+@pytest.mark.parametrize("level", ["warning", "info"])
+def test_export_logs_at_the_configured_level(tmp_path: Path, level: str) -> None:
+    """`log_level` applies to `headlined export` too, as JSON lines on stdout."""
+    for name in ("data", "wal"):
+        (tmp_path / name).mkdir()
+    config = tmp_path / "headlined.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "log_level": level,
+                "influx": {
+                    "data_dir": str(tmp_path / "data"),
+                    "wal_dir": str(tmp_path / "wal"),
+                    "output_dir": str(tmp_path / "out"),
+                },
+            }
+        )
+    )
+    result = export(config)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to export" in result.stderr
+    events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
+    assert ("export_planned" in events) == (level == "info"), result.stdout
+
+
 def test_a_range_that_excludes_the_data_says_so_alone_and_through_the_daemon(
     tmp_path: Path, filled: tuple[InfluxServer, Fixture]
 ) -> None:
