@@ -1019,20 +1019,25 @@ static int64_t pivot_column(Pivot *p, int32_t table, int type, const char *fk, s
     if (t->n_columns >= PIVOT_COLUMNS) {
         return -2;
     }
-    /* A field with several types (rare): link its columns, to catch a point given twice. */
-    PivotColumn column = {.table = table, .type = type, .other = -1};
-    PivotColumn *columns = (PivotColumn *)p->columns.data;
-    for (int64_t i = 0; i < id; i++) {
+    /* A field with several types (rare): link its columns in a ring, to catch a point whose
+     * field comes twice with different types. */
+    int64_t sibling = -1;
+    for (int64_t i = 0; i < id && sibling < 0; i++) {
         size_t n;
         const char *key = interner_at(&p->column_keys, (size_t)i, &n);
-        if (columns[i].table == table && n == fk_n + 5 && memcmp(key + 5, fk, fk_n) == 0) {
-            column.other = columns[i].other >= 0 ? columns[i].other : i;
-            columns[i].other = id;
-            break;
+        const PivotColumn *other = &((PivotColumn *)p->columns.data)[i];
+        if (other->table == table && n == fk_n + 5 && memcmp(key + 5, fk, fk_n) == 0) {
+            sibling = i;
         }
     }
+    PivotColumn column = {.table = table, .type = type, .other = -1};
     if (buf_add(&p->columns, &column, sizeof column) < 0) {
         return -1;
+    }
+    if (sibling >= 0) {
+        PivotColumn *columns = (PivotColumn *)p->columns.data;
+        columns[id].other = columns[sibling].other >= 0 ? columns[sibling].other : sibling;
+        columns[sibling].other = id;
     }
     t->n_columns++;
     p->used += 8 * t->points + (int64_t)fk_n + 64;
