@@ -65,7 +65,7 @@ async def _run_here(database_path: Path, influx: InfluxConfig, database: str | N
     except StoreError as exc:
         print(f"headlined export: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    exporter = Exporter(influx, store)
+    exporter = Exporter(influx, store, overlap=True)  # in the foreground: as fast as it goes
     try:
         chunks = await exporter.plan()
         total = len([c for c in chunks if database in (None, c.database)])

@@ -49,13 +49,24 @@ class Progress:
     failed: int = 0
     lines: int = 0
     rows: int = 0
-    current: str | None = None
     started: float = field(default_factory=time.monotonic)
     rows_this_run: int = 0
     chunks_this_run: int = 0
-    lines_in_chunk: int = 0
+    # Lines read so far by each running chunk (two at most: one exported while the one before
+    # writes its Parquet); only the event loop adds and removes keys.
+    in_flight: dict[str, int] = field(default_factory=dict)
     by_database: dict[str, dict[str, int]] = field(default_factory=dict)
     running: bool = False
+
+    @property
+    def current(self) -> str | None:
+        """The chunk started last of those running, or None."""
+        return next(reversed(self.in_flight), None)
+
+    @property
+    def lines_in_chunk(self) -> int:
+        """Lines read so far by the running chunks."""
+        return sum(self.in_flight.values())
 
     def count(self, database: str, state: str, rows: int = 0) -> None:
         """Add one chunk of ``database`` in ``state`` to the per-database figures."""
@@ -174,10 +185,14 @@ class Exporter:
         store: Store,
         *,
         threads: int | None = None,
+        overlap: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``overlap``: start a chunk's influx_inspect as soon as the one before has exited,
+        while that chunk still writes its Parquet (two chunks at most, one influx_inspect)."""
         self.cfg = cfg
         self.store = store
+        self._overlap = overlap
         self.progress = Progress()
         self.failures: dict[str, str] = {}
         self._sleep = sleep
@@ -246,23 +261,48 @@ class Exporter:
             self.progress.count(chunk.database, "done" if state == "done" else "pending", rows)
         self.failures = {}
         last_log = time.monotonic()
-        for index, chunk in enumerate(todo):
-            if heartbeat is not None:
-                heartbeat.beat(within=600)
-            await self._run_one(chunk, inspect, heartbeat)
-            if time.monotonic() - last_log > PROGRESS_LOG_S or index == len(todo) - 1:
-                last_log = time.monotonic()
-                log.info(
-                    "export_progress",
-                    done=self.progress.done,
-                    total=self.progress.total,
-                    failed=self.progress.failed,
-                    rows=self.progress.rows,
-                    rows_per_s=self.progress.rows_per_s(),
-                    eta_s=self.progress.eta_s(),
-                )
+        running: set[asyncio.Task[None]] = set()
+        try:
+            for chunk in todo:
+                while len(running) >= 2:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                if heartbeat is not None:
+                    heartbeat.beat(within=600)
+                exported = asyncio.Event()
+                task = asyncio.create_task(self._run_one(chunk, inspect, heartbeat, exported.set))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                if self._overlap:
+                    exporting = asyncio.create_task(exported.wait())
+                    try:
+                        await asyncio.wait({task, exporting}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        exporting.cancel()
+                else:
+                    await task
+                if time.monotonic() - last_log > PROGRESS_LOG_S:
+                    last_log = time.monotonic()
+                    self._log_progress()
+            await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()  # stopped (the daemon's shutdown): no chunk is left running
+            await asyncio.gather(*running, return_exceptions=True)
+        if todo:
+            self._log_progress()
         self.progress.running = False
         return not self.failures
+
+    def _log_progress(self) -> None:
+        log.info(
+            "export_progress",
+            done=self.progress.done,
+            total=self.progress.total,
+            failed=self.progress.failed,
+            rows=self.progress.rows,
+            rows_per_s=self.progress.rows_per_s(),
+            eta_s=self.progress.eta_s(),
+        )
 
     def _retrying(self, name: str) -> tenacity.AsyncRetrying:
         """The retry policy of one chunk, or of one WAL probe while planning."""
@@ -280,20 +320,28 @@ class Exporter:
             reraise=True,
         )
 
-    async def _run_one(self, chunk: Chunk, inspect: Inspect, heartbeat: Heartbeat | None) -> None:
+    async def _run_one(
+        self,
+        chunk: Chunk,
+        inspect: Inspect,
+        heartbeat: Heartbeat | None,
+        exported: Callable[[], None],
+    ) -> None:
         name = chunk.label
-        self.progress.current = name
+        self.progress.in_flight[name] = 0
         await self.store.call(lambda conn: set_state(conn, chunk, "running"))
 
         def seen(lines: int) -> None:
-            self.progress.lines_in_chunk = lines
+            self.progress.in_flight[name] = lines  # an existing key: the dict keeps its size
             if heartbeat is not None:
                 heartbeat.beat(within=600)  # called from the converter's thread
 
         try:
             async for attempt in self._retrying(name):
                 with attempt:
-                    result = await run_chunk(inspect, self.cfg, chunk, seen, self._threads)
+                    result = await run_chunk(
+                        inspect, self.cfg, chunk, seen, self._threads, on_exported=exported
+                    )
         except Exception as exc:
             # Whatever went wrong (a converter bug included) fails this chunk, not the run.
             error = str(exc) if isinstance(exc, RETRYABLE) else f"{type(exc).__name__}: {exc}"
@@ -311,8 +359,7 @@ class Exporter:
             )
             return
         finally:
-            self.progress.current = None
-            self.progress.lines_in_chunk = 0
+            self.progress.in_flight.pop(name, None)
         await self.store.call(
             lambda conn: set_state(
                 conn, chunk, "done", lines=result.lines, rows=result.points, files=len(result.files)

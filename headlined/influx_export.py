@@ -107,10 +107,13 @@ async def run_chunk(
     chunk: Chunk,
     progress: Callable[[int], None] | None = None,
     threads: int | None = None,
+    *,
+    on_exported: Callable[[], None] | None = None,
 ) -> convert.ConvertResult:
     """Export and convert one chunk; its files are in place when this returns.
 
     ``threads`` bounds DuckDB's threads (the daemon uses one, leaving a core to the pollers).
+    ``on_exported`` is called once influx_inspect has exited (whether it succeeded or not).
     """
     work = (
         cfg.output_dir / ".work" / f"{convert.path_segment(chunk.database)}-"
@@ -137,6 +140,8 @@ async def run_chunk(
             return await proc.wait()
         finally:
             finished.set()
+            if on_exported is not None:
+                on_exported()
 
     exited = asyncio.create_task(exit_code())
     stderr_tail = asyncio.create_task(_stderr_tail(proc))

@@ -292,6 +292,43 @@ if [ -n "$out" ]; then printf 'not line protocol\\n' >> "$out"; fi
     assert normalise(read_dataset(tmp_path / "influx")) == normalise(fixture.expected)
 
 
+def test_the_next_chunk_is_exported_while_one_writes_its_parquet(
+    tmp_path: Path, filled: tuple[InfluxServer, Fixture]
+) -> None:
+    """`headlined export` overlaps chunks, but never runs two influx_inspect at once."""
+    influx, fixture = filled
+    runs = tmp_path / "runs"
+    wrapper = tmp_path / "influx_inspect"
+    wrapper.write_text(f"""#!/bin/sh
+case " $* " in *" -start "*) echo "start $(date +%s.%N)" >> {runs};; esac
+{require_binary("influx_inspect")} "$@"; code=$?
+case " $* " in *" -start "*) echo "end $(date +%s.%N)" >> {runs};; esac
+exit $code
+""")
+    wrapper.chmod(0o755)
+    result = export(write_config(tmp_path, influx, inspect=str(wrapper)))
+    assert result.returncode == 0, result.stderr
+    events = [line.split() for line in runs.read_text().splitlines()]
+    starts = [float(t) for kind, t in events if kind == "start"]
+    ends = [float(t) for kind, t in events if kind == "end"]
+    assert len(starts) == len(ends) > 3
+    assert all(start >= end for start, end in zip(starts[1:], ends, strict=False))  # one at a time
+    conn = duckdb.connect(str(tmp_path / "state" / "headlined.duckdb"), read_only=True)
+    try:
+        done = [
+            t.timestamp()
+            for (t,) in conn.execute(
+                "SELECT updated_at FROM export_chunks WHERE state = 'done' ORDER BY updated_at"
+            ).fetchall()
+        ]
+    finally:
+        conn.close()
+    assert len(done) == len(starts)
+    # Some chunk was marked done only after the next one's influx_inspect had started.
+    assert any(marked > start for marked, start in zip(done, starts[1:], strict=False))
+    assert normalise(read_dataset(tmp_path / "influx")) == normalise(fixture.expected)
+
+
 @pytest.mark.parametrize("level", ["warning", "info"])
 def test_export_logs_at_the_configured_level(tmp_path: Path, level: str) -> None:
     """`log_level` applies to `headlined export` too, as JSON lines on stdout."""
