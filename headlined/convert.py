@@ -655,11 +655,30 @@ class _Job:
         # Headers after the first point fail the pivot, so one segment holds all the points.
         first = self.pivot_first_line - 1  # its rowid; -1 when there are no points
         segment = max(i for i, seg in enumerate(self.segments) if seg.start <= max(first, 0))
+        groups, tables = self._pivot_groups(segment)
+        self._check_layout(groups)
+        if len(self._targets(groups)) < len(groups):
+            raise _NoPivotError("a measurement name that cannot be a directory")
+        self._read_done()
+        return self._write_all(
+            groups,
+            # Popped: each table's points are freed once written.
+            lambda group, target: self._write_table(
+                group, target, *tables.pop((group.database, group.rp, group.measurement))
+            ),
+        )
+
+    def _pivot_groups(
+        self, segment: int
+    ) -> tuple[dict[GroupId, _Group], dict[GroupId, tuple[list[tuple[str, int]], _lines.Batch]]]:
+        """The output group and the pivoted table of each measurement; _NoPivotError when a
+        series key is odd or a measurement or series was written in more than one way."""
         where = self.segments[segment]
         parsed = {kid: _parse_key(key) for kid, key in enumerate(self.keys)}
         groups: dict[GroupId, _Group] = {}
         tables: dict[GroupId, tuple[list[tuple[str, int]], _lines.Batch]] = {}
-        for _, kids, fields, batch in self.pivot_tables:
+        pivoted, self.pivot_tables = self.pivot_tables, []
+        for _, kids, fields, batch in pivoted:
             series = {parsed[kid] for kid in kids}
             longest_field = max(len(fk.encode()) for fk, _ in fields)
             if None in series or any(
@@ -676,16 +695,7 @@ class _Job:
                 group.fields[fk].add(TYPES[ty])
             tables[ident] = (fields, batch)
         self.bulk_series = {kid: sid for kid, sid in parsed.items() if sid is not None}
-        self._check_layout(groups)
-        if len(self._targets(groups)) < len(groups):
-            raise _NoPivotError("a measurement name that cannot be a directory")
-        self._read_done()
-        return self._write_all(
-            groups,
-            lambda group, target: self._write_table(
-                group, target, *tables[group.database, group.rp, group.measurement]
-            ),
-        )
+        return groups, tables
 
     def _write_table(
         self, group: _Group, target: Path, fields: list[tuple[str, int]], batch: _lines.Batch
@@ -700,6 +710,7 @@ class _Job:
         # DuckDB scans one Arrow array in one thread, and the join and sort then ran about
         # 0.1 s slower per 400K points than from a table.
         self.con.execute("CREATE OR REPLACE TABLE points AS SELECT * FROM batch")
+        del batch  # its memory goes before the sort needs more
         return self._copy(
             f"SELECT {', '.join(columns)} FROM points p JOIN group_keys k ON p.kid = k.kid "
             "JOIN group_tags g ON k.sid = g.sid ORDER BY k.sid, p.ts",
