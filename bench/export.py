@@ -14,6 +14,7 @@ the Parquet size against the line-protocol size.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import subprocess
@@ -92,6 +93,9 @@ def main() -> None:
         args.points,
     )
     data_dir, wal_dir = (Path(p) for p in (cache / "complete").read_text().split())
+    # An installed package has its bytecode; without it (PYTHONDONTWRITEBYTECODE, as on the
+    # CI machines) every run would compile headlined again, about 0.14 s of its start-up.
+    compileall.compile_dir(ROOT / "headlined", quiet=1)
     inspect = shutil.which("influx_inspect")
     if inspect is None:
         raise SystemExit("influx_inspect not found: run scripts/install-influxdb")
