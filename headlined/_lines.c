@@ -827,10 +827,11 @@ static void interner_free(Interner *in) {
 /* The fast path for a file that is nothing but one-field bulk lines (an influx_inspect
  * export, nearly always): instead of a `lines` row per line for DuckDB to merge, each line's
  * value goes straight into its point's cell of a per-measurement table, one row per point
- * (series key, time) and a column per (field key, type).  Any line it cannot take that way
- * (an exact-path line, a bad value, two lines for the same cell, a context header after the
- * data, a table past the memory budget) makes the pivot *fail*: the caller then converts the
- * file again the general way, which decides every such case. */
+ * (series key, time) and a column per (field key, type); a later line for the same point and
+ * field replaces the earlier one, as in the general way.  Any line it cannot take that way
+ * (an exact-path line, a bad value, a context header after the data, a table past the memory
+ * budget) makes the pivot *fail*: the caller then converts the file again the general way,
+ * which decides every such case. */
 
 #define PIVOT_COLUMNS 4096 /* (field key, type) columns of one measurement, at most */
 
@@ -857,7 +858,7 @@ typedef struct {
     int64_t budget;          /* bytes the tables may take */
     int64_t used;            /* bytes they take, about */
     long long first_line;    /* the physical line (from 1) of the first value taken, or 0 */
-    long long taken;         /* lines taken */
+    long long taken;         /* lines taken (one that replaced an earlier value included) */
     Interner measurements;   /* a series key's measurement, as written (escapes and all) */
     Buf kid_table;           /* int32 measurement number of each series key */
     Buf tables;              /* PivotTable, by measurement number */
@@ -1118,8 +1119,10 @@ static int pivot_store(PivotColumn *column, int64_t point, int type, const char 
         if (buf_zero_to(&column->values, bits) < 0) {
             return -1;
         }
+        char bit = (char)(1 << (point & 7));
+        column->values.data[point >> 3] &= (char)~bit; /* a later line may say false */
         if (v[0] == 't' || v[0] == 'T') {
-            column->values.data[point >> 3] |= (char)(1 << (point & 7));
+            column->values.data[point >> 3] |= bit;
         }
     } else {
         size_t width = type == T_STRING ? 16 : 8;
@@ -1204,12 +1207,14 @@ static int pivot_add(Pivot *p, int32_t kid, const char *key, size_t key_n, const
     }
     PivotColumn *columns = (PivotColumn *)p->columns.data;
     PivotColumn *column = &columns[id];
+    /* A later line wins (the WAL after TSM): a value the point's field already has goes,
+     * whichever of the field's type columns holds it. */
     for (int64_t at = id;;) {
-        const PivotColumn *c = &columns[at];
+        PivotColumn *c = &columns[at];
         if (c->validity.len > (size_t)(point >> 3) &&
             (c->validity.data[point >> 3] >> (point & 7) & 1)) {
-            pivot_fail(p, "a point's field given twice");
-            return 0;
+            c->validity.data[point >> 3] &= (char)~(1 << (point & 7));
+            c->count--;
         }
         at = c->other;
         if (at < 0 || at == id) {

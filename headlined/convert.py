@@ -27,9 +27,10 @@ How a line travels
 2a. **Pivot** (C, the fast path, tried first for a regular file).  When every data line is a
    one-field bulk line with a good value (an influx_inspect export nearly always is), the
    splitter puts each value straight into its point's cell: a table per measurement, one row
-   per (series key, time), a column per (field key, type); no `lines` rows, no merge.  The
-   first line it cannot take that way (one for the exact path, a multi-field or control
-   character line, a bad value, a cell given twice, a ``# CONTEXT-`` header after the data,
+   per (series key, time), a column per (field key, type); no `lines` rows, no merge (a
+   later line for a point's field replaces its value, whatever the types).  The first line
+   it cannot take that way (one for the exact path, a multi-field or control character
+   line, a bad value, a ``# CONTEXT-`` header after the data,
    more than ``_PIVOT_BUDGET`` bytes of points) ends it; so do, after the read, a series key
    that step 5 would send to the exact path, two keys of one series, and a measurement name
    that cannot be a directory.  The file is then converted again from the start, the

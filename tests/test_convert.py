@@ -347,8 +347,8 @@ CLEAN_VALUES = VALUE_TEXTS.filter(lambda v: not set(v) & set("\r\n\x01\x02"))
 
 @st.composite
 def export_files(draw: st.DrawFn) -> list[str]:
-    """Lines as influx_inspect writes them: one field each, a point's field at most once
-    (its type may differ from point to point), grouped by series and field or shuffled."""
+    """Lines as influx_inspect writes them: one field each (its type may differ from point to
+    point), grouped by series and field or shuffled, then maybe a few overwrites."""
     measurement = escape(draw(CLEAN_NAMES), ", ")
     keys = draw(
         st.lists(
@@ -377,6 +377,12 @@ def export_files(draw: st.DrawFn) -> list[str]:
     assume(lines)
     if draw(st.booleans()):
         lines = draw(st.permutations(lines))
+    # As the WAL after TSM: later lines for points already given, possibly of another type.
+    lines += [
+        f"{draw(st.sampled_from(keys))} {escape(draw(st.sampled_from(fields)), ', =')}="
+        f"{draw(CLEAN_VALUES)} {draw(st.sampled_from(times))}"
+        for _ in range(draw(st.integers(0, 3)))
+    ]
     return ["# CONTEXT-DATABASE:db", "# CONTEXT-RETENTION-POLICY:rp", *lines]
 
 
@@ -428,10 +434,33 @@ def test_an_export_takes_the_pivot(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text",
     [
+        pytest.param(f"m a=1 {T0}\nm a=2 {T0}\n", id="a value given again"),
+        pytest.param(f"m a=1 {T0}\nm a=2i {T0}\nm a=3 {T0 + 1}\n", id="again, another type"),
+        pytest.param(
+            "".join(f"m,s={s} a={t} {T0 + t}\n" for s in "xy" for t in range(5))
+            + f"# writing wal data\nm,s=x a=9i {T0 + 2}\nm,s=y a=8 {T0 + 9}\n",
+            id="TSM, then overwrites in the WAL",
+        ),
+    ],
+)
+def test_the_pivot_takes_later_lines_that_overwrite_as_the_general_way_does(
+    tmp_path: Path, text: str
+) -> None:
+    """A later line for a point's field wins, on the fast path too."""
+    expected, types = expected_rows(parse(text))
+    pivoted = run(tmp_path, text)
+    assert pivoted.pivoted
+    assert read_output(pivoted, tmp_path / "out", types) == expected
+    (tmp_path / "b").mkdir()
+    general = run(tmp_path / "b", text, pivot=False)
+    assert [table(f) for f in pivoted.files] == [table(f) for f in general.files]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         pytest.param(f"m a=1 {T0}\nm a=2,b=3 {T0 + 1}\n", id="a multi-field line"),
         pytest.param(f"m a=1 {T0}\nm a=1x {T0 + 1}\n", id="a bad value"),
-        pytest.param(f"m a=1 {T0}\nm a=2 {T0}\n", id="a cell given twice"),
-        pytest.param(f"m a=1 {T0}\nm a=2i {T0}\n", id="a point's field with two types"),
         pytest.param(
             f"# CONTEXT-DATABASE:x\nm a=1 {T0}\n# CONTEXT-DATABASE:x\nm a=2 {T0 + 1}\n",
             id="a late header",

@@ -316,8 +316,6 @@ def test_the_pivot_gives_a_row_per_point_and_a_column_per_field_and_type() -> No
     [
         (b"m a=1,b=2 1\n", "a line with several fields"),
         (b"m a=1x 1\n", "a bad value"),
-        (b"m a=1 1\nm a=2 1\n", "a point's field given twice"),
-        (b"m a=1 1\nm a=2i 1\n", "a point's field given twice"),  # in another type's column
         (b"m a=1 1\n# CONTEXT-RETENTION-POLICY:x\n", "a context header after the data"),
         (b'm a="open 1\n', "a line for the exact parser"),
         (b"m a=1 1\n\xff\n", "a line for the exact parser"),  # not UTF-8: a marker
@@ -330,6 +328,22 @@ def test_the_pivot_fails_on_what_it_cannot_take_and_stops_reading(data: bytes, r
     lines = splitter.lines
     splitter.feed(b"m z=1 99\n" * 10)
     assert splitter.lines == lines  # the rest is left: the caller converts again
+
+
+def test_a_later_line_replaces_a_points_value_whatever_its_type() -> None:
+    """As the WAL after TSM: the later value stays, in its own type's column only."""
+    splitter, tables = pivoted(
+        b'm a=1 1\nm a=2 1\nm b=t 1\nm b=false 1\nm c=1 1\nm c="x" 1\nm c=3i 1\nm c=4i 2\n'
+    )
+    assert (splitter.pivot_failure, splitter.pivot_lines) == (None, 8)
+    assert tables == [
+        (
+            "m",
+            [0],
+            [("a", 0), ("b", 4), ("c", 0), ("c", 3), ("c", 1)],
+            [(0, 1, 2.0, False, None, None, 3), (0, 2, None, None, None, None, 4)],
+        )
+    ]
 
 
 def test_headers_before_the_data_comments_and_blank_lines_keep_the_pivot() -> None:
