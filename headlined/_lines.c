@@ -462,6 +462,16 @@ static PyTypeObject BatchType = {
     .tp_methods = batch_methods,
 };
 
+/* A Batch that takes over one reference to `c`; NULL (and `c` left alone) out of memory. */
+static BatchObject *batch_new(Columns *c) {
+    BatchObject *batch = PyObject_New(BatchObject, &BatchType);
+    if (batch != NULL) {
+        batch->columns = c;
+        batch->rows = (Py_ssize_t)c->rows;
+    }
+    return batch;
+}
+
 /* ------------------------------------------------------------------ classification */
 
 #define MAX_LINE (1 << 20) /* bytes of one physical line; longer ones become a marker */
@@ -1648,12 +1658,10 @@ static PyObject *splitter_take(SplitterObject *self, PyObject *unused) {
     if (!initialised(self)) {
         return NULL;
     }
-    BatchObject *batch = PyObject_New(BatchObject, &BatchType);
+    BatchObject *batch = batch_new(self->columns); /* the Splitter's reference moves */
     if (batch == NULL) {
         return NULL;
     }
-    batch->columns = self->columns; /* the Splitter's reference moves to the batch */
-    batch->rows = (Py_ssize_t)self->columns->rows;
     self->columns = NULL;
     if (fresh_columns(self, batch->columns) < 0) {
         Py_DECREF(batch);
@@ -1775,7 +1783,7 @@ static PyObject *splitter_pivot_tables(SplitterObject *self, PyObject *unused) {
     for (size_t i = 0; ok && i < n_tables; i++) {
         PyObject *fields = PyList_New(0);
         Columns *c = fields != NULL ? pivot_columns(p, (int32_t)i, fields) : NULL;
-        BatchObject *batch = c != NULL ? PyObject_New(BatchObject, &BatchType) : NULL;
+        BatchObject *batch = c != NULL ? batch_new(c) : NULL;
         if (batch == NULL) {
             columns_free(c);
             Py_XDECREF(fields);
@@ -1783,8 +1791,6 @@ static PyObject *splitter_pivot_tables(SplitterObject *self, PyObject *unused) {
             break;
         }
         c->refs = 1;
-        batch->columns = c;
-        batch->rows = (Py_ssize_t)c->rows;
         size_t n;
         const char *name = interner_at(&p->measurements, i, &n);
         PyObject *entry = Py_BuildValue("(s#OON)", name, (Py_ssize_t)n, kids[i], fields, batch);

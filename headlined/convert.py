@@ -651,7 +651,6 @@ class _Job:
         Every check comes before the first file is written, so the general way that takes
         over starts from the same place.
         """
-        self.con.execute("CREATE TABLE rejects (line BIGINT, reason VARCHAR, text VARCHAR)")
         self._find_segments()
         # Headers after the first point fail the pivot, so one segment holds all the points.
         first = self.pivot_first_line - 1  # its rowid; -1 when there are no points
@@ -681,10 +680,9 @@ class _Job:
         pivoted, self.pivot_tables = self.pivot_tables, []
         for _, kids, fields, batch in pivoted:
             series = {parsed[kid] for kid in kids}
-            longest_field = max(len(fk.encode()) for fk, _ in fields)
-            if None in series or any(
-                len(_decode(self.keys[kid]).encode()) + 4 + longest_field > _MAX_KEY_BYTES
-                for kid in kids
+            longest_field = max((fk for fk, _ in fields), key=lambda fk: len(fk.encode()))
+            if None in series or not all(
+                _key_fits(len(_decode(self.keys[kid]).encode()), longest_field) for kid in kids
             ):
                 raise _NoPivotError("a series key for the exact parser")
             names = {sid[0] for sid in series if sid is not None}
@@ -984,8 +982,7 @@ class _Job:
         parsed = {kid: _parse_key(self.keys[kid]) for kid in {row[1] for row in rows if row[4]}}
         key_bytes = {kid: len(_decode(self.keys[kid]).encode()) for kid in parsed}
         for _, kid, fk, _, good, _ in rows:
-            # The parser limits measurement, tags and a field key to 65535 bytes together.
-            if good and key_bytes[kid] + 4 + len(fk.encode()) > _MAX_KEY_BYTES:
+            if good and not _key_fits(key_bytes[kid], fk):
                 parsed[kid] = None
         odd = [kid for kid, sid in parsed.items() if sid is None]
         if odd:
@@ -1293,6 +1290,12 @@ def _parse_key(encoded: str) -> SeriesId | None:
     except LineProtocolError:
         return None
     return point.measurement, tuple(sorted(point.tags.items()))
+
+
+def _key_fits(key_bytes: int, field_key: str) -> bool:
+    """Whether the parser takes a series key of this many bytes with this field key: it limits
+    measurement, tags and a field key to 65535 bytes together."""
+    return key_bytes + 4 + len(field_key.encode()) <= _MAX_KEY_BYTES
 
 
 def _series_ids(series: set[SeriesId]) -> dict[SeriesId, int]:
