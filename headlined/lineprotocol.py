@@ -451,11 +451,13 @@ def _plain_fields(raw: str) -> tuple[dict[str, FieldValue], dict[str, str]] | No
         return None
     if _ALL_FLOATS_RE.fullmatch(raw):  # the common case: only float fields
         floats: dict[str, float] = {}
+        may_overflow = "e" in raw or "E" in raw or len(raw) > 300  # an exponent or 309+ digits
         for item in raw.split(","):
             key, _, value = item.partition("=")
-            floats[key] = float(value)
-        if ("e" in raw or "E" in raw or len(raw) > 300) and any(map(math.isinf, floats.values())):
-            return None  # only an exponent or 309+ digits can overflow
+            number = float(value)
+            if may_overflow and math.isinf(number):
+                return None  # checked per item: a later duplicate key would hide it
+            floats[key] = number
         return cast("dict[str, FieldValue]", floats), dict.fromkeys(floats, "float")
     fields: dict[str, FieldValue] = {}
     types: dict[str, str] = {}
