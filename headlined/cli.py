@@ -109,13 +109,21 @@ def _daemon_or_file(
     offline: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]],
 ) -> dict[str, Any]:
     """Ask the running daemon (it holds the DuckDB file), else read the file ourselves."""
-    from headlined import control, query  # noqa: PLC0415  start-up time: DuckDB, structlog
+    from headlined import control, journal, query  # noqa: PLC0415  start-up: DuckDB, structlog
 
     sock = control.socket_path(cfg.state_dir)
     if control.daemon_listening(sock):
         reply = control.request(sock, message)
         reply.pop("ok", None)
         return reply
+    waiting = journal.existing(journal.directory_in(cfg.state_dir))
+    if waiting:
+        print(
+            f"headlined: {len(waiting)} journal segment(s) in "
+            f"{journal.directory_in(cfg.state_dir)} may not be in the database yet "
+            "(the daemon stopped without applying them): it applies them when it next starts",
+            file=sys.stderr,
+        )
     conn = query.open_offline(cfg.database_path)
     try:
         return offline(conn)

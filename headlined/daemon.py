@@ -45,6 +45,9 @@ class Service(Protocol):
     async def shutdown(self) -> None:
         """Finish what was fetched (flush, checkpoint) before the store closes."""
 
+    async def sync(self) -> None:
+        """Put everything committed into DuckDB, so that a query sees it."""
+
     def status(self) -> str:
         """A short fragment for systemd's one-line STATUS."""
 
@@ -163,6 +166,8 @@ class Daemon:
         limit = int(request.get("limit", 100_000))
         influx = self.loaded.config.influx
         influx_dir = influx.output_dir if influx else None
+        for service in self._services:
+            await service.sync()
         try:
             result = await self._store.read(
                 lambda cur: query.run(cur, sql, influx_dir, limit), limit_s=QUERY_TIMEOUT_S

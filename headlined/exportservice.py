@@ -87,6 +87,9 @@ class ExportService:
     async def shutdown(self) -> None:
         """Nothing to flush: every finished chunk is already checkpointed."""
 
+    async def sync(self) -> None:
+        """Nothing waits: chunk checkpoints go straight to DuckDB."""
+
     def handlers(self) -> dict[str, Handler]:
         """The control socket's ``export`` command."""
         return {"export": self.request}

@@ -8,13 +8,14 @@ partial windows, reordered records and a source's very first poll are never gaps
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable, KeysView
 from dataclasses import dataclass
 from datetime import datetime
 
 from headlined.records import Record
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per new record, and frozen ones are slow to build
 class Seen:
     """What is remembered of a record already stored: enough to order it and count a gap."""
 
@@ -65,12 +66,23 @@ class SeenKeys:
     def __contains__(self, key: object) -> bool:
         return key in self._keys
 
+    def view(self) -> KeysView[str]:
+        """The keys, for fast ``in`` tests (a live view: it follows later additions)."""
+        return self._keys.keys()
+
     def add(self, key: str, seen: Seen) -> None:
         """Remember a key as the newest."""
-        self._keys[key] = seen
-        self._keys.move_to_end(key)
-        while len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
+        self.remember([(key, seen)])
+
+    def remember(self, items: Iterable[tuple[str, Seen]]) -> None:
+        """Remember keys in order, the last as the newest."""
+        keys = self._keys
+        for key, seen in items:
+            if key in keys:
+                keys.move_to_end(key)
+            keys[key] = seen
+        for _ in range(len(keys) - self.capacity):
+            keys.popitem(last=False)
 
     def newest(self) -> tuple[str, Seen] | None:
         """The most recently added key."""
@@ -151,29 +163,32 @@ def largest_burst(records: list[Record], span_s: float = 1.0) -> int | None:
 def compare(records: list[Record], seen: SeenKeys, window: int) -> PollResult:
     """Split a response into new and already-seen records and decide whether it is a gap."""
     new: list[Record] = []
-    batch: set[str] = set()
     overlap = 0
-    old_at: list[int] = []
-    new_at: list[int] = []
+    old_sum = old_n = new_sum = new_n = 0
     payloads: dict[str, object] = {}
     conflicts = 0
     conflict_key = None
+    known = seen.view()
     for position, record in enumerate(records):
-        earlier = payloads.setdefault(record.key, record.payload)
-        if earlier is not record.payload and earlier != record.payload:
+        key = record.key
+        size = len(payloads)
+        earlier = payloads.setdefault(key, record.payload)
+        first = len(payloads) != size
+        if not first and earlier is not record.payload and earlier != record.payload:
             conflicts += 1
-            conflict_key = record.key
-        if record.key in seen:
+            conflict_key = key
+        if key in known:
             overlap += 1
-            old_at.append(position)
-        elif record.key not in batch:  # an API repeating a record within one response
-            batch.add(record.key)
+            old_sum += position
+            old_n += 1
+        elif first:  # a later copy is an API repeating a record within one response
             new.append(record)
-            new_at.append(position)
+            new_sum += position
+            new_n += 1
     # New records sit at the newest end of the list: that tells its direction.
     hint = None
-    if old_at and new_at:
-        hint = sum(new_at) / len(new_at) < sum(old_at) / len(old_at)
+    if old_n and new_n:
+        hint = new_sum / new_n < old_sum / old_n
     ordered = chronological(new, newest_first=hint)
     gap = None
     if overlap == 0 and ordered and len(seen) > 0 and len(records) >= window:

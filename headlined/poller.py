@@ -108,8 +108,7 @@ class SourcePoller:
         if restored.state is not None:
             self.state = State.from_json(restored.state)
         old = extract(restored.payloads, "", self.source.key, self.source.time)
-        for record in old.records:
-            self._seen.add(record.key, Seen(record.time, record.seq))
+        self._seen.remember((r.key, Seen(r.time, r.seq)) for r in old.records)
         self.counters.records = restored.records
         self.counters.gaps = restored.gaps
 
@@ -135,7 +134,7 @@ class SourcePoller:
             response = await fetch(self._client, self.source, budget, sleep=self._sleep)
             document = decode_json(response.body)
             extracted = extract(
-                document, self.source.records, self.source.key, self.source.time, self._seen
+                document, self.source.records, self.source.key, self.source.time, self._seen.view()
             )
         except FetchError as exc:
             outcome: Outcome = (
@@ -195,7 +194,6 @@ class SourcePoller:
             response.attempts,
         )
         poll = Poll(summary, result.new, result.gap, self._state_to_save(started), started_at)
-        # Logged before the commit: a poll cut short by shutdown is still committed.
         if result.gap is not None:
             log.warning(
                 "gap_detected",
@@ -205,9 +203,8 @@ class SourcePoller:
                 first_new_key=result.gap.first_new_key,
                 action="records aged out of the window before this poll",
             )
-        added = await self._writer.submit(poll)
-        for record in result.new:
-            self._seen.add(record.key, Seen(record.time, record.seq))
+        added = self._writer.submit(poll)
+        self._seen.remember((r.key, Seen(r.time, r.seq)) for r in result.new)
         self._next_due = started + (self.state.interval or self.limits.min_interval)
         self._recovered()
         self.counters.polls += 1
@@ -312,7 +309,7 @@ class SourcePoller:
             failure.attempts,
         )
         state = self._state_to_save(started_at.timestamp())
-        await self._writer.submit(Poll(summary, [], None, state, started_at))
+        self._writer.submit(Poll(summary, [], None, state, started_at))
         self._next_due = started_at.timestamp() + wait
 
     async def _bad_records(self, reason: str, error: str, body: bytes) -> None:

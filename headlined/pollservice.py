@@ -1,4 +1,4 @@
-"""The polling side of the daemon: one poller per source, the group-commit writer, and the
+"""The polling side of the daemon: one poller per source, the journal writer, and the
 periodic Parquet copy. Plugs into the daemon as a service (start, reconfigure, shutdown).
 """
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from headlined import __version__, config, logs
+from headlined import __version__, config, journal, logs
 from headlined.control import Handler
 from headlined.parquet_flush import flush_messages
 from headlined.poller import SourcePoller
@@ -31,7 +31,7 @@ class PollService:
     def __init__(self, loaded: config.Loaded, store: Store) -> None:
         self._config = loaded.config
         self._store = store
-        self._writer = PollWriter(store)
+        self._writer = PollWriter(store, journal.directory_in(loaded.config.state_dir))
         self._rejects = RejectSampler(loaded.config.state_dir / "rejected")
         self._client = httpx.AsyncClient(
             headers={"User-Agent": f"headlined/{__version__}", "Accept": "application/json"},
@@ -45,7 +45,7 @@ class PollService:
     async def start(self, supervisor: Supervisor) -> None:
         """Restore every source from the database and start polling."""
         self._supervisor = supervisor
-        self._writer.start()
+        await self._writer.start()
         for source in self._config.sources:
             await self._add(source)
         supervisor.add("parquet-flush", self._flush_loop, deadline=FLUSH_DEADLINE_S)
@@ -92,8 +92,13 @@ class PollService:
             if old.get(name) != source:
                 await self._add(source)
 
+    async def sync(self) -> None:
+        """Bring DuckDB up to date with every committed poll (before reading it)."""
+        await self._writer.sync()
+
     async def flush(self) -> int:
         """Copy new messages to Parquet now."""
+        await self._writer.sync()
         async with self._flush_lock:
             parquet_dir = self._config.parquet_path
             rows = await self._store.call(lambda conn: flush_messages(conn, parquet_dir))

@@ -1,16 +1,16 @@
-"""The poller's SQL: commit polls atomically, and restore a source after a restart.
+"""The poller's SQL: apply journalled polls, and restore a source after a restart.
 
 These functions run on the store's writer thread (``await store.call(...)``). DuckDB is an
-analytical engine: each statement costs ~1 ms of CPU however small, so polls are committed
-in batches (see :mod:`headlined.pollwriter`) with a handful of set-based statements each.
+analytical engine: each statement costs ~0.5 ms of CPU however small, so polls reach it in
+journal segments (see :mod:`headlined.journal`), a handful of set-based statements each.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -35,9 +35,9 @@ class Summary:
     """HTTP requests this poll made (retries included)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Poll:
-    """Everything one poll commits, and the future its poller awaits."""
+    """Everything one poll commits."""
 
     summary: Summary
     new: list[Record]
@@ -45,115 +45,95 @@ class Poll:
     state: dict[str, Any] | None
     """The schedule state to save with this poll; None when it need not be saved yet."""
     seen_at: datetime
-    done: asyncio.Future[int] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
 
-_INSERT = """
-    INSERT INTO messages (source, record_key, record_time, payload, first_seen)
-    SELECT s, k, t, p::JSON, f
-    FROM (SELECT unnest(?::VARCHAR[]) AS s, unnest(?::VARCHAR[]) AS k,
-                 unnest(?::TIMESTAMPTZ[]) AS t, unnest(?::VARCHAR[]) AS p,
-                 unnest(?::TIMESTAMPTZ[]) AS f)
-"""
+# How DuckDB reads a journal frame (see headlined.journal.encode).
+_FRAME = """{
+    n: 'BIGINT', source: 'VARCHAR', started_at: 'TIMESTAMPTZ', duration_ms: 'DOUBLE',
+    http_status: 'INTEGER', fetched: 'INTEGER', overlap: 'INTEGER',
+    next_interval_s: 'DOUBLE', error: 'VARCHAR', attempts: 'INTEGER',
+    seen_at: 'TIMESTAMPTZ',
+    gap: 'STRUCT(last_seen_key VARCHAR, first_new_key VARCHAR, est_missing BIGINT)',
+    state: 'JSON', new: 'STRUCT(k VARCHAR, t TIMESTAMPTZ, p JSON)[]'
+}"""
+_RECORDS = "SELECT n, source, seen_at, unnest(new) AS r FROM journal_frames"
+JOURNAL_APPLIED = "journal_applied"
+"""The ``meta`` key holding the number of the last journal segment applied."""
 
 
-def commit_polls(conn: duckdb.DuckDBPyConnection, polls: list[Poll]) -> list[int]:
-    """Commit ``polls`` in one transaction; return how many records each really added.
+def journal_applied(conn: duckdb.DuckDBPyConnection) -> int:
+    """The number of the last journal segment applied (0 if none ever was)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", [JOURNAL_APPLIED]).fetchone()
+    return int(row[0]) if row else 0
 
-    The pollers only hand over records they have not seen, so the plain INSERT almost always
-    succeeds; ON CONFLICT costs DuckDB three times as much, so it is the fallback, taken when
-    the unique key says a record is already stored (then the batch is redone with it).
+
+def apply_segment(conn: duckdb.DuckDBPyConnection, path: Path, number: int) -> int:
+    """Apply one journal segment in one transaction; return how many polls it held.
+
+    The pollers only journal records they have not seen, so the plain INSERT almost always
+    succeeds; checking each record against the unique key costs DuckDB three times as much,
+    so that is the fallback, taken when the key says a record is already stored.
     """
     try:
-        return _commit(conn, polls, on_conflict=False)
+        return _apply(conn, path, number, check_stored=False)
     except duckdb.ConstraintException:
-        return _commit(conn, polls, on_conflict=True)
+        return _apply(conn, path, number, check_stored=True)
 
 
-def _commit(conn: duckdb.DuckDBPyConnection, polls: list[Poll], on_conflict: bool) -> list[int]:
-    rows = [(p, r) for p in polls for r in p.new]
+def _apply(conn: duckdb.DuckDBPyConnection, path: Path, number: int, check_stored: bool) -> int:
+    # Any line fits: a frame is at most one response's records.
+    largest = max(16 << 20, path.stat().st_size + 1)
     conn.execute("BEGIN TRANSACTION")
     try:
-        counts = [len(p.new) for p in polls]
-        if rows:
-            params = [
-                [p.summary.source for p, _ in rows],
-                [r.key for _, r in rows],
-                [r.time for _, r in rows],
-                [json.dumps(r.payload, ensure_ascii=False) for _, r in rows],
-                [p.seen_at for p, _ in rows],
-            ]
-            if on_conflict:
-                inserted = conn.execute(
-                    _INSERT + " ON CONFLICT DO NOTHING RETURNING source, record_key", params
-                ).fetchall()
-                counts = _per_poll(polls, {(s, k) for s, k in inserted})
-            else:
-                conn.execute(_INSERT, params)
-        _insert_summaries(conn, polls, counts)
-        gaps = [p for p in polls if p.gap is not None]
-        if gaps:
-            _insert_gaps(conn, gaps)
-        states = {p.summary.source: p for p in polls if p.state is not None}
-        if states:
-            save_states(conn, {s: (p.state or {}, p.seen_at) for s, p in states.items()})
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE journal_frames AS
+                SELECT * FROM read_json({_literal(str(path))}, format = 'newline_delimited',
+                                        columns = {_FRAME}, maximum_object_size = {largest})"""
+        )
+        new = "len(new)"
+        if check_stored:
+            conn.execute(
+                f"""CREATE OR REPLACE TEMP TABLE journal_records AS
+                    SELECT * FROM ({_RECORDS}) f
+                    WHERE NOT EXISTS (SELECT 1 FROM messages m
+                                      WHERE m.source = f.source AND m.record_key = f.r.k)
+                    QUALIFY row_number() OVER (PARTITION BY source, r.k ORDER BY n) = 1"""
+            )
+            new = "(SELECT count(*) FROM journal_records x WHERE x.n = f.n)"
+        source = "journal_records" if check_stored else f"({_RECORDS})"
+        conn.execute(
+            f"""INSERT INTO messages (source, record_key, record_time, payload, first_seen)
+                SELECT source, r.k, r.t, r.p, seen_at FROM {source} ORDER BY n"""
+        )
+        conn.execute(
+            f"""INSERT INTO fetch_summary BY NAME
+                SELECT source, started_at, duration_ms, http_status, fetched, {new} AS new,
+                       overlap, gap IS NOT NULL AS gap, next_interval_s, error, attempts
+                FROM journal_frames f ORDER BY n"""
+        )
+        conn.execute(
+            """INSERT INTO gaps
+               SELECT source, seen_at, gap.last_seen_key, gap.first_new_key, gap.est_missing
+               FROM journal_frames WHERE gap IS NOT NULL ORDER BY n"""
+        )
+        conn.execute(
+            """INSERT OR REPLACE INTO source_state
+               SELECT source, arg_max(state, n), arg_max(seen_at, n)
+               FROM journal_frames WHERE state IS NOT NULL GROUP BY source"""
+        )
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [JOURNAL_APPLIED, str(number)])
+        row = conn.execute("SELECT count(*) FROM journal_frames").fetchone()
+        conn.execute("DROP TABLE journal_frames")
+        conn.execute("DROP TABLE IF EXISTS journal_records")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return counts
+    return int(row[0]) if row else 0
 
 
-def _per_poll(polls: list[Poll], inserted: set[tuple[str, str]]) -> list[int]:
-    return [sum((p.summary.source, r.key) in inserted for r in p.new) for p in polls]
-
-
-def _insert_summaries(conn: duckdb.DuckDBPyConnection, polls: list[Poll], new: list[int]) -> None:
-    s = [p.summary for p in polls]
-    conn.execute(
-        """
-        INSERT INTO fetch_summary BY NAME
-        SELECT unnest(?::VARCHAR[]) AS source, unnest(?::TIMESTAMPTZ[]) AS started_at,
-               unnest(?::DOUBLE[]) AS duration_ms, unnest(?::INTEGER[]) AS http_status,
-               unnest(?::INTEGER[]) AS fetched, unnest(?::INTEGER[]) AS new,
-               unnest(?::INTEGER[]) AS overlap, unnest(?::BOOLEAN[]) AS gap,
-               unnest(?::DOUBLE[]) AS next_interval_s, unnest(?::VARCHAR[]) AS error,
-               unnest(?::INTEGER[]) AS attempts
-        """,
-        [
-            [x.source for x in s],
-            [x.started_at for x in s],
-            [x.duration_ms for x in s],
-            [x.http_status for x in s],
-            [x.fetched for x in s],
-            new,
-            [x.overlap for x in s],
-            [p.gap is not None for p in polls],
-            [x.next_interval_s for x in s],
-            [x.error for x in s],
-            [x.attempts for x in s],
-        ],
-    )
-
-
-def _insert_gaps(conn: duckdb.DuckDBPyConnection, polls: list[Poll]) -> None:
-    gaps = [(p, p.gap) for p in polls if p.gap is not None]
-    conn.execute(
-        """
-        INSERT INTO gaps
-        SELECT * FROM (SELECT unnest(?::VARCHAR[]), unnest(?::TIMESTAMPTZ[]),
-                              unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]))
-        """,
-        [
-            [p.summary.source for p, _ in gaps],
-            [p.seen_at for p, _ in gaps],
-            [g.last_seen_key for _, g in gaps],
-            [g.first_new_key for _, g in gaps],
-            [g.est_missing for _, g in gaps],
-        ],
-    )
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def save_states(

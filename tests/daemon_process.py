@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from headlined import journal
 from headlined.demofeed import DemoFeedServer, FeedSpec, source_fragment
 from headlined.records import record_key
 
@@ -121,6 +122,27 @@ def stored_keys(state_dir: Path) -> dict[str, list[str]]:
         return out
     finally:
         conn.close()
+
+
+def committed_keys(state_dir: Path) -> dict[str, set[str]]:
+    """record_key of every committed record, per source, after a crash (no daemon running).
+
+    A poll is committed once its frame is whole in the journal; the next start applies the
+    journal to DuckDB. Committed = stored in DuckDB, or in a whole frame of a segment not
+    applied yet.
+    """
+    out: dict[str, set[str]] = {}
+    for source, keys in stored_keys(state_dir).items():
+        out.setdefault(source, set()).update(keys)
+    applied = query(state_dir, "SELECT value FROM meta WHERE key = 'journal_applied'")
+    last = int(applied[0][0]) if applied else 0
+    for number, path in journal.existing(state_dir / "journal"):
+        if number <= last:
+            continue
+        for line in path.read_bytes().split(b"\n")[:-1]:  # a torn last frame is no commit
+            frame = json.loads(line)
+            out.setdefault(frame["source"], set()).update(r["k"] for r in frame["new"])
+    return out
 
 
 def query(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:

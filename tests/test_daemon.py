@@ -184,6 +184,9 @@ class HangingService:
     async def shutdown(self) -> None:
         """Nothing to flush."""
 
+    async def sync(self) -> None:
+        """Nothing waits."""
+
     def status(self) -> str:
         return "hanging test service"
 

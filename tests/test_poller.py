@@ -77,8 +77,8 @@ async def run_polls(
 ) -> tuple[Store, SourcePoller]:
     store = Store(tmp_path / "h.duckdb")
     await store.open()
-    writer = PollWriter(store, linger=0)
-    writer.start()
+    writer = PollWriter(store, tmp_path / "journal")
+    await writer.start()
     client = httpx.AsyncClient(transport=httpx.MockTransport(feed.handler))
     poller = SourcePoller(
         cfg or source(),
@@ -242,8 +242,8 @@ def test_duplicate_already_stored_is_not_stored_twice(tmp_path: Path) -> None:
         await store.close()
         store = Store(tmp_path / "h.duckdb")
         await store.open()
-        writer = PollWriter(store, linger=0)
-        writer.start()
+        writer = PollWriter(store, tmp_path / "journal")
+        await writer.start()
         old = {"data": [{"id": 0, "ts": feed.t0}, {"id": 10_000, "ts": clock.now}]}
         client = httpx.AsyncClient(
             transport=httpx.MockTransport(lambda _r: httpx.Response(200, json=old))

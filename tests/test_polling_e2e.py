@@ -12,6 +12,7 @@ import yaml
 from headlined.demofeed import DemoFeedServer, FeedSpec, Shape
 from tests.daemon_process import (
     Daemon,
+    committed_keys,
     first_answers,
     lost_records,
     query,
@@ -134,7 +135,7 @@ def test_kill_9_and_restart_loses_nothing_committed(tmp_path: Path) -> None:
         first.wait_started()
         time.sleep(8)
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
-        before = stored_keys(state)
+        before = committed_keys(state)
         assert before.get("fast"), "the first run committed records"
         time.sleep(15)  # down longer than the fast feed's 10 s window: real loss
         second = Daemon(config)
@@ -144,8 +145,8 @@ def test_kill_9_and_restart_loses_nothing_committed(tmp_path: Path) -> None:
         after = stored_keys(state)
     for source, keys in before.items():
         assert set(keys) <= set(after[source]), f"{source}: committed records vanished"
-    for keys in after.values():
-        assert len(keys) == len(set(keys))
+    for stored in after.values():
+        assert len(stored) == len(set(stored))
     gaps = query(state, "SELECT source, est_missing FROM gaps")
     assert [g[0] for g in gaps] == ["fast"], "downtime loss of the fast feed is reported"
     assert gaps[0][1] is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -82,3 +83,29 @@ def test_status_and_query_while_running_and_after(tmp_path: Path) -> None:
     after = cli(config, "query", "--csv", "select count(*) from messages where source = 'alpha'")
     assert after.returncode == 0, after.stderr
     assert int(after.stdout.splitlines()[1]) >= alpha_running
+
+
+def test_after_a_crash_query_says_what_the_journal_holds_until_the_next_start(
+    tmp_path: Path,
+) -> None:
+    specs = [FeedSpec("alpha", rate=5.0, shape=Shape.DATA, seed=3, t0=time.time() - 10)]
+    with DemoFeedServer(specs) as server:
+        config = write_config(tmp_path / "h.yaml", server, specs)
+        daemon = Daemon(config)
+        daemon.wait_started()
+        time.sleep(2)
+        assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+        count = "select count(*) from messages"
+        crashed = cli(config, "query", "--csv", count)
+        assert crashed.returncode == 0, crashed.stderr
+        assert "journal segment(s)" in crashed.stderr
+        assert "applies them when it next starts" in crashed.stderr
+        assert int(crashed.stdout.splitlines()[1]) == 0  # committed, but only in the journal
+
+        again = Daemon(config)
+        again.wait_started()
+        assert again.stop() == 0
+    after = cli(config, "query", "--csv", count)
+    assert after.returncode == 0, after.stderr
+    assert "journal" not in after.stderr
+    assert int(after.stdout.splitlines()[1]) >= 50  # the 10 s of prefill, at least
