@@ -14,16 +14,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from headlined import config, logs, query
 from headlined.control import ControlError, ControlServer, Handler, socket_path
 from headlined.exportservice import ExportService
-from headlined.metrics import MetricsServer
 from headlined.notify import Notifier
 from headlined.pollservice import PollService
 from headlined.store import Store, StoreError
 from headlined.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from headlined.metrics import MetricsServer
 
 log = logs.get("daemon")
 
@@ -182,6 +184,9 @@ class Daemon:
         settings = self.loaded.config.metrics
         if settings is None:
             return None
+        # Imported only when configured: prometheus_client is RSS a daemon without it saves.
+        from headlined.metrics import MetricsServer  # noqa: PLC0415
+
         server = MetricsServer(settings.listen, self.status_document)
         try:
             server.start()

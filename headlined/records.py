@@ -187,9 +187,11 @@ def _get(item: dict[str, Any], field: str) -> Any:
 
 def _seq(values: list[Any]) -> tuple[str, int] | None:
     last = values[-1]
+    if type(last) is int and len(values) == 1:  # the usual case, first
+        return "[]", last
     if isinstance(last, bool):
         return None
-    if isinstance(last, str) and last.isdigit() and len(last) < 19:
+    if isinstance(last, str) and last.isascii() and last.isdigit() and len(last) < 19:
         last = int(last)
     if not isinstance(last, int):
         return None
@@ -233,7 +235,7 @@ def time_problem(payload: dict[str, Any], field: str) -> str | None:
 
 
 def _parse_iso(text: str) -> datetime | None:
-    if text.endswith(("Z", "z")):
+    if text[-1:] == "z":  # fromisoformat takes "Z" itself, not "z"
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)

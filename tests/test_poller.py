@@ -353,3 +353,37 @@ def test_a_time_field_that_gives_no_time_is_warned_about_once(
     assert problem in events[0]["problem"]
     assert events[0]["field"] == field
     assert times == (0,)
+
+
+def test_awkward_records_are_stored_and_polling_goes_on(tmp_path: Path) -> None:
+    """Once, each of these stopped a source: a lone surrogate made every commit fail, a key
+    of "²" made every poll raise."""
+    clock = Clock()
+    feed = Feed(clock, rate=2.0)
+    odd = (
+        b'{"data": [{"id": "\\u00b2", "ts": 1}, {"id": "lone", "v": "x\\ud800"},'
+        b' {"id": 123456789012345678901234567890, "v": NaN}]}'
+    )
+    first = True
+
+    def fault() -> httpx.Response | None:
+        nonlocal first
+        if first:
+            first = False
+            return httpx.Response(200, content=odd)
+        return None
+
+    feed.fault = fault
+    rows = polled(
+        tmp_path,
+        feed,
+        clock,
+        6,
+        "SELECT record_key, payload->>'v' FROM messages WHERE source = 'feed' ORDER BY id",
+    )
+    assert sorted(rows[:3]) == [
+        ('["lone"]', "x?"),  # DuckDB stores no lone surrogate: it becomes "?"
+        ('["²"]', None),
+        ("[123456789012345678901234567890]", None),  # NaN is not JSON: stored as null
+    ]
+    assert len(rows) > 3  # and the feed's own records after them

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from headlined.records import (
@@ -65,6 +65,8 @@ T = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
     ("value", "expected"),
     [
         ("2026-11-23T10:00:00.123Z", T),
+        ("2026-11-23T10:00:00.123z", T),
+        (" 2026-11-23 10:00:00.123Z ", T),
         ("2026-11-23T10:00:00.123", T),
         ("2026-11-23T17:00:00.123+07:00", T),
         (T.timestamp(), T),
@@ -124,3 +126,66 @@ def test_time_problem_says_why_a_record_has_no_time() -> None:
     assert time_problem({"ts": None}, "ts") == (
         "'ts' is null: neither ISO 8601 nor epoch seconds/ms/µs/ns"
     )
+
+
+JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**80), max_value=2**80),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(JSON)
+def test_decode_json_reads_what_pythons_json_reads(document: object) -> None:
+    body = json.dumps(document, ensure_ascii=False).encode()
+    # repr: 1 and 1.0, or 0.0 and -0.0, must not pass for each other
+    assert repr(decode_json(body)) == repr(json.loads(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"id": 1180591620717411303424}]',  # 2**70: no float may stand in for it
+        b'[{"id": -9223372036854775809}]',
+        b'[{"id": 1, "v": NaN}]',
+        b'[{"id": 1, "v": "x\\ud800"}]',  # a lone surrogate, as an escape
+        b'[{"id": 1, "v": 1e400}]',
+    ],
+)
+def test_decode_json_keeps_what_orjson_would_change_or_refuse(body: bytes) -> None:
+    assert repr(decode_json(body)) == repr(json.loads(body))
+
+
+@given(
+    st.one_of(
+        st.integers(),
+        st.text(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+        st.none(),
+        st.just({}),
+        st.just([]),
+    )
+)
+@example("²")  # str.isdigit() says yes, int() says no: once a crash of every poll
+@example("٣")
+def test_one_key_field_gives_the_canonical_key(value: object) -> None:
+    out = extract([{"id": value}], "", ["id"], None)
+    if value is None or isinstance(value, dict | list):
+        assert out.records == []
+        assert out.rejected == 1
+    else:
+        assert [r.key for r in out.records] == [record_key([value])]
+        number = value
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+            number = int(value)
+        expected = ("[]", number) if type(number) is int else None
+        assert out.records[0].seq == expected
