@@ -105,6 +105,10 @@ def open_database(path: Path) -> duckdb.DuckDBPyConnection:
     try:
         # Dates of Parquet partitions and of query output must not depend on the host's zone.
         conn.execute("SET TimeZone = 'UTC'")
+        # Give memory back after each bulk job (journal apply, Parquet copy) rather than
+        # keep it cached: a daemon that idles between them should stay small.
+        conn.execute("SET allocator_flush_threshold = '4MB'")
+        conn.execute("SET allocator_background_threads = true")
         migrate(conn)
     except BaseException:
         conn.close()
