@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -75,7 +76,7 @@ async def get_once(client: httpx.AsyncClient, source: SourceConfig) -> Response:
     """One GET with a whole-request deadline and a body size cap."""
     try:
         async with asyncio.timeout(source.timeout):
-            async with client.stream("GET", source.url, headers=source.headers) as resp:
+            async with client.stream("GET", _url(source.url), headers=source.headers) as resp:
                 body = await _read_capped(resp, source.max_response_bytes)
     except TimeoutError:
         raise FetchError("timeout", f"no complete response within {source.timeout:g}s") from None
@@ -116,6 +117,12 @@ async def _read_capped(resp: httpx.Response, cap: int) -> bytes:
             )
             raise FetchError("too_large", detail, resp.status_code, None, sample)
     return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _url(text: str) -> httpx.URL:
+    # Parsed once per source, not once per request: parsing was a tenth of a poll's CPU.
+    return httpx.URL(text)
 
 
 def _wait(budget: float, rng: Callable[[], float]) -> Callable[[tenacity.RetryCallState], float]:
