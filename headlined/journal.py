@@ -84,8 +84,8 @@ class Segment:
 
     number: int
     path: Path
-    polls: int | None
-    """Frames written to it by this process (None: found on disk at start)."""
+    polls: int
+    """The frames (polls) it holds."""
 
 
 def directory_in(state_dir: Path) -> Path:
@@ -150,6 +150,11 @@ class Journal:
         self._polls = 0
         self._size = 0
         self._new_name = False  # the open segment's name is not yet durable
+
+    @property
+    def open_polls(self) -> int:
+        """Frames in the segment being written."""
+        return self._polls if self._fd is not None else 0
 
     def start_after(self, number: int) -> None:
         """New segments are numbered above ``number`` and above every file on disk."""

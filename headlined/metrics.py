@@ -99,7 +99,23 @@ class HeadlinedCollector(Collector):
                 since.add_metric([name], now - float(figures["last_success"]))
         yield from (family for family, _ in families)
         yield since
+        yield from self._journal(doc.get("journal"))
         yield from self._export(doc.get("export", {}))
+
+    @staticmethod
+    def _journal(journal: dict[str, Any] | None) -> Iterator[Metric]:
+        if not journal:
+            return
+        yield GaugeMetricFamily(
+            "headlined_journal_waiting_polls",
+            "Polls committed to the journal, not yet applied to DuckDB",
+            value=float(journal.get("waiting_polls", 0)),
+        )
+        yield CounterMetricFamily(
+            "headlined_journal_segments_set_aside",
+            "Journal segments DuckDB refused three times, kept in journal/failed/",
+            value=float(journal.get("set_aside", 0)),
+        )
 
     @staticmethod
     def _export(export: dict[str, dict[str, Any]]) -> Iterator[Metric]:

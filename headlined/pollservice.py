@@ -161,4 +161,4 @@ class PollService:
                 "failing": s.errors > 0,
                 "last_error": c.last_error,
             }
-        return {"sources": out}
+        return {"sources": out, "journal": self._writer.snapshot()}

@@ -65,11 +65,22 @@ class PollWriter:
         self._bytes = 0
         self._unsynced_at: float | None = None  # the oldest frame not yet fdatasync-ed
         self._syncing = False
+        self._last_applied: float | None = None  # wall-clock time
+        self._set_aside = 0
 
     @property
     def directory(self) -> Path:
         """Where the segment files are."""
         return self._journal.directory
+
+    def snapshot(self) -> dict[str, object]:
+        """What ``headlined status`` shows of the journal."""
+        return {
+            "waiting_polls": self._journal.open_polls + sum(s.polls for s in self._queue),
+            "last_applied": self._last_applied,
+            "set_aside": self._set_aside,
+            "failed_dir": str(self.directory / "failed"),
+        }
 
     async def start(self) -> None:
         """Apply what a previous run left in the journal, then start the apply loop."""
@@ -206,8 +217,10 @@ class PollWriter:
                 exc_info=exc,
             )
             del self._failures[segment.number]
+            self._set_aside += 1
             return True
         self._failures.pop(segment.number, None)
+        self._last_applied = time.time()
         await self._in_thread(lambda: segment.path.unlink(missing_ok=True))
         log.debug("journal_applied", segment=segment.number, polls=polls)
         return True
@@ -227,10 +240,11 @@ def _leftovers(journal_: Journal, applied: int) -> list[Segment]:
         cut = journal.repair(path)
         if cut:
             log.warning("journal_torn_frame_dropped", segment=str(path), bytes=cut)
-        if path.stat().st_size == 0:
+        polls = path.read_bytes().count(b"\n")
+        if not polls:
             path.unlink()
             continue
-        out.append(Segment(number, path, None))
+        out.append(Segment(number, path, polls))
     return out
 
 

@@ -73,6 +73,22 @@ def _ago(seconds: float | None) -> str:
     return f"{format_duration(round(seconds))} ago" if seconds >= 1 else "just now"
 
 
+def _journal(journal: dict[str, Any] | None) -> list[str]:
+    if not journal:
+        return []
+    applied = journal.get("last_applied")
+    ago = _ago(None if applied is None else time.time() - applied)
+    waiting = journal.get("waiting_polls", 0)
+    note = f"(last applied {ago}; queries apply it first)"
+    lines = ["", f"journal: {waiting} polls committed and waiting for DuckDB {note}"]
+    if journal.get("set_aside"):
+        lines.append(
+            f"journal: {journal['set_aside']} segment(s) DuckDB refused are kept in "
+            f"{journal.get('failed_dir')} (see journal_segment_set_aside in the log)"
+        )
+    return lines
+
+
 def render(document: dict[str, Any]) -> str:
     """The text ``headlined status`` prints."""
     lines = []
@@ -117,6 +133,7 @@ def render(document: dict[str, Any]) -> str:
             )
         lines.append("")
         lines.extend(table(rows))
+    lines.extend(_journal(document.get("journal")))
     export = document.get("export", {})
     if export:
         lines.append("")

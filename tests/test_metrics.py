@@ -54,3 +54,5 @@ def test_metrics_endpoint_has_per_source_series(tmp_path: Path) -> None:
         assert samples[("headlined_window_records", labels)] == 200
     assert samples[("headlined_arrival_rate", (("source", "alpha"),))] == pytest.approx(5, rel=0.5)
     assert samples[("process_resident_memory_bytes", ())] > 10_000_000
+    assert samples[("headlined_journal_waiting_polls", ())] >= 2  # applied every 60 s
+    assert samples[("headlined_journal_segments_set_aside_total", ())] == 0

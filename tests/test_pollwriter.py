@@ -79,7 +79,11 @@ def test_committed_polls_are_in_duckdb_after_sync(tmp_path: Path) -> None:
         assert writer.submit(poll(0, 3)) == 3
         assert writer.submit(poll(3, 2, gap=Gap("[2]", "[3]", 4))) == 2
         assert await rows(store, "SELECT count(*) FROM messages") == [(0,)]  # not yet
+        assert writer.snapshot()["waiting_polls"] == 2
+        assert writer.snapshot()["last_applied"] is None
         await writer.sync()
+        assert writer.snapshot()["waiting_polls"] == 0
+        assert writer.snapshot()["last_applied"] is not None
         assert await rows(store, "SELECT record_key, record_time, payload FROM messages") == [
             (f"[{n}]", T0 + timedelta(seconds=n), json.dumps({"id": n}).replace(" ", ""))
             for n in range(5)
@@ -244,12 +248,14 @@ def test_a_segment_duckdb_refuses_is_retried_then_set_aside(
         writer = PollWriter(store, directory)
         await writer.start()  # first attempt fails; the later segment must wait for it
         assert await rows(store, "SELECT count(*) FROM messages") == [(0,)]
+        assert writer.snapshot()["waiting_polls"] == 3
         assert len(journal.existing(directory)) == 2
         for _ in range(APPLY_ATTEMPTS - 1):
             await writer.sync()
         assert await rows(store, "SELECT record_key FROM messages") == [("[5]",)]
         assert journal.existing(directory) == []
         assert [p.name for p in (directory / "failed").iterdir()] == [f"{1:016d}.jsonl"]
+        assert writer.snapshot()["set_aside"] == 1
         await writer.close()
 
     with_store(tmp_path, body)

@@ -44,6 +44,7 @@ def test_status_and_query_while_running_and_after(tmp_path: Path) -> None:
         assert "running (pid" in status.stdout
         assert "alpha" in status.stdout
         assert "beta" in status.stdout
+        assert "polls committed and waiting for DuckDB" in status.stdout
         lines = status.stdout.splitlines()
         header = next(line for line in lines if line.startswith("SOURCE"))
         alpha = next(line for line in lines if line.startswith("alpha"))
