@@ -85,6 +85,9 @@ def _apply(conn: duckdb.DuckDBPyConnection, path: Path, number: int, check_store
     largest = max(16 << 20, path.stat().st_size + 1)
     conn.execute("BEGIN TRANSACTION")
     try:
+        if number <= journal_applied(conn):
+            conn.execute("ROLLBACK")
+            return 0  # applied already (then not deleted): never twice
         conn.execute(
             f"""CREATE OR REPLACE TEMP TABLE journal_frames AS
                 SELECT * FROM read_json({_literal(str(path))}, format = 'newline_delimited',

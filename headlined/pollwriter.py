@@ -119,7 +119,11 @@ class PollWriter:
             self._unsynced_at = None
             if rotated is not None:
                 segment, close = rotated
-                await self._in_thread(close)
+                try:
+                    await self._in_thread(close)
+                except OSError as exc:
+                    # Still in the page cache: DuckDB can read it, and then it is safe.
+                    log.error("journal_sync_failed", error=repr(exc), segment=str(segment.path))
                 self._queue.append(segment)
             while self._queue:
                 if not await self._apply(self._queue[0]):
@@ -173,10 +177,16 @@ class PollWriter:
             if self._closing:
                 return
             now = self._clock()
-            if self._apply_due(now):
-                await self.sync()
-            elif self._sync_due(now):
-                await self._fdatasync()
+            try:
+                if self._apply_due(now):
+                    await self.sync()
+                elif self._sync_due(now):
+                    await self._fdatasync()
+            except Exception as exc:
+                # Deleting or setting aside a segment failed (its file system, surely): what
+                # is queued stays queued for the next sync (the Parquet copy's, at the
+                # latest), and polling goes on regardless.
+                log.error("journal_step_failed", error=repr(exc), exc_info=exc)
 
     async def _fdatasync(self) -> None:
         self._unsynced_at = None
@@ -221,8 +231,12 @@ class PollWriter:
             return True
         self._failures.pop(segment.number, None)
         self._last_applied = time.time()
-        await self._in_thread(lambda: segment.path.unlink(missing_ok=True))
         log.debug("journal_applied", segment=segment.number, polls=polls)
+        try:
+            await self._in_thread(lambda: segment.path.unlink(missing_ok=True))
+        except OSError as exc:
+            # Applied all the same: DuckDB records that, and the next start deletes it.
+            log.warning("journal_unlink_failed", segment=str(segment.path), error=repr(exc))
         return True
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:

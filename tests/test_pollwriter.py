@@ -16,7 +16,7 @@ import pytest
 from headlined import journal
 from headlined.gaps import Gap
 from headlined.journal import Journal
-from headlined.pollstore import JOURNAL_APPLIED, Poll, Summary
+from headlined.pollstore import JOURNAL_APPLIED, Poll, Summary, apply_segment
 from headlined.pollwriter import APPLY_ATTEMPTS, PollWriter
 from headlined.records import Record
 from headlined.store import Store
@@ -294,3 +294,47 @@ def test_the_journal_reaches_the_disk_within_sync_every(
         assert len(synced) == 2
 
     with_store(tmp_path, body)
+
+
+def test_a_segment_is_applied_once_even_when_asked_twice(tmp_path: Path) -> None:
+    j = journal_in(tmp_path / "journal")
+    j.append(journal.encode(poll(0, 2), 1))
+    rotated = j.rotate()
+    assert rotated is not None
+    segment, sync_and_close = rotated
+    sync_and_close()
+
+    async def body(store: Store) -> None:
+        first = await store.call(lambda c: apply_segment(c, segment.path, segment.number))
+        again = await store.call(lambda c: apply_segment(c, segment.path, segment.number))
+        assert (first, again) == (1, 0)
+        assert await rows(store, "SELECT count(*) FROM fetch_summary") == [(1,)]
+
+    with_store(tmp_path, body)
+
+
+def test_a_segment_that_cannot_be_deleted_is_still_applied_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:  # as a read-only file system
+        if self.suffix == journal.SUFFIX:
+            raise PermissionError(13, "Permission denied", str(self))
+        real(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+    async def body(store: Store) -> None:
+        writer = PollWriter(store, tmp_path / "journal")
+        await writer.start()
+        writer.submit(poll(0, 2))
+        await writer.sync()
+        writer.submit(poll(2, 1))
+        await writer.sync()
+        await writer.close()
+        assert await rows(store, "SELECT count(*) FROM fetch_summary") == [(2,)]
+        assert await rows(store, "SELECT count(*) FROM messages") == [(3,)]
+
+    with_store(tmp_path, body)
+    assert capsys.readouterr().out.count("journal_unlink_failed") == 2
