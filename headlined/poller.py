@@ -1,7 +1,7 @@
 """Polls one rolling-window source forever: fetch, compare, commit, schedule the next poll.
 
 The logic lives in pure modules (:mod:`records`, :mod:`gaps`, :mod:`schedule`); this is the
-loop that feeds them and hands their results to the group-committing writer. Bad remote input
+loop that feeds them and commits their results to the poll journal. Bad remote input
 never crashes it: every failure is counted in ``fetch_summary``, logged once per streak, and
 its body sampled under ``<state_dir>/rejected/<source>/``.
 """
@@ -40,7 +40,7 @@ from headlined.windowcheck import WindowCheck
 log = logs.get("poller")
 
 SEEN_WINDOWS = 4  # how many windows of keys are remembered per source
-COMMIT_SLACK_S = 60.0  # what a poll's commit may take before the poller counts as hung
+COMMIT_SLACK_S = 60.0  # slack past a poll's deadlines before the poller counts as hung
 STATE_EVERY_S = 30.0  # the schedule state is saved at least this often (and at shutdown)
 
 
