@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import duckdb
+
 from headlined import journal, logs
 from headlined.journal import Journal, Segment
 from headlined.pollstore import Poll, apply_segment, journal_applied
@@ -31,7 +33,7 @@ SYNC_EVERY_S = 1.0  # a power cut loses at most this much of the journal (a gap 
 APPLY_EVERY_S = 60.0  # a segment waits at most this long before DuckDB gets it
 APPLY_RECORDS = 20_000  # ... or until it holds this many records
 APPLY_BYTES = 32 << 20  # ... or this many bytes
-APPLY_ATTEMPTS = 3  # a segment DuckDB refuses this often is set aside for a person
+APPLY_ATTEMPTS = 3  # a segment DuckDB cannot read this often is set aside for a person
 
 
 class PollWriter:
@@ -205,10 +207,16 @@ class PollWriter:
             polls = await self._store.call(
                 lambda conn: apply_segment(conn, segment.path, segment.number)
             )
+        except FileNotFoundError as exc:
+            log.error("journal_segment_missing", segment=str(segment.path), error=repr(exc))
+            return True  # someone removed it: nothing left to apply, and nothing to wait for
         except Exception as exc:
             tries = self._failures.get(segment.number, 0) + 1
             self._failures[segment.number] = tries
-            if tries < APPLY_ATTEMPTS:
+            # Only a segment DuckDB cannot read is set aside. A full disk, a lock or a bug of
+            # ours would refuse every segment alike: those wait, and are retried.
+            unreadable = isinstance(exc, duckdb.InvalidInputException | duckdb.ConversionException)
+            if tries < APPLY_ATTEMPTS or not unreadable:
                 log.error(
                     "journal_apply_failed",
                     segment=str(segment.path),

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import duckdb
 import pytest
 
-from headlined import journal
+from headlined import journal, pollwriter
 from headlined.gaps import Gap
 from headlined.journal import Journal
 from headlined.pollstore import JOURNAL_APPLIED, Poll, Summary, apply_segment
@@ -338,3 +339,32 @@ def test_a_segment_that_cannot_be_deleted_is_still_applied_once(
 
     with_store(tmp_path, body)
     assert capsys.readouterr().out.count("journal_unlink_failed") == 2
+
+
+def test_a_full_disk_is_waited_out_not_taken_for_a_bad_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+
+    def refuse_five_times(conn: duckdb.DuckDBPyConnection, path: Path, number: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls <= 5:  # no real disk fills up in a test: DuckDB's error for one
+            raise duckdb.IOException("Could not write file: No space left on device")
+        return apply_segment(conn, path, number)
+
+    monkeypatch.setattr(pollwriter, "apply_segment", refuse_five_times)
+
+    async def body(store: Store) -> None:
+        writer = PollWriter(store, tmp_path / "journal")
+        await writer.start()
+        writer.submit(poll(0, 2))
+        for _ in range(5):
+            await writer.sync()
+            assert await rows(store, "SELECT count(*) FROM messages") == [(0,)]
+        await writer.sync()
+        assert await rows(store, "SELECT count(*) FROM messages") == [(2,)]
+        assert writer.snapshot()["set_aside"] == 0
+        await writer.close()
+
+    with_store(tmp_path, body)
