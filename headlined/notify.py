@@ -70,6 +70,10 @@ class Notifier:
         """Startup finished: config valid and storage open."""
         self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
 
+    def extend_timeout(self, seconds: float) -> None:
+        """Ask for ``seconds`` more before systemd gives up on the current start or stop."""
+        self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
+
     def status(self, text: str) -> None:
         """Replace the one-line status ``systemctl status`` shows."""
         self.send(f"STATUS={text}")

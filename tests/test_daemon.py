@@ -9,16 +9,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from headlined import config
+from headlined import config, journal
 from headlined.control import Handler
 from headlined.daemon import Daemon
+from headlined.journal import Journal
 from headlined.notify import Notifier
+from headlined.pollstore import Poll, Summary
+from headlined.records import Record
 from headlined.store import Store
 from headlined.supervisor import Heartbeat, Supervisor
+from tests.daemon_process import stored_keys
 from tests.notify_socket import NotifyListener
 
 pytestmark = pytest.mark.integration
@@ -111,6 +116,38 @@ def test_status_is_refreshed(
     proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert not notify_listener.times_of("WATCHDOG"), "no WATCHDOG_USEC: no pings"
+
+
+def test_a_large_journal_left_at_start_extends_the_start_timeout(
+    tmp_path: Path,
+    notify_listener: NotifyListener,
+    daemon_cmd: list[str],
+    procs: list[subprocess.Popen[str]],
+) -> None:
+    """After a long DuckDB outage the journal is large, and it is applied before READY."""
+    left = Journal(journal.directory_in(tmp_path / "state"))
+    left.start_after(0)
+    at = datetime.now(UTC)
+    for n in range(900):  # ~18 MiB
+        records = [
+            Record(f"[{n * 100 + i}]", at, {"id": n * 100 + i, "x": "y" * 150}, None)
+            for i in range(100)
+        ]
+        summary = Summary("old", at, 1.0, 200, 100, 0, 1.0, None)
+        left.append(journal.encode(Poll(summary, records, None, None, at), n + 1))
+    rotated = left.rotate()
+    assert rotated is not None
+    rotated[1]()
+
+    proc = start(procs, [*daemon_cmd, str(write_config(tmp_path))], notify_listener.env())
+    extend = notify_listener.wait_for("EXTEND_TIMEOUT_USEC", timeout=30)
+    assert int(extend["EXTEND_TIMEOUT_USEC"]) >= 90_000_000
+    notify_listener.wait_for("READY", "1", timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert '"event": "journal_backlog"' in out
+    assert len(stored_keys(tmp_path / "state")["old"]) == 90_000
 
 
 def test_bad_config_exits_2_and_never_ready(
