@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -172,6 +173,7 @@ async def cpu_per_poll(workdir: Path, polls: int = 300) -> CpuPerPoll:
         clock.now += 1.0
         await poller.poll_once()
     await writer.sync()
+    gc.freeze()  # as the daemon does once it has started
     writer_thread = await store.call(lambda _conn: time.thread_time())
     loop_thread = time.thread_time()
     started = time.process_time()
