@@ -61,6 +61,7 @@ class PollWriter:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._closing = False
+        self._closed = False
         self._number = 0
         self._first_at: float | None = None  # when the open segment got its first frame
         self._records = 0
@@ -114,7 +115,9 @@ class PollWriter:
         return len(poll.new)
 
     async def sync(self) -> None:
-        """Apply every committed poll to DuckDB now."""
+        """Apply every committed poll to DuckDB now (after close: nothing left to do)."""
+        if self._closed:
+            return
         async with self._lock:
             rotated = self._journal.rotate()
             self._first_at, self._records, self._bytes = None, 0, 0
@@ -141,6 +144,7 @@ class PollWriter:
         try:
             await self.sync()
         finally:
+            self._closed = True  # what close() could not apply waits for the next start
             self._thread.shutdown(wait=True)
 
     def _apply_due(self, now: float) -> bool:

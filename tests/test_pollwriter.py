@@ -368,3 +368,26 @@ def test_a_full_disk_is_waited_out_not_taken_for_a_bad_segment(
         await writer.close()
 
     with_store(tmp_path, body)
+
+
+def test_sync_after_close_leaves_what_close_could_not_apply_for_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(conn: duckdb.DuckDBPyConnection, path: Path, number: int) -> int:
+        raise duckdb.IOException("Could not write file: No space left on device")
+
+    async def body(store: Store) -> None:
+        writer = PollWriter(store, tmp_path / "journal")
+        await writer.start()
+        writer.submit(poll(0, 2))
+        monkeypatch.setattr(pollwriter, "apply_segment", refuse)
+        await writer.close()
+        monkeypatch.undo()  # the disk has room again
+        await writer.sync()  # the Parquet copy at shutdown asks again: no error
+        assert len(journal.existing(writer.directory)) == 1
+        again = PollWriter(store, tmp_path / "journal")
+        await again.start()
+        assert await rows(store, "SELECT count(*) FROM messages") == [(2,)]
+        await again.close()
+
+    with_store(tmp_path, body)
