@@ -90,7 +90,7 @@ def dig(document: Any, path: str) -> Any:
     return node
 
 
-def extract(  # noqa: PLR0912  one flat loop: it runs for every record of every poll
+def extract(
     document: Any,
     records_path: str,
     key: list[str],
@@ -115,44 +115,40 @@ def extract(  # noqa: PLR0912  one flat loop: it runs for every record of every 
             rejected += 1
             reason = f"a record is a {type(item).__name__}, not an object"
             continue
-        if single is not None:
-            # One key field, the usual case: the same steps as below, with fewer calls.
+        unusable = None  # the key field that gives no key
+        if single is not None:  # the usual key, one field: fewer calls
             value = item.get(single, _MISSING)
             if value is _MISSING:
-                value = _get(item, single)
-            kind = type(value)
-            if kind is int:
-                identity = f"[{value}]"
-            elif kind is str and value.isprintable() and '"' not in value and "\\" not in value:
-                identity = f'["{value}"]'
-            elif value is _MISSING or value is None or kind is dict or kind is list:
-                rejected += 1
-                reason = f"a record has no usable key field {single!r}"
-                continue
+                value = _get(item, single)  # a dotted name
+            if value is _MISSING or value is None or isinstance(value, _CONTAINERS):
+                unusable = single
             else:
-                identity = record_key([value])
-            if identity in known:
-                records.append(Record(identity, None, item, None))
-            else:
-                time = parse_time(_get(item, time_field)) if time_field else None
-                records.append(Record(identity, time, item, _seq([value])))
-            continue
-        values = []
-        for field in key:
-            value = _get(item, field)
-            if value is _MISSING or value is None or isinstance(value, dict | list):
-                rejected += 1
-                reason = f"a record has no usable key field {field!r}"
-                break
-            values.append(value)
+                values = [value]
+                identity = f"[{value}]" if type(value) is int else f"[{_encode(value)}]"
         else:
-            identity = record_key(values)
-            if identity in known:
-                records.append(Record(identity, None, item, None))
-            else:
-                time = parse_time(_get(item, time_field)) if time_field else None
-                records.append(Record(identity, time, item, _seq(values)))
+            values, unusable = _key_values(item, key)
+            if unusable is None:
+                identity = record_key(values)
+        if unusable is not None:
+            rejected += 1
+            reason = f"a record has no usable key field {unusable!r}"
+        elif identity in known:
+            records.append(Record(identity, None, item, None))
+        else:
+            time = parse_time(_get(item, time_field)) if time_field else None
+            records.append(Record(identity, time, item, _seq(values)))
     return Extracted(records, rejected, reason)
+
+
+def _key_values(item: dict[str, Any], key: list[str]) -> tuple[list[Any], str | None]:
+    """The values of the key fields, and the first field that gives none (None if all do)."""
+    values: list[Any] = []
+    for field in key:
+        value = _get(item, field)
+        if value is _MISSING or value is None or isinstance(value, _CONTAINERS):
+            return values, field
+        values.append(value)
+    return values, None
 
 
 def record_key(values: list[Any]) -> str:
@@ -165,12 +161,16 @@ def record_key(values: list[Any]) -> str:
 
 
 def _encode(value: Any) -> str:
-    if type(value) is int:
+    kind = type(value)
+    if kind is int:
         return str(value)
+    if kind is str and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # nothing json.dumps would escape (ensure_ascii=False)
     return json.dumps(value, ensure_ascii=False)
 
 
 _MISSING = object()
+_CONTAINERS = (dict, list)  # a key field holding one of these gives no key
 
 
 def _get(item: dict[str, Any], field: str) -> Any:
