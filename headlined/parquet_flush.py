@@ -18,35 +18,24 @@ from pathlib import Path
 import duckdb
 
 from headlined import durable
+from headlined.store import read_meta, sql_literal, write_meta
 
 WATERMARK = "parquet_flushed_id"
 PENDING = "parquet_flush_pending"
 
 
-def _meta(conn: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-    return str(row[0]) if row else None
-
-
-def _set_meta(conn: duckdb.DuckDBPyConnection, key: str, value: str | None) -> None:
-    if value is None:
-        conn.execute("DELETE FROM meta WHERE key = ?", [key])
-    else:
-        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-
-
 def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
     """Write every message not yet in Parquet; return how many rows were written."""
-    pending = _meta(conn, PENDING)
+    pending = read_meta(conn, PENDING)
     if pending is not None:
         low, high = (int(x) for x in pending.split(","))
     else:
-        low = int(_meta(conn, WATERMARK) or 0)
+        low = int(read_meta(conn, WATERMARK) or 0)
         row = conn.execute("SELECT max(id) FROM messages").fetchone()
         high = int(row[0]) if row and row[0] is not None else 0
         if high <= low:
             return 0
-        _set_meta(conn, PENDING, f"{low},{high}")
+        write_meta(conn, PENDING, f"{low},{high}")
     root = parquet_dir / "messages"
     tmp = root / f".tmp-{low}-{high}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -59,7 +48,7 @@ def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
                        AS date,
                    record_key, record_time, payload, first_seen, id
             FROM messages WHERE id > $1 AND id <= $2 ORDER BY id
-        ) TO '{_sql_str(tmp)}'
+        ) TO {sql_literal(str(tmp))}
         (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (source, date), OVERWRITE_OR_IGNORE)
         """,
         [low, high],
@@ -73,11 +62,7 @@ def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
         durable.fsync(written)
         written.rename(final)
         durable.fsync(final_dir)
-    _set_meta(conn, WATERMARK, str(high))
-    _set_meta(conn, PENDING, None)
+    write_meta(conn, WATERMARK, str(high))
+    write_meta(conn, PENDING, None)
     shutil.rmtree(tmp, ignore_errors=True)
     return int(copied[0]) if copied else 0
-
-
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")

@@ -17,6 +17,7 @@ import duckdb
 
 from headlined.gaps import Gap
 from headlined.records import Record
+from headlined.store import read_meta, sql_literal, write_meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,7 @@ JOURNAL_APPLIED = "journal_applied"
 
 def journal_applied(conn: duckdb.DuckDBPyConnection) -> int:
     """The number of the last journal segment applied (0 if none ever was)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", [JOURNAL_APPLIED]).fetchone()
-    return int(row[0]) if row else 0
+    return int(read_meta(conn, JOURNAL_APPLIED) or 0)
 
 
 def apply_segment(conn: duckdb.DuckDBPyConnection, path: Path, number: int) -> int:
@@ -90,7 +90,7 @@ def _apply(conn: duckdb.DuckDBPyConnection, path: Path, number: int, check_store
             return 0  # applied already (then not deleted): never twice
         conn.execute(
             f"""CREATE OR REPLACE TEMP TABLE journal_frames AS
-                SELECT * FROM read_json({_literal(str(path))}, format = 'newline_delimited',
+                SELECT * FROM read_json({sql_literal(str(path))}, format = 'newline_delimited',
                                         columns = {_FRAME}, maximum_object_size = {largest})"""
         )
         new = "len(new)"
@@ -124,7 +124,7 @@ def _apply(conn: duckdb.DuckDBPyConnection, path: Path, number: int, check_store
                SELECT source, arg_max(state, n), arg_max(seen_at, n)
                FROM journal_frames WHERE state IS NOT NULL GROUP BY source"""
         )
-        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [JOURNAL_APPLIED, str(number)])
+        write_meta(conn, JOURNAL_APPLIED, str(number))
         row = conn.execute("SELECT count(*) FROM journal_frames").fetchone()
         conn.execute("DROP TABLE journal_frames")
         conn.execute("DROP TABLE IF EXISTS journal_records")
@@ -133,10 +133,6 @@ def _apply(conn: duckdb.DuckDBPyConnection, path: Path, number: int, check_store
         conn.execute("ROLLBACK")
         raise
     return int(row[0]) if row else 0
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def save_states(

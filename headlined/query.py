@@ -18,6 +18,8 @@ from typing import Any, TextIO
 
 import duckdb
 
+from headlined.store import sql_literal
+
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
@@ -73,10 +75,6 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 # Catalog names DuckDB or we already use: a database named so cannot get views.
 RESERVED = {"main", "temp", "system", "memory", "state", "headlined"}
 
@@ -100,7 +98,7 @@ def create_views(conn: duckdb.DuckDBPyConnection, influx_dir: Path | None) -> li
             f"CREATE OR REPLACE VIEW {_ident(database)}.main.{_ident(measurement)} AS "
             f"SELECT * EXCLUDE (filename), "
             f"url_decode(split_part(filename, '/', -3)) AS retention_policy "
-            f"FROM read_parquet({_literal(pattern)}, union_by_name = true, filename = true)"
+            f"FROM read_parquet({sql_literal(pattern)}, union_by_name = true, filename = true)"
         )
     return notes
 
@@ -150,7 +148,7 @@ def open_offline(database: Path) -> duckdb.DuckDBPyConnection:
         raise QueryError(f"{database} does not exist yet: has the daemon ever run?")
     conn = duckdb.connect(":memory:")
     try:
-        conn.execute(f"ATTACH {_literal(str(database))} AS state (READ_ONLY)")
+        conn.execute(f"ATTACH {sql_literal(str(database))} AS state (READ_ONLY)")
     except duckdb.Error as exc:
         conn.close()
         raise QueryError(f"{database}: {exc}") from None

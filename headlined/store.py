@@ -116,6 +116,25 @@ def open_database(path: Path) -> duckdb.DuckDBPyConnection:
     return conn
 
 
+def read_meta(conn: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    """A value of the ``meta`` table (None when the key is not there)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return str(row[0]) if row else None
+
+
+def write_meta(conn: duckdb.DuckDBPyConnection, key: str, value: str | None) -> None:
+    """Set a value of the ``meta`` table; None removes the key."""
+    if value is None:
+        conn.execute("DELETE FROM meta WHERE key = ?", [key])
+    else:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a SQL string literal, for where DuckDB takes no parameter (file names)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     """The file's schema version (0 for an empty file)."""
     exists = conn.execute(
@@ -123,8 +142,7 @@ def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     ).fetchone()
     if not exists or not exists[0]:
         return 0
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row else 0
+    return int(read_meta(conn, "schema_version") or 0)
 
 
 def migrate(conn: duckdb.DuckDBPyConnection) -> None:
@@ -138,7 +156,7 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> None:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN")
         conn.execute(MIGRATIONS[target - 1])
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)])
+        write_meta(conn, "schema_version", str(target))
         conn.execute("COMMIT")
         log.info("schema_migrated", version=target)
 
