@@ -156,6 +156,11 @@ class Journal:
         """Frames in the segment being written."""
         return self._polls if self._fd is not None else 0
 
+    @property
+    def open_bytes(self) -> int:
+        """Bytes in the segment being written."""
+        return self._size if self._fd is not None else 0
+
     def start_after(self, number: int) -> None:
         """New segments are numbered above ``number`` and above every file on disk."""
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,6 @@ class PollWriter:
         self._number = 0
         self._first_at: float | None = None  # when the open segment got its first frame
         self._records = 0
-        self._bytes = 0
         self._unsynced_at: float | None = None  # the oldest frame not yet fdatasync-ed
         self._syncing = False
         self._last_applied: float | None = None  # wall-clock time
@@ -101,15 +100,13 @@ class PollWriter:
         if self._closing or not self._started:
             raise RuntimeError("poll writer is not running")
         self._number += 1
-        frame = journal.encode(poll, self._number)
-        self._journal.append(frame)
+        self._journal.append(journal.encode(poll, self._number))
         now = self._clock()
         if self._first_at is None:
             self._first_at = now
         if self._unsynced_at is None:
             self._unsynced_at = now
         self._records += len(poll.new)
-        self._bytes += len(frame)
         if self._apply_due(now) or self._sync_due(now):
             self._wake.set()
         return len(poll.new)
@@ -120,7 +117,7 @@ class PollWriter:
             return
         async with self._lock:
             rotated = self._journal.rotate()
-            self._first_at, self._records, self._bytes = None, 0, 0
+            self._first_at, self._records = None, 0
             self._unsynced_at = None
             if rotated is not None:
                 segment, close = rotated
@@ -153,7 +150,7 @@ class PollWriter:
         return (
             now - self._first_at >= self._apply_every
             or self._records >= APPLY_RECORDS
-            or self._bytes >= APPLY_BYTES
+            or self._journal.open_bytes >= APPLY_BYTES
         )
 
     def _sync_due(self, now: float) -> bool:
