@@ -16,7 +16,7 @@ import pytest
 
 from headlined import journal, pollwriter
 from headlined.gaps import Gap
-from headlined.journal import Journal
+from headlined.journal import Journal, Segment
 from headlined.pollstore import JOURNAL_APPLIED, Poll, Summary, apply_segment
 from headlined.pollwriter import APPLY_ATTEMPTS, PollWriter
 from headlined.records import Record
@@ -51,10 +51,13 @@ def journal_in(directory: Path) -> Journal:
     return j
 
 
-def close(j: Journal) -> None:
+def close(j: Journal) -> Segment:
+    """Close the journal's open segment as the writer does, and return it."""
     rotated = j.rotate()
     assert rotated is not None
-    rotated[1]()
+    segment, sync_and_close = rotated
+    sync_and_close()
+    return segment
 
 
 def with_store(tmp_path: Path, body: Callable[[Store], Awaitable[T]]) -> T:
@@ -170,10 +173,7 @@ def test_a_segment_applied_but_not_deleted_is_not_applied_again(tmp_path: Path) 
     # As if the process died between the COMMIT and the unlink of segment 1.
     applied = journal_in(directory)
     applied.append(journal.encode(poll(0, 2), 1))
-    rotated = applied.rotate()
-    assert rotated is not None
-    assert rotated[0].number == 1
-    rotated[1]()
+    assert close(applied).number == 1
 
     async def second_run(store: Store) -> None:
         assert await rows(store, f"SELECT value FROM meta WHERE key = '{JOURNAL_APPLIED}'") == [
@@ -300,10 +300,7 @@ def test_the_journal_reaches_the_disk_within_sync_every(
 def test_a_segment_is_applied_once_even_when_asked_twice(tmp_path: Path) -> None:
     j = journal_in(tmp_path / "journal")
     j.append(journal.encode(poll(0, 2), 1))
-    rotated = j.rotate()
-    assert rotated is not None
-    segment, sync_and_close = rotated
-    sync_and_close()
+    segment = close(j)
 
     async def body(store: Store) -> None:
         first = await store.call(lambda c: apply_segment(c, segment.path, segment.number))
