@@ -116,11 +116,12 @@ def _daemon_or_file(
         reply = control.request(sock, message)
         reply.pop("ok", None)
         return reply
-    waiting = journal.existing(journal.directory_in(cfg.state_dir))
+    directory = journal.directory_in(cfg.state_dir)
+    waiting = journal.existing(directory)
     if waiting:
         print(
             f"headlined: {len(waiting)} journal segment(s) in "
-            f"{journal.directory_in(cfg.state_dir)} may not be in the database yet "
+            f"{directory} may not be in the database yet "
             "(the daemon stopped without applying them): it applies them when it next starts",
             file=sys.stderr,
         )

@@ -70,10 +70,6 @@ class SeenKeys:
         """The keys, for fast ``in`` tests (a live view: it follows later additions)."""
         return self._keys.keys()
 
-    def add(self, key: str, seen: Seen) -> None:
-        """Remember a key as the newest."""
-        self.remember([(key, seen)])
-
     def remember(self, items: Iterable[tuple[str, Seen]]) -> None:
         """Remember keys in order, the last as the newest."""
         keys = self._keys

@@ -23,8 +23,7 @@ def window(lo: int, hi: int, newest_first: bool = True, **kw: object) -> list[Re
 
 
 def remember(seen: SeenKeys, records: list[Record]) -> None:
-    for r in chronological(records):
-        seen.add(r.key, Seen(r.time, r.seq))
+    seen.remember((r.key, Seen(r.time, r.seq)) for r in chronological(records))
 
 
 def test_first_poll_is_never_a_gap() -> None:
@@ -118,7 +117,7 @@ def test_oldest_first_apis_are_understood() -> None:
 def test_seen_keys_are_bounded() -> None:
     seen = SeenKeys(3)
     for n in range(10):
-        seen.add(str(n), Seen(None, None))
+        seen.remember([(str(n), Seen(None, None))])
     assert len(seen) == 3
     assert "6" not in seen
     assert "9" in seen
@@ -135,8 +134,7 @@ def test_direction_of_untimed_unsequenced_lists_comes_from_the_seen_records() ->
         return Record(f'["m{n:04d}"]', None, {}, None)
 
     seen = SeenKeys(800)
-    for n in range(100):
-        seen.add(msg(n).key, Seen(None, None))
+    seen.remember((msg(n).key, Seen(None, None)) for n in range(100))
     oldest_first = [msg(n) for n in range(50, 150)]  # seen ones first, new ones at the end
     result = compare(oldest_first, seen, window=200)
     assert [r.key for r in result.new][:2] == ['["m0100"]', '["m0101"]']
