@@ -17,8 +17,8 @@ from pathlib import Path
 
 import duckdb
 
-from headlined import durable
-from headlined.store import read_meta, sql_literal, write_meta
+from headlined import durable, sql
+from headlined.store import read_meta, write_meta
 
 WATERMARK = "parquet_flushed_id"
 PENDING = "parquet_flush_pending"
@@ -48,7 +48,7 @@ def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
                        AS date,
                    record_key, record_time, payload, first_seen, id
             FROM messages WHERE id > $1 AND id <= $2 ORDER BY id
-        ) TO {sql_literal(str(tmp))}
+        ) TO {sql.literal(str(tmp))}
         (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (source, date), OVERWRITE_OR_IGNORE)
         """,
         [low, high],

@@ -15,9 +15,10 @@ from typing import Any
 
 import duckdb
 
+from headlined import sql
 from headlined.gaps import Gap
 from headlined.records import Record
-from headlined.store import read_meta, sql_literal, write_meta
+from headlined.store import read_meta, write_meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ def _apply(conn: duckdb.DuckDBPyConnection, path: Path, number: int, check_store
             return 0  # applied already (then not deleted): never twice
         conn.execute(
             f"""CREATE OR REPLACE TEMP TABLE journal_frames AS
-                SELECT * FROM read_json({sql_literal(str(path))}, format = 'newline_delimited',
+                SELECT * FROM read_json({sql.literal(str(path))}, format = 'newline_delimited',
                                         columns = {_FRAME}, maximum_object_size = {largest})"""
         )
         new = "len(new)"

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import duckdb
 
-from headlined.store import sql_literal
+from headlined import sql
 
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
@@ -71,10 +71,6 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith((".", "_"))
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 # Catalog names DuckDB or we already use: a database named so cannot get views.
 RESERVED = {"main", "temp", "system", "memory", "state", "headlined"}
 
@@ -92,13 +88,13 @@ def create_views(conn: duckdb.DuckDBPyConnection, influx_dir: Path | None) -> li
             notes.append(f"database {database!r} has no views: its name is reserved here")
             continue
         if database not in attached:
-            conn.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {_ident(database)}")
+            conn.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {sql.ident(database)}")
             attached.add(database)
         conn.execute(
-            f"CREATE OR REPLACE VIEW {_ident(database)}.main.{_ident(measurement)} AS "
+            f"CREATE OR REPLACE VIEW {sql.ident(database)}.main.{sql.ident(measurement)} AS "
             f"SELECT * EXCLUDE (filename), "
             f"url_decode(split_part(filename, '/', -3)) AS retention_policy "
-            f"FROM read_parquet({sql_literal(pattern)}, union_by_name = true, filename = true)"
+            f"FROM read_parquet({sql.literal(pattern)}, union_by_name = true, filename = true)"
         )
     return notes
 
@@ -148,7 +144,7 @@ def open_offline(database: Path) -> duckdb.DuckDBPyConnection:
         raise QueryError(f"{database} does not exist yet: has the daemon ever run?")
     conn = duckdb.connect(":memory:")
     try:
-        conn.execute(f"ATTACH {sql_literal(str(database))} AS state (READ_ONLY)")
+        conn.execute(f"ATTACH {sql.literal(str(database))} AS state (READ_ONLY)")
     except duckdb.Error as exc:
         conn.close()
         raise QueryError(f"{database}: {exc}") from None

@@ -130,11 +130,6 @@ def write_meta(conn: duckdb.DuckDBPyConnection, key: str, value: str | None) -> 
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
 
-def sql_literal(text: str) -> str:
-    """``text`` as a SQL string literal, for where DuckDB takes no parameter (file names)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     """The file's schema version (0 for an empty file)."""
     exists = conn.execute(
