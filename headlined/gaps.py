@@ -7,15 +7,16 @@ partial windows, reordered records and a source's very first poll are never gaps
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable, KeysView
+from collections import deque
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 
-from headlined.records import Record
+from headlined.records import Record, Scan
 
 
-@dataclass(slots=True)  # not frozen: one per new record, and frozen ones are slow to build
+@dataclass(frozen=True, slots=True)
 class Seen:
     """What is remembered of a record already stored: enough to order it and count a gap."""
 
@@ -34,19 +35,14 @@ class Gap:
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
-    """What one response means once compared with what was seen."""
+    """What one response's new records mean once compared with what was seen."""
 
     new: list[Record]
     """New records, oldest first."""
-    overlap: int
     gap: Gap | None
     window_rate: float | None
     burst: int | None
     """The most records whose times fall within one second (None without times)."""
-    key_conflicts: int = 0
-    """Records of this response whose key an earlier, different record of it already had:
-    the key does not identify a record, and all but the first are taken for duplicates."""
-    conflict_key: str | None = None
 
 
 class SeenKeys:
@@ -58,7 +54,9 @@ class SeenKeys:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._keys: OrderedDict[str, Seen] = OrderedDict()
+        self._keys: set[str] = set()
+        # (key, time, seq), oldest first: plain tuples, as this runs for every new record.
+        self._order: deque[tuple[str, datetime | None, tuple[str, int] | None]] = deque()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -66,33 +64,33 @@ class SeenKeys:
     def __contains__(self, key: object) -> bool:
         return key in self._keys
 
-    def view(self) -> KeysView[str]:
+    def view(self) -> AbstractSet[str]:
         """The keys, for fast ``in`` tests (a live view: it follows later additions)."""
-        return self._keys.keys()
+        return self._keys
 
-    def remember(self, items: Iterable[tuple[str, Seen]]) -> None:
-        """Remember keys in order, the last as the newest."""
+    def remember(self, records: Iterable[Record]) -> None:
+        """Remember records in order, the last as the newest; keys known already are skipped."""
         keys = self._keys
-        for key, seen in items:
-            if key in keys:
-                keys.move_to_end(key)
-            keys[key] = seen
-        for _ in range(len(keys) - self.capacity):
-            keys.popitem(last=False)
+        fresh = {r.key: (r.key, r.time, r.seq) for r in records if r.key not in keys}
+        keys.update(fresh)
+        order = self._order
+        order.extend(fresh.values())
+        for _ in range(len(order) - self.capacity):
+            keys.discard(order.popleft()[0])
 
     def newest(self) -> tuple[str, Seen] | None:
         """The most recently added key."""
-        if not self._keys:
+        if not self._order:
             return None
-        key = next(reversed(self._keys))
-        return key, self._keys[key]
+        key, time, seq = self._order[-1]
+        return key, Seen(time, seq)
 
     def max_seq(self) -> dict[str, int]:
         """The highest sequence number seen per group."""
         out: dict[str, int] = {}
-        for seen in self._keys.values():
-            if seen.seq is not None:
-                group, number = seen.seq
+        for _, _, seq in self._order:
+            if seq is not None:
+                group, number = seq
                 out[group] = max(number, out.get(group, number))
         return out
 
@@ -156,48 +154,17 @@ def largest_burst(records: list[Record], span_s: float = 1.0) -> int | None:
     return most
 
 
-def compare(records: list[Record], seen: SeenKeys, window: int) -> PollResult:
-    """Split a response into new and already-seen records and decide whether it is a gap."""
-    new: list[Record] = []
-    overlap = 0
-    old_sum = old_n = new_sum = new_n = 0
-    payloads: dict[str, object] = {}
-    conflicts = 0
-    conflict_key = None
-    known = seen.view()
-    for position, record in enumerate(records):
-        key = record.key
-        size = len(payloads)
-        earlier = payloads.setdefault(key, record.payload)
-        first = len(payloads) != size
-        if not first and earlier is not record.payload and earlier != record.payload:
-            conflicts += 1
-            conflict_key = key
-        if key in known:
-            overlap += 1
-            old_sum += position
-            old_n += 1
-        elif first:  # a later copy is an API repeating a record within one response
-            new.append(record)
-            new_sum += position
-            new_n += 1
+def compare(scan: Scan, seen: SeenKeys, window: int) -> PollResult:
+    """Decide what a response's new records mean: their order, and whether it is a gap."""
     # New records sit at the newest end of the list: that tells its direction.
     hint = None
-    if old_n and new_n:
-        hint = new_sum / new_n < old_sum / old_n
-    ordered = chronological(new, newest_first=hint)
+    if scan.overlap and scan.new:
+        hint = scan.new_positions / len(scan.new) < scan.known_positions / scan.overlap
+    ordered = chronological(scan.new, newest_first=hint)
     gap = None
-    if overlap == 0 and ordered and len(seen) > 0 and len(records) >= window:
+    if scan.overlap == 0 and ordered and len(seen) > 0 and scan.fetched >= window:
         gap = _gap(ordered, seen)
-    return PollResult(
-        ordered,
-        overlap,
-        gap,
-        window_rate(ordered),
-        largest_burst(ordered),
-        conflicts,
-        conflict_key,
-    )
+    return PollResult(ordered, gap, window_rate(ordered), largest_burst(ordered))
 
 
 def _gap(new: list[Record], seen: SeenKeys) -> Gap | None:

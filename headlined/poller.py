@@ -20,10 +20,10 @@ import httpx
 from headlined import logs
 from headlined.config import SourceConfig
 from headlined.fetch import FetchError, fetch
-from headlined.gaps import Seen, SeenKeys, compare
+from headlined.gaps import SeenKeys, compare
 from headlined.pollstore import Poll, Restored, Summary
 from headlined.pollwriter import PollWriter
-from headlined.records import BadResponseError, Record, decode_json, extract, time_problem
+from headlined.records import BadResponseError, Record, Scanner, decode_json, time_problem
 from headlined.rejects import RejectSampler
 from headlined.schedule import (
     Limits,
@@ -91,6 +91,7 @@ class SourcePoller:
         self._clock = clock
         self._sleep = sleep
         self._seen = SeenKeys(SEEN_WINDOWS * source.window)
+        self._scanner = Scanner(source.records, source.key, source.time)
         self._next_due = 0.0
         self._failing: str | None = None  # the error kind of the current failure streak
         self._bad_records_logged: set[str] = set()
@@ -107,8 +108,8 @@ class SourcePoller:
         """
         if restored.state is not None:
             self.state = State.from_json(restored.state)
-        old = extract(restored.payloads, "", self.source.key, self.source.time)
-        self._seen.remember((r.key, Seen(r.time, r.seq)) for r in old.records)
+        old = Scanner("", self.source.key, self.source.time).scan(restored.payloads)
+        self._seen.remember(old.new)
         self.counters.records = restored.records
         self.counters.gaps = restored.gaps
 
@@ -133,9 +134,7 @@ class SourcePoller:
         try:
             response = await fetch(self._client, self.source, budget, sleep=self._sleep)
             document = decode_json(response.body)
-            extracted = extract(
-                document, self.source.records, self.source.key, self.source.time, self._seen.view()
-            )
+            scan = self._scanner.scan(document, self._seen.view())
         except FetchError as exc:
             outcome: Outcome = (
                 "client_error" if exc.kind in ("http_4xx", "too_large") else "retryable_error"
@@ -162,33 +161,33 @@ class SourcePoller:
             )
             await self._failed(started_at, tick, failure)
             return
-        result = compare(extracted.records, self._seen, self.limits.window)
+        result = compare(scan, self._seen, self.limits.window)
         observation = Observation(
             started,
             len(result.new),
-            len(extracted.records),
+            scan.fetched,
             result.gap is not None,
             result.window_rate,
             missing=result.gap.est_missing if result.gap is not None else None,
             burst_seen=result.burst,
         )
         self.state = after_success(self.state, observation, self.limits)
-        self._check_window(len(extracted.records), len(result.new))
+        self._check_window(scan.fetched, len(result.new))
         if not self._time_checked and result.new:
             self._check_time(result.new)
-        if result.key_conflicts and not self._key_conflict_logged:
-            self._check_key(result.key_conflicts, result.conflict_key)
+        if scan.key_conflicts and not self._key_conflict_logged:
+            self._check_key(scan.key_conflicts, scan.conflict_key)
         error = None
-        if extracted.rejected:
-            error = f"bad_records: {extracted.rejected} rejected ({extracted.reject_reason})"
-            await self._bad_records(extracted.reject_reason or "", error, response.body)
+        if scan.rejected:
+            error = f"bad_records: {scan.rejected} rejected ({scan.reject_reason})"
+            await self._bad_records(scan.reject_reason or "", error, response.body)
         summary = Summary(
             self.source.name,
             started_at,
             _ms_since(tick),
             response.status,
-            len(extracted.records),
-            result.overlap,
+            scan.fetched,
+            scan.overlap,
             self.state.interval,
             error,
             response.attempts,
@@ -204,7 +203,7 @@ class SourcePoller:
                 action="records aged out of the window before this poll",
             )
         added = self._writer.submit(poll)
-        self._seen.remember((r.key, Seen(r.time, r.seq)) for r in result.new)
+        self._seen.remember(result.new)
         self._next_due = started + (self.state.interval or self.limits.min_interval)
         self._recovered()
         self.counters.polls += 1
@@ -215,9 +214,9 @@ class SourcePoller:
         log.debug(
             "polled",
             source=self.source.name,
-            fetched=len(extracted.records),
+            fetched=scan.fetched,
             new=added,
-            overlap=result.overlap,
+            overlap=scan.overlap,
             attempts=response.attempts,
             next_s=round(self.state.interval or 0, 2),
             rate=self.state.rate,

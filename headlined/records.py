@@ -6,6 +6,7 @@ A record's identity is its ``key`` fields, in config order, as canonical JSON (`
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Container
@@ -14,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from headlined import _records
 
 
 class BadResponseError(Exception):
@@ -38,10 +41,23 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
-class Extracted:
-    """The usable records of one response, and how many were set aside."""
+class Scan:
+    """One response's records, told apart into new and already seen."""
 
-    records: list[Record]
+    new: list[Record]
+    """The first copy of each record not seen before, in response order."""
+    fetched: int
+    """Records with a key (``rejected`` more had none)."""
+    overlap: int
+    """Records already seen (every copy counts)."""
+    known_positions: int
+    """The sum of the seen records' positions among the fetched ones (0 is the first)."""
+    new_positions: int
+    """The sum of the new records' positions."""
+    key_conflicts: int
+    """Records whose key an earlier, different record of the response already had: the key
+    does not identify a record, and all but the first are taken for duplicates."""
+    conflict_key: str | None
     rejected: int
     reject_reason: str | None
 
@@ -90,54 +106,50 @@ def dig(document: Any, path: str) -> Any:
     return node
 
 
-def extract(
-    document: Any,
-    records_path: str,
-    key: list[str],
-    time_field: str | None,
-    known: Container[str] = (),
-) -> Extracted:
-    """The records at ``records_path``. Records lacking a key field are counted, not kept.
+class Scanner:
+    """Reads responses for one source's ``key`` fields and ``time`` field.
 
-    Records whose key is in ``known`` (already stored) get no time or sequence: nothing
-    downstream needs them, and parsing them is most of a steady-state poll's work.
+    The loop over the records runs in C (:mod:`headlined._records`) for the usual shapes and
+    calls back into the functions below for the rest, which define the rules.
     """
-    items = dig(document, records_path)
-    if not isinstance(items, list):
-        where = records_path or "the body"
-        raise BadResponseError("not_a_list", f"{where} is a {type(items).__name__}, not a list")
-    records: list[Record] = []
-    rejected = 0
-    reason = None
-    single = key[0] if len(key) == 1 else None
-    for item in items:
-        if type(item) is not dict:
-            rejected += 1
-            reason = f"a record is a {type(item).__name__}, not an object"
-            continue
-        unusable = None  # the key field that gives no key
-        if single is not None:  # the usual key, one field: fewer calls
-            value = item.get(single, _MISSING)
-            if value is _MISSING:
-                value = _get(item, single)  # a dotted name
-            if value is _MISSING or value is None or isinstance(value, _CONTAINERS):
-                unusable = single
-            else:
-                values = [value]
-                identity = f"[{value}]" if type(value) is int else f"[{_encode(value)}]"
-        else:
-            values, unusable = _key_values(item, key)
-            if unusable is None:
-                identity = record_key(values)
-        if unusable is not None:
-            rejected += 1
-            reason = f"a record has no usable key field {unusable!r}"
-        elif identity in known:
-            records.append(Record(identity, None, item, None))
-        else:
-            time = parse_time(_get(item, time_field)) if time_field else None
-            records.append(Record(identity, time, item, _seq(values)))
-    return Extracted(records, rejected, reason)
+
+    def __init__(self, records_path: str, key: list[str], time_field: str | None) -> None:
+        self.records_path = records_path
+        self._c = _records.Scanner(
+            tuple(key),
+            time_field,
+            Record,
+            functools.partial(_key_of, key),
+            functools.partial(_time_of, time_field),
+            parse_time,
+            _seq,
+        )
+
+    def scan(self, document: Any, known: Container[str] = ()) -> Scan:
+        """The records at the records path. Records lacking a key field are counted, not kept.
+
+        Only new records (not in ``known``) get a time and a sequence number: nothing
+        downstream needs them for the others.
+        """
+        items = dig(document, self.records_path)
+        if not isinstance(items, list):
+            where = self.records_path or "the body"
+            raise BadResponseError("not_a_list", f"{where} is a {type(items).__name__}, not a list")
+        return Scan(*self._c.scan(items, known))
+
+
+def _key_of(key: list[str], item: Any) -> tuple[str, list[Any]] | str:
+    """A record's identity and key values, or why it has none."""
+    if type(item) is not dict:
+        return f"a record is a {type(item).__name__}, not an object"
+    values, unusable = _key_values(item, key)
+    if unusable is not None:
+        return f"a record has no usable key field {unusable!r}"
+    return record_key(values), values
+
+
+def _time_of(time_field: str | None, item: dict[str, Any]) -> datetime | None:
+    return parse_time(_get(item, time_field)) if time_field else None
 
 
 def _key_values(item: dict[str, Any], key: list[str]) -> tuple[list[Any], str | None]:
@@ -154,8 +166,8 @@ def _key_values(item: dict[str, Any], key: list[str]) -> tuple[list[Any], str | 
 def record_key(values: list[Any]) -> str:
     """Canonical JSON of the key values: ``[123]``, ``["a",7]``.
 
-    Exactly ``json.dumps(values, ensure_ascii=False, separators=(",", ":"))``, built by hand
-    for the common int and str values because it runs for every record of every poll.
+    Exactly ``json.dumps(values, ensure_ascii=False, separators=(",", ":"))``; int and plain
+    str values are written directly, for the keys the C scan leaves to Python (non-ASCII).
     """
     return "[" + ",".join(_encode(v) for v in values) + "]"
 
