@@ -132,7 +132,9 @@ class SourcePoller:
         budget = retry_budget(self.state, started, self.limits)
         tick = time.monotonic()
         try:
-            response = await fetch(self._client, self.source, budget, sleep=self._sleep)
+            response = await fetch(
+                self._client, self.source, budget, clock=self._clock, sleep=self._sleep
+            )
             document = decode_json(response.body)
             scan = self._scanner.scan(document, self._seen.view())
         except FetchError as exc:
