@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from headlined import logs
+from headlined import fetch, logs
 from headlined.config import SourceConfig
 from headlined.demofeed import (
     DemoFeedServer,
@@ -203,7 +203,7 @@ async def _poller(
     await store.open()
     writer = PollWriter(store, workdir / f"{spec.name}-journal", clock=clock)
     await writer.start()
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = fetch.client(httpx.MockTransport(handler))
     poller = SourcePoller(
         config_for(spec),
         client,

@@ -8,9 +8,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-import httpx
-
-from headlined import __version__, config, journal, logs
+from headlined import config, fetch, journal, logs
 from headlined.control import Handler
 from headlined.parquet_flush import flush_messages
 from headlined.poller import SourcePoller
@@ -33,11 +31,7 @@ class PollService:
         self._store = store
         self._writer = PollWriter(store, journal.directory_in(loaded.config.state_dir))
         self._rejects = RejectSampler(loaded.config.state_dir / "rejected")
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": f"headlined/{__version__}", "Accept": "application/json"},
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-        )
+        self._client = fetch.client()
         self._supervisor: Supervisor | None = None
         self.pollers: dict[str, SourcePoller] = {}
         self._flush_lock = asyncio.Lock()

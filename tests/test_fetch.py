@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from headlined.config import SourceConfig
-from headlined.fetch import MAX_ATTEMPTS, FetchError, Response, fetch
+from headlined.fetch import MAX_ATTEMPTS, FetchError, Response, client, fetch
 
 
 class Clock:
@@ -141,3 +141,19 @@ def test_a_connection_refused_is_retried() -> None:
             return await fetch(client, source(), 30.0, clock=clock, sleep=clock.sleep)
 
     assert asyncio.run(scenario()).attempts == 3
+
+
+def test_the_shared_client_keeps_no_cookie() -> None:
+    sent: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"set-cookie": "session=1; Path=/"}, content=b"[]")
+
+    async def scenario() -> None:
+        async with client(httpx.MockTransport(handler)) as shared:
+            for _ in range(2):
+                await fetch(shared, source(), 30.0)
+
+    asyncio.run(scenario())
+    assert sent == [None, None]
