@@ -486,9 +486,51 @@ static PyTypeObject ScannerType = {
     .tp_methods = scanner_methods,
 };
 
+static int is_digit(unsigned char c) { return (unsigned char)(c - '0') < 10; }
+
+/*
+ * Whether `data` holds `run` ASCII digits in a row (an integer orjson would turn into a float).
+ * Any such run covers every run-th byte, so only those are looked at unless one is a digit:
+ * most of a body is read 1 byte in `run`.
+ */
+static PyObject *has_digit_run(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t run;
+    if (!PyArg_ParseTuple(args, "y*n", &data, &run)) {
+        return NULL;
+    }
+    const unsigned char *b = data.buf;
+    Py_ssize_t n = data.len;
+    int found = run <= 0;
+    for (Py_ssize_t i = run - 1; i < n && !found;) {
+        if (!is_digit(b[i])) {
+            i += run;
+            continue;
+        }
+        Py_ssize_t start = i, end = i + 1;
+        while (start > 0 && is_digit(b[start - 1]) && end - start < run) {
+            start--;
+        }
+        while (end < n && is_digit(b[end]) && end - start < run) {
+            end++;
+        }
+        found = end - start >= run;
+        i = end + run; /* b[end] is no digit: a run must start after it */
+    }
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(found);
+}
+
+static PyMethodDef module_methods[] = {
+    {"has_digit_run", has_digit_run, METH_VARARGS,
+     "has_digit_run(data, run) -> whether data holds run ASCII digits in a row"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "headlined._records",
+    .m_methods = module_methods,
     .m_doc = "A response's records in one pass: keys, new or seen, times, sequence numbers.",
     .m_size = -1,
 };

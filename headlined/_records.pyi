@@ -4,6 +4,10 @@ from collections.abc import Callable, Container
 from datetime import datetime
 from typing import Any
 
+from typing_extensions import Buffer
+
+def has_digit_run(data: Buffer, run: int, /) -> bool: ...
+
 class Scanner:
     """Reads a response's records for one source's key and time fields."""
 

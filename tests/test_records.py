@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Container
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from headlined import records
+from headlined import _records, records
 from headlined.records import (
     BadResponseError,
     Record,
@@ -362,3 +363,16 @@ def test_the_c_key_is_the_python_key(values: list[object]) -> None:
     item = dict(zip(fields, values, strict=True))
     got = Scanner("", fields, None).scan([item])
     assert got == reference_scan([item], fields, None, ())
+
+
+@given(
+    # "/" and ":" sit on either side of the digits in ASCII
+    st.lists(st.sampled_from([b"0", b"5", b"9", b"/", b":", b"x", b"\xff"]), max_size=80).map(
+        b"".join
+    ),
+    st.integers(1, 25),
+)
+@example(b"1" * 18 + b"x" + b"1" * 18, 19)
+@example(b"x" + b"9" * 19, 19)
+def test_has_digit_run_finds_every_run_of_digits(data: bytes, run: int) -> None:
+    assert _records.has_digit_run(data, run) == (re.search(rb"[0-9]{%d}" % run, data) is not None)
