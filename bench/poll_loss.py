@@ -7,9 +7,10 @@
    detection, journal and DuckDB; HTTP through an httpx MockTransport) and by a fixed 60 s
    poller. A record is lost when it left the window before any poll saw it.
 2. CPU per poll of a 200-record response (half of it new, the steady state), through the
-   whole poll path: HTTP, parsing, comparing, the journal commit (write and fdatasync) and
-   the journal's application to DuckDB (every 60 s of virtual time, as in the daemon), all
-   threads counted. Baseline in the same run: ``json.loads`` of the same body.
+   whole poll path: HTTP (httpx MockTransport: no socket), parsing, comparing, the journal
+   commit (write and fdatasync) and the journal's application to DuckDB, all threads
+   counted; back to back, then with 10 ms idle before each poll. Baseline in the same run
+   and the same way: ``json.loads`` of the same body.
 3. Peak RSS of a real ``headlined run`` polling seven real HTTP feeds on loopback.
 """
 
