@@ -357,17 +357,18 @@ static PyObject *record_seq(Scanner *self, Key *key) {
 
 /* A new record: Record(identity, time, item, seq), or NULL on an error. */
 static PyObject *new_record(Scanner *self, PyObject *item, Key *key) {
-    PyObject *time = record_time(self, item);
-    if (time == NULL) {
+    /* The sequence first: key->found is borrowed from the item, and the time may run Python. */
+    PyObject *seq = record_seq(self, key);
+    if (seq == NULL) {
         return NULL;
     }
-    PyObject *seq = record_seq(self, key);
+    PyObject *time = record_time(self, item);
     PyObject *record = NULL;
-    if (seq != NULL) {
+    if (time != NULL) {
         record = PyObject_CallFunctionObjArgs(self->record, key->identity, time, item, seq, NULL);
-        Py_DECREF(seq);
+        Py_DECREF(time);
     }
-    Py_DECREF(time);
+    Py_DECREF(seq);
     return record;
 }
 
