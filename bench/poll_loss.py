@@ -7,10 +7,11 @@
    detection, journal and DuckDB; HTTP through an httpx MockTransport) and by a fixed 60 s
    poller. A record is lost when it left the window before any poll saw it.
 2. CPU per poll of a 200-record response (half of it new, the steady state), through the
-   whole poll path: HTTP (httpx MockTransport: no socket), parsing, comparing, the journal
+   whole poll path: HTTP (an httpx MockTransport: no socket), parsing, comparing, the journal
    commit (write and fdatasync) and the journal's application to DuckDB, all threads
-   counted; back to back, then with 10 ms idle before each poll. Baseline in the same run
-   and the same way: ``json.loads`` of the same body.
+   counted; back to back, then with 10 ms idle before each poll; then both again over a
+   real loopback socket to a server process. Baseline in the same run and the same way:
+   ``json.loads`` of the same body.
 3. Peak RSS of a real ``headlined run`` polling seven real HTTP feeds on loopback.
 """
 
@@ -19,13 +20,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import http.server
 import json
+import multiprocessing
 import os
 import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +111,9 @@ async def headlined_loss(spec: FeedSpec, hours: float, workdir: Path) -> tuple[i
     def handler(_request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=model.response_at(clock.now))
 
-    poller, writer, client, store = await _poller(spec, clock, handler, workdir)
+    poller, writer, client, store = await _poller(
+        spec, clock, httpx.MockTransport(handler), workdir
+    )
     seen: set[str] = set()
     end = T0 + hours * 3600
     while clock.now < end:
@@ -152,7 +157,51 @@ class CpuPerPoll:
         return self.total - self.event_loop - self.duckdb_writer
 
 
-async def cpu_per_poll(workdir: Path, polls: int = 300, idle_s: float = 0.0) -> CpuPerPoll:
+CPU_SPEC = FeedSpec("cpu", rate=100.0, shape=Shape.DATA, seed=7, t0=T0 - 100)
+CPU_WARMUP = 20  # polls before the clock starts: imports, first DuckDB statements
+
+
+def cpu_bodies(polls: int) -> list[bytes]:
+    """The responses of the CPU measurement, one per virtual second."""
+    model = FeedModel(CPU_SPEC)
+    return [
+        json.dumps(model.response_at(T0 + step)).encode()
+        for step in range(1, CPU_WARMUP + polls + 1)
+    ]
+
+
+class _BodyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a real API
+    disable_nagle_algorithm = True
+    server: _BodyServer
+
+    def do_GET(self) -> None:
+        body = next(self.server.bodies)
+        head = (
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        )
+        self.wfile.write(head.encode() + body)  # one write: no delayed-ACK stall
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+class _BodyServer(http.server.HTTPServer):
+    bodies: Iterator[bytes]
+
+
+def serve_bodies(polls: int, ports: multiprocessing.Queue[int]) -> None:
+    """Serve the CPU measurement's bodies in order on loopback (in a process of its own)."""
+    server = _BodyServer(("127.0.0.1", 0), _BodyHandler)
+    server.bodies = iter(cpu_bodies(polls))
+    ports.put(server.server_address[1])
+    server.serve_forever()
+
+
+async def cpu_per_poll(
+    workdir: Path, polls: int = 300, idle_s: float = 0.0, real_http: bool = False
+) -> CpuPerPoll:
     """CPU per poll, and per ``json.loads`` of the same body.
 
     Bodies are rendered before the clock starts: the simulated server's JSON encoding runs
@@ -160,13 +209,10 @@ async def cpu_per_poll(workdir: Path, polls: int = 300, idle_s: float = 0.0) -> 
     before each poll and each ``json.loads``, as the daemon idles between polls. Code run
     after an idle spell takes about twice the CPU time here (cold caches, a vCPU that
     slowed down), ``json.loads`` included; back to back (0) measures the work itself.
+    ``real_http``: through a socket to a server in another process (whose CPU is not
+    counted) rather than an httpx MockTransport in this one.
     """
-    spec = FeedSpec("cpu", rate=100.0, shape=Shape.DATA, seed=7, t0=T0 - 100)
-    model = FeedModel(spec)
-    warmup = 20
-    bodies = [
-        json.dumps(model.response_at(T0 + step)).encode() for step in range(1, warmup + polls + 1)
-    ]
+    bodies = cpu_bodies(polls)
     served = iter(bodies)
 
     def handler(_request: httpx.Request) -> httpx.Response:
@@ -174,9 +220,18 @@ async def cpu_per_poll(workdir: Path, polls: int = 300, idle_s: float = 0.0) -> 
             200, content=next(served), headers={"content-type": "application/json"}
         )
 
+    server = None
+    url = None
+    if real_http:
+        context = multiprocessing.get_context("spawn")
+        ports: multiprocessing.Queue[int] = context.Queue()
+        server = context.Process(target=serve_bodies, args=(polls, ports), daemon=True)
+        server.start()
+        url = f"http://127.0.0.1:{ports.get(timeout=60)}/feed"
     clock = VirtualClock(T0)
-    poller, writer, client, store = await _poller(spec, clock, handler, workdir)
-    for _ in range(warmup):  # imports, first DuckDB statements
+    transport = None if real_http else httpx.MockTransport(handler)
+    poller, writer, client, store = await _poller(CPU_SPEC, clock, transport, workdir, url)
+    for _ in range(CPU_WARMUP):
         await clock.sleep(1.0)
         await poller.poll_once()
     await writer.sync()
@@ -193,11 +248,15 @@ async def cpu_per_poll(workdir: Path, polls: int = 300, idle_s: float = 0.0) -> 
         await poller.poll_once()
     await writer.sync()  # the journal's last segment into DuckDB: part of the cost
     total = time.process_time() - started
+    assert poller.counters.errors == 0, "every poll got its 200 records"
     loop_thread = time.thread_time() - loop_thread
     writer_thread = await store.call(lambda _conn: time.thread_time()) - writer_thread
     await _close(writer, client, store)
+    if server is not None:
+        server.terminate()
+        server.join()
     baseline = 0.0
-    for body in bodies[warmup:]:
+    for body in bodies[CPU_WARMUP:]:
         await asyncio.sleep(idle_s)  # the loop is idle: nothing else runs
         started = time.process_time()
         json.loads(body)
@@ -209,16 +268,18 @@ async def cpu_per_poll(workdir: Path, polls: int = 300, idle_s: float = 0.0) -> 
 async def _poller(
     spec: FeedSpec,
     clock: VirtualClock,
-    handler: Callable[[httpx.Request], httpx.Response],
+    transport: httpx.AsyncBaseTransport | None,
     workdir: Path,
+    url: str | None = None,
 ) -> tuple[SourcePoller, PollWriter, httpx.AsyncClient, Store]:
     store = Store(workdir / f"{spec.name}.duckdb")
     await store.open()
     writer = PollWriter(store, workdir / f"{spec.name}-journal", clock=clock)
     await writer.start()
-    client = fetch.client(httpx.MockTransport(handler))
+    client = fetch.client(transport)
+    config = config_for(spec)
     poller = SourcePoller(
-        config_for(spec),
+        config if url is None else config.model_copy(update={"url": url}),
         client,
         writer,
         RejectSampler(workdir / "rej"),
@@ -305,11 +366,14 @@ def main() -> None:
         print(
             "\nCPU per poll of a 200-record response (100 new), whole path incl. journal and DuckDB"
         )
-        for idle_s, how in (
-            (0.0, "back to back"),
-            (PACED_IDLE_S, f"{PACED_IDLE_S * 1000:g} ms idle before each"),
+        paced = f"{PACED_IDLE_S * 1000:g} ms idle before each"
+        for idle_s, how, real in (
+            (0.0, "back to back, httpx MockTransport", False),
+            (PACED_IDLE_S, f"{paced}, httpx MockTransport", False),
+            (0.0, "back to back, real loopback HTTP", True),
+            (PACED_IDLE_S, f"{paced}, real loopback HTTP", True),
         ):
-            cpu = asyncio.run(cpu_per_poll(work, idle_s=idle_s))
+            cpu = asyncio.run(cpu_per_poll(work, idle_s=idle_s, real_http=real))
             print(
                 f"  {how}: {cpu.total:.2f} ms; json.loads of the body alone: "
                 f"{cpu.baseline:.2f} ms (ratio {cpu.total / cpu.baseline:.1f}x)\n    of which "
