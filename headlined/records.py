@@ -198,8 +198,6 @@ def _get(item: dict[str, Any], field: str) -> Any:
 
 def _seq(values: list[Any]) -> tuple[str, int] | None:
     last = values[-1]
-    if type(last) is int and len(values) == 1:  # the usual case, first
-        return "[]", last
     if isinstance(last, bool):
         return None
     if isinstance(last, str) and last.isascii() and last.isdigit() and len(last) < 19:
