@@ -51,6 +51,14 @@ def journal_in(directory: Path) -> Journal:
     return j
 
 
+async def until(check: Callable[[], Awaitable[bool]], seconds: float = 2.0) -> None:
+    """Wait until ``check`` holds or ``seconds`` pass (the caller asserts what it needs)."""
+    for _ in range(int(seconds / 0.02)):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+
+
 def close(j: Journal) -> Segment:
     """Close the journal's open segment as the writer does, and return it."""
     rotated = j.rotate()
@@ -118,10 +126,11 @@ def test_segments_apply_when_due_by_time(tmp_path: Path) -> None:
         assert await rows(store, "SELECT count(*) FROM messages") == [(0,)]
         clock.now += 1
         writer.submit(poll(2, 1))
-        for _ in range(100):
-            if await rows(store, "SELECT count(*) FROM messages") == [(3,)]:
-                break
-            await asyncio.sleep(0.02)
+
+        async def applied() -> bool:
+            return await rows(store, "SELECT count(*) FROM messages") == [(3,)]
+
+        await until(applied)
         assert await rows(store, "SELECT count(*) FROM messages") == [(3,)]
         await writer.close()
 
@@ -286,10 +295,11 @@ def test_the_journal_reaches_the_disk_within_sync_every(
         assert synced == []  # within the second: written, not yet synced
         clock.now += 1.0
         writer.submit(poll(1, 1))
-        for _ in range(100):
-            if synced:
-                break
-            await asyncio.sleep(0.01)
+
+        async def any_synced() -> bool:
+            return bool(synced)
+
+        await until(any_synced)
         assert len(synced) == 1
         await writer.close()  # the rest is synced as the segment closes
         assert len(synced) == 2
