@@ -7,11 +7,14 @@ partial windows, reordered records and a source's very first poll are never gaps
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import repeat
+from operator import attrgetter, sub
 
 from headlined.records import Record, Scan
 
@@ -105,11 +108,13 @@ def chronological(records: list[Record], newest_first: bool | None = None) -> li
     if not records:
         return []
     oldest_first = _oldest_first(records, newest_first)
-    if all(r.time is not None for r in records):
+    if None not in map(_time, records):
         # Stable sort: ties keep their response order, itself made oldest-first first.
-        ordered = records if oldest_first else records[::-1]
-        return sorted(ordered, key=lambda r: r.time or datetime.min)
+        return sorted(records if oldest_first else records[::-1], key=_time)
     return list(records) if oldest_first else records[::-1]
+
+
+_time = attrgetter("time")
 
 
 def _oldest_first(records: list[Record], newest_first: bool | None) -> bool:
@@ -143,15 +148,14 @@ def window_rate(records: list[Record]) -> float | None:
 
 def largest_burst(records: list[Record], span_s: float = 1.0) -> int | None:
     """The most records whose times fall within any ``span_s`` seconds."""
-    times = sorted(r.time.timestamp() for r in records if r.time is not None)
+    times = sorted([t for t in map(_time, records) if t is not None])
     if not times:
         return None
-    most = low = 0
-    for high, t in enumerate(times):
-        while t - times[low] > span_s:
-            low += 1
-        most = max(most, high - low + 1)
-    return most
+    span = timedelta(seconds=span_s)
+    # For each time, the first one at most span_s before it. bisect and map run in C, on
+    # datetimes: a Python loop, or converting to timestamps, cost twice as much per poll.
+    firsts = map(bisect_left, repeat(times), [t - span for t in times])
+    return int(max(map(sub, range(1, len(times) + 1), firsts)))
 
 
 def compare(scan: Scan, seen: SeenKeys, window: int) -> PollResult:

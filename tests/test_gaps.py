@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from headlined.gaps import PollResult, SeenKeys, chronological, compare, largest_burst
 from headlined.records import Record, Scan, Scanner
 
@@ -158,6 +161,16 @@ def test_largest_burst_counts_records_within_a_second() -> None:
     assert largest_burst(steady) == 3
     assert largest_burst(steady + burst) == 150 + 3
     assert largest_burst([Record("[1]", None, {}, None)]) is None
+
+
+@given(st.lists(st.integers(0, 64 * 5), max_size=60), st.integers(1, 128))
+def test_largest_burst_is_the_fullest_span(offsets: list[int], span_64ths: int) -> None:
+    # Sixty-fourths of a second: exact in floating point, so no boundary is a coin toss.
+    records = [Record("[1]", T0 + timedelta(seconds=o / 64), {}, None) for o in offsets]
+    fullest = max(
+        (sum(0 <= end - o <= span_64ths for o in offsets) for end in offsets), default=None
+    )
+    assert largest_burst(records, span_64ths / 64) == fullest
 
 
 def test_seen_keys_remember_a_key_once() -> None:
