@@ -17,8 +17,8 @@ import httpx
 import pytest
 import trustme
 
-from headlined.config import SourceConfig
 from headlined.fetch import FetchError, client, get_once
+from tests.test_fetch import source
 
 Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
@@ -71,19 +71,6 @@ def ok(body: bytes, *headers: str) -> bytes:
     return f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\n{head}\r\n".encode() + body
 
 
-def source(url: str, **overrides: object) -> SourceConfig:
-    fields: dict[str, object] = {
-        "name": "feed",
-        "url": url,
-        "records": "data",
-        "key": ["id"],
-        "timeout": "5s",
-        "max_response_bytes": 1024,
-    }
-    fields.update(overrides)
-    return SourceConfig.model_validate(fields)
-
-
 async def outcome(server: Server, path: str = "/feed", **overrides: object) -> bytes | str:
     """The body of one GET through the daemon's client, or its FetchError's kind."""
     async with client() as shared:
@@ -94,7 +81,7 @@ async def get(
     shared: httpx.AsyncClient, server: Server, path: str = "/feed", **overrides: object
 ) -> bytes | str:
     try:
-        return (await get_once(shared, source(server.url + path, **overrides))).body
+        return (await get_once(shared, source(url=server.url + path, **overrides))).body
     except FetchError as exc:
         return exc.kind
 
@@ -248,7 +235,7 @@ def test_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> 
             monkeypatch.delenv("NO_PROXY", raising=False)
             monkeypatch.delenv("no_proxy", raising=False)
             async with client() as shared:
-                body = (await get_once(shared, source("http://feed.test/x"))).body
+                body = (await get_once(shared, source(url="http://feed.test/x"))).body
             return body, proxy.heads
 
     body, heads = asyncio.run(run())
