@@ -38,6 +38,7 @@ static int scanner_traverse(Scanner *self, visitproc visit, void *arg) {
     Py_VISIT(self->time_of);
     Py_VISIT(self->parse_time);
     Py_VISIT(self->seq_of);
+    Py_VISIT(self->no_group);
     return 0;
 }
 
@@ -88,20 +89,13 @@ static int scanner_init(Scanner *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     scanner_clear(self);
-    Py_INCREF(fields);
-    self->fields = fields;
-    Py_INCREF(time_field);
-    self->time_field = time_field;
-    Py_INCREF(record);
-    self->record = record;
-    Py_INCREF(key_of);
-    self->key_of = key_of;
-    Py_INCREF(time_of);
-    self->time_of = time_of;
-    Py_INCREF(parse_time);
-    self->parse_time = parse_time;
-    Py_INCREF(seq_of);
-    self->seq_of = seq_of;
+    self->fields = Py_NewRef(fields);
+    self->time_field = Py_NewRef(time_field);
+    self->record = Py_NewRef(record);
+    self->key_of = Py_NewRef(key_of);
+    self->time_of = Py_NewRef(time_of);
+    self->parse_time = Py_NewRef(parse_time);
+    self->seq_of = Py_NewRef(seq_of);
     self->no_group = no_group;
     return 0;
 }
