@@ -140,6 +140,12 @@ class InfluxConfig(_Model):
     inspect: str = "influx_inspect"
     data_dir: Path = Path("/var/lib/influxdb/data")
     wal_dir: Path = Path("/var/lib/influxdb/wal")
+    # meta.db gives each shard's time range (for a TSM file too damaged to say); None: the
+    # "meta" folder beside data_dir, where InfluxDB keeps it by default.
+    meta_dir: Path | None = None
+    # headlined-inspect.socket reads InfluxDB's files as InfluxDB's user; where it does not
+    # exist (or with null) the daemon runs the reader itself, as its own user.
+    inspect_socket: Path | None = Path("/run/headlined-inspect.sock")
     databases: list[str] = Field(default_factory=list)
     start: datetime | None = None
     end: datetime | None = None

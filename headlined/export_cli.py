@@ -18,13 +18,13 @@ from tqdm import tqdm
 
 from headlined import control, logs
 from headlined.config import InfluxConfig, Loaded
-from headlined.exporter import Exporter
-from headlined.influx_export import ExportError
-from headlined.influx_files import InfluxFilesError
+from headlined.exporter import EXPECTED, Exporter
+from headlined.influx_files import DataDirError, InfluxFilesError
 from headlined.store import Store, StoreError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 REFRESH_S = 0.5
+MAX_LISTED = 10  # skipped series listed per damaged chunk
 
 
 def _bar(total: int) -> tqdm[Any]:
@@ -70,9 +70,9 @@ async def _run_here(database_path: Path, influx: InfluxConfig, database: str | N
         chunks = await exporter.plan()
         total = len([c for c in chunks if database in (None, c.database)])
         if total == 0:
+            where = f" for {database}" if database else ""
             print(
-                f"headlined export: nothing to export: no data in {influx.data_dir}"
-                f"{' for ' + database if database else ''} within influx.start/influx.end",
+                f"headlined export: nothing to export{where}: {exporter.nothing_to_export()}",
                 file=sys.stderr,
             )
             return EXIT_OK
@@ -83,12 +83,22 @@ async def _run_here(database_path: Path, influx: InfluxConfig, database: str | N
             finally:
                 watcher.cancel()
             _refresh(exporter, bar)
-    except (ExportError, InfluxFilesError) as exc:
+    except DataDirError as exc:
+        print(f"headlined export: {exc}", file=sys.stderr)
+        if exc.kind == "unreadable" and exporter.reader.mode == "local":
+            print(
+                "InfluxDB keeps each database in a folder only its own user may read: run "
+                "this as root, or enable headlined-inspect.socket (README, Install)",
+                file=sys.stderr,
+            )
+        return EXIT_FAILURE
+    except (*EXPECTED, InfluxFilesError) as exc:
         print(f"headlined export: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
+        await exporter.close()
         await store.close()
-    return _report(exporter.failures, exporter.progress.rows, complete)
+    return _report(exporter.failures, exporter.damaged, exporter.progress.rows, complete)
 
 
 def _refresh(exporter: Exporter, bar: tqdm[Any]) -> None:
@@ -96,7 +106,7 @@ def _refresh(exporter: Exporter, bar: tqdm[Any]) -> None:
     if not p.total:
         return  # not planned yet
     bar.total = p.total
-    bar.n = p.done + p.failed
+    bar.n = p.done + p.failed + p.damaged
     bar.set_postfix_str(
         _describe(p.rows, p.lines + p.lines_in_chunk, p.rows_per_s()), refresh=False
     )
@@ -109,14 +119,30 @@ async def _watch(exporter: Exporter, bar: tqdm[Any]) -> None:
         await asyncio.sleep(REFRESH_S)
 
 
-def _report(failures: dict[str, str], rows: int, complete: bool) -> int:
+def _report(
+    failures: dict[str, str], damaged: dict[str, list[str]], rows: int, complete: bool
+) -> int:
     if complete:
         print(f"export complete: {rows:,} rows", file=sys.stderr)
         return EXIT_OK
-    print(f"export incomplete: {len(failures)} chunk(s) failed:", file=sys.stderr)
+    print(
+        f"export incomplete: {rows:,} rows; {len(failures)} chunk(s) failed, "
+        f"{len(damaged)} damaged",
+        file=sys.stderr,
+    )
     for name, error in sorted(failures.items()):
-        print(f"  {name}: {error}", file=sys.stderr)
-    print("fix the cause and run `headlined export` again: done chunks are kept", file=sys.stderr)
+        print(f"  failed   {name}: {error}", file=sys.stderr)
+    for name, skipped in sorted(damaged.items()):
+        print(f"  damaged  {name}: influx_inspect skipped {len(skipped)}:", file=sys.stderr)
+        for line in skipped[:MAX_LISTED]:
+            print(f"             {line}", file=sys.stderr)
+        if len(skipped) > MAX_LISTED:
+            print(f"             … {len(skipped) - MAX_LISTED} more", file=sys.stderr)
+    print(
+        "a damaged chunk's other data is published. Fix the cause (restore a damaged file "
+        "from a backup) and run `headlined export` again: done chunks are kept",
+        file=sys.stderr,
+    )
     return EXIT_FAILURE
 
 
@@ -142,7 +168,8 @@ def _follow_daemon(
             chosen = {db: f for db, f in figures.items() if database in (None, db)}
             total = sum(sum(f["chunks"].values()) for f in chosen.values())
             finished = sum(
-                f["chunks"].get("done", 0) + f["chunks"].get("failed", 0) for f in chosen.values()
+                sum(f["chunks"].get(state, 0) for state in ("done", "failed", "damaged"))
+                for f in chosen.values()
             )
             rows = sum(f["rows"] for f in chosen.values())
             rate = next((f.get("rows_per_s") for f in chosen.values()), None)
@@ -150,16 +177,26 @@ def _follow_daemon(
             bar.n = finished
             bar.set_postfix_str(_describe(rows, 0, rate), refresh=False)
             bar.refresh()
+            if status.get("export_waiting"):
+                bar.close()
+                print(
+                    f"headlined export: the daemon cannot read InfluxDB's files: "
+                    f"{status['export_waiting']} (it keeps looking; see journalctl -u headlined)",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
             # The daemon marks the export running before it answers the request: once it
             # stops, this run is over, whether it had chunks or none.
             if not status.get("export_running"):
                 break
             sleep(REFRESH_S)
+    failures = status.get("export_failures", {})
+    damaged = status.get("export_damaged", {})
     if total == 0:
         print(
-            "headlined export: nothing to export: the daemon found no data within "
-            "influx.start/influx.end (see its export_range_excludes_data warnings)",
+            "headlined export: nothing to export: the daemon found no data (see its "
+            "export_planned and export_range_excludes_data events)",
             file=sys.stderr,
         )
         return EXIT_OK
-    return _report(status.get("export_failures", {}), rows, not status.get("export_failures"))
+    return _report(failures, damaged, rows, not failures and not damaged)

@@ -1,15 +1,18 @@
 """The InfluxDB export as resumable work: plan chunks, run them, checkpoint every one.
 
-The plan lives in ``export_chunks`` (``pending`` → ``running`` → ``done``/``failed``). A chunk
-is ``done`` only after its files were renamed into place, so a run killed anywhere resumes
-with that chunk, whose redo replaces its own files (deterministic names). Used by the daemon
-(a supervised component) and by ``headlined export`` (in the foreground), with the same
-checkpoints.
+The plan lives in ``export_chunks`` (``pending`` → ``running`` → ``done``/``damaged``/``failed``).
+A chunk is ``done`` only after its files were renamed into place, so a run killed anywhere
+resumes with that chunk, whose redo replaces its own files (deterministic names).
+``damaged``: published, but influx_inspect skipped data it could not read (``damage`` names
+it); ``failed``: nothing published. Both are tried again by every run, so a restored file is
+picked up. Used by the daemon (a supervised component) and by ``headlined export`` (in the
+foreground), with the same checkpoints.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,24 +22,27 @@ import duckdb
 import tenacity
 
 from headlined import influx_files, logs
-from headlined.chunkplan import Chunk, outside, plan, rfc3339
+from headlined.chunkplan import Chunk, Extent, outside, plan, rfc3339
 from headlined.config import InfluxConfig
 from headlined.influx_export import (
+    ChunkResult,
     ExportError,
-    Inspect,
-    find_inspect,
+    UnreadableFileError,
     rejected_dir,
     run_chunk,
-    wal_range,
 )
+from headlined.influx_files import Discovery, Unreadable
+from headlined.influx_reader import InfluxReader, ReaderError
 from headlined.store import Store
 from headlined.supervisor import Heartbeat
 
 log = logs.get("exporter")
 
 CHUNK_ATTEMPTS = 3
-# Worth another attempt: a crashed or killed influx_inspect, a full disk, a DuckDB hiccup.
-RETRYABLE = (ExportError, OSError, duckdb.Error)
+# Worth another attempt: a crashed or killed influx_inspect, a lost connection to the reader,
+# a full disk, a DuckDB hiccup. Not an unreadable TSM file: it stays unreadable.
+EXPECTED = (ExportError, ReaderError, OSError, duckdb.Error)
+MAX_DAMAGE_SHOWN = 5  # skipped series named in a log event or a failure line
 PROGRESS_LOG_S = 60.0
 
 
@@ -47,6 +53,7 @@ class Progress:
     total: int = 0
     done: int = 0
     failed: int = 0
+    damaged: int = 0
     lines: int = 0
     rows: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -99,7 +106,7 @@ class Progress:
 
     def eta_s(self) -> float | None:
         """Seconds left, from this run's seconds per chunk."""
-        left = self.total - self.done - self.failed
+        left = self.total - self.done - self.failed - self.damaged
         if self.chunks_this_run == 0 or left <= 0:
             return None
         return (time.monotonic() - self.started) / self.chunks_this_run * left
@@ -156,11 +163,12 @@ def set_state(
     rows: int | None = None,
     files: int | None = None,
     error: str | None = None,
+    damage: list[dict[str, str | None]] | None = None,
 ) -> None:
-    """Checkpoint one chunk."""
+    """Checkpoint one chunk; ``damage`` lists what influx_inspect skipped (state damaged)."""
     conn.execute(
         """UPDATE export_chunks SET state = ?, lines = ?, rows = ?, files = ?, error = ?,
-                  updated_at = ?
+                  damage = ?, updated_at = ?
            WHERE database = ? AND retention_policy = ? AND start = ?""",
         [
             state,
@@ -168,6 +176,7 @@ def set_state(
             rows,
             files,
             error,
+            None if damage is None else json.dumps(damage),
             datetime.now(UTC),
             chunk.database,
             chunk.retention_policy,
@@ -195,35 +204,52 @@ class Exporter:
         self._overlap = overlap
         self.progress = Progress()
         self.failures: dict[str, str] = {}
+        self.damaged: dict[str, list[str]] = {}
+        self.reader = InfluxReader(cfg)
+        self.discovery: Discovery | None = None
+        self.extents: list[Extent] = []
         self._sleep = sleep
         self._threads = threads
-        self._inspect: Inspect | None = None
 
-    async def _binary(self) -> Inspect:
-        """The influx_inspect binary, found (and its flags probed) once."""
-        if self._inspect is None:
-            self._inspect = await asyncio.to_thread(find_inspect, self.cfg.inspect)
-        return self._inspect
+    async def close(self) -> None:
+        """End the connection to InfluxDB's files (the reader exits)."""
+        await self.reader.close()
 
     async def plan(self) -> list[Chunk]:
-        """Discover the data, plan chunks, and persist the plan (existing checkpoints kept)."""
-        inspect = await self._binary()
-        found = await asyncio.to_thread(
-            influx_files.discover, self.cfg.data_dir, self.cfg.wal_dir, self.cfg.databases
-        )
+        """Discover the data, plan chunks, and persist the plan (existing checkpoints kept).
+
+        DataDirError when InfluxDB's directories cannot be used (yet).
+        """
+        discovery = await self.reader.discover()
         wal_ranges = {}
-        for item in found:
+        for item in discovery.found:
             if item.wal_bytes:
                 async for attempt in self._retrying(f"{item.database}/{item.retention_policy}"):
                     with attempt:
-                        found_range = await wal_range(
-                            inspect, self.cfg, item.database, item.retention_policy
+                        found_range = await self.reader.wal_range(
+                            item.database, item.retention_policy
                         )
                 if found_range is not None:
                     wal_ranges[(item.database, item.retention_policy)] = found_range
-        extents = await asyncio.to_thread(influx_files.extents, found, wal_ranges)
-        chunks = plan(extents, self.cfg.chunk, self.cfg.start, self.cfg.end)
-        for extent in outside(extents, self.cfg.start, self.cfg.end):
+        self.discovery = discovery
+        self.extents = influx_files.extents(discovery, wal_ranges)
+        for (database, rp), files in influx_files.unreadable(discovery).items():
+            for bad in files:
+                log.error(
+                    "tsm_file_unreadable",
+                    database=database,
+                    retention_policy=rp,
+                    file=bad.path,
+                    error=bad.error,
+                    covers=None
+                    if bad.first_ns is None or bad.last_ns is None
+                    else f"{rfc3339(bad.first_ns)}..{rfc3339(bad.last_ns)}",
+                    action="the chunks it covers fail; every other chunk is exported",
+                )
+        if discovery.meta_error is not None and influx_files.unreadable(discovery):
+            log.warning("influx_meta_unreadable", error=discovery.meta_error)
+        chunks = plan(self.extents, self.cfg.chunk, self.cfg.start, self.cfg.end)
+        for extent in outside(self.extents, self.cfg.start, self.cfg.end):
             log.warning(
                 "export_range_excludes_data",
                 database=extent.database,
@@ -240,14 +266,28 @@ class Exporter:
             databases=sorted({c.database for c in chunks}),
             chunks=len(chunks),
             chunk_s=self.cfg.chunk,
+            via=self.reader.mode,
         )
         return chunks
 
+    def nothing_to_export(self) -> str:
+        """Why a plan has no chunk, in words: no data at all, or none within start/end."""
+        found = self.discovery.found if self.discovery is not None else ()
+        where = f"{self.cfg.data_dir} and {self.cfg.wal_dir}"
+        if not found:
+            return f"no retention policy with data in {where}"
+        if not self.extents:
+            names = sorted({f"{f.database}/{f.retention_policy}" for f in found})
+            return f"{', '.join(names)} hold no points in {where}"
+        return (
+            "every database's data lies outside influx.start/influx.end "
+            "(see the export_range_excludes_data warnings)"
+        )
+
     async def run(self, database: str | None = None, heartbeat: Heartbeat | None = None) -> bool:
-        """Run every pending or failed chunk (of ``database`` if given); True if all done."""
-        if self._inspect is None:  # not planned yet in this process
+        """Run every chunk not ``done`` (of ``database`` if given); True if all are done."""
+        if self.discovery is None:  # not planned yet in this process
             await self.plan()
-        inspect = await self._binary()
         everything = await self.store.call(load_chunks)
         chosen = [(c, s, n) for c, s, n in everything if database in (None, c.database)]
         todo = [c for c, state, _ in chosen if state != "done"]
@@ -260,6 +300,7 @@ class Exporter:
         for chunk, state, rows in chosen:
             self.progress.count(chunk.database, "done" if state == "done" else "pending", rows)
         self.failures = {}
+        self.damaged = {}
         last_log = time.monotonic()
         running: set[asyncio.Task[None]] = set()
         try:
@@ -269,7 +310,7 @@ class Exporter:
                 if heartbeat is not None:
                     heartbeat.beat(within=600)
                 exported = asyncio.Event()
-                task = asyncio.create_task(self._run_one(chunk, inspect, heartbeat, exported.set))
+                task = asyncio.create_task(self._run_one(chunk, heartbeat, exported.set))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 if self._overlap:
@@ -288,10 +329,11 @@ class Exporter:
             for task in running:
                 task.cancel()  # stopped (the daemon's shutdown): no chunk is left running
             await asyncio.gather(*running, return_exceptions=True)
+            await self.reader.close()
         if todo:
             self._log_progress()
         self.progress.running = False
-        return not self.failures
+        return not self.failures and not self.damaged
 
     def _log_progress(self) -> None:
         log.info(
@@ -299,6 +341,7 @@ class Exporter:
             done=self.progress.done,
             total=self.progress.total,
             failed=self.progress.failed,
+            damaged=self.progress.damaged,
             rows=self.progress.rows,
             rows_per_s=self.progress.rows_per_s(),
             eta_s=self.progress.eta_s(),
@@ -309,7 +352,8 @@ class Exporter:
         return tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(CHUNK_ATTEMPTS),
             wait=tenacity.wait_exponential_jitter(multiplier=2, max=60, jitter=1),
-            retry=tenacity.retry_if_exception_type(RETRYABLE),
+            retry=tenacity.retry_if_exception_type(EXPECTED)
+            & tenacity.retry_if_not_exception_type(UnreadableFileError),
             sleep=self._sleep,
             before_sleep=lambda state: log.warning(
                 "export_chunk_retry",
@@ -320,16 +364,23 @@ class Exporter:
             reraise=True,
         )
 
+    def _broken(self, chunk: Chunk) -> list[Unreadable]:
+        if self.discovery is None:
+            return []
+        return influx_files.unreadable(self.discovery).get(
+            (chunk.database, chunk.retention_policy), []
+        )
+
     async def _run_one(
         self,
         chunk: Chunk,
-        inspect: Inspect,
         heartbeat: Heartbeat | None,
         exported: Callable[[], None],
     ) -> None:
         name = chunk.label
         self.progress.in_flight[name] = 0
         await self.store.call(lambda conn: set_state(conn, chunk, "running"))
+        discovery = self.discovery or Discovery((), {})
 
         def seen(lines: int) -> None:
             self.progress.in_flight[name] = lines  # an existing key: the dict keeps its size
@@ -340,11 +391,18 @@ class Exporter:
             async for attempt in self._retrying(name):
                 with attempt:
                     result = await run_chunk(
-                        inspect, self.cfg, chunk, seen, self._threads, on_exported=exported
+                        self.reader,
+                        self.cfg,
+                        chunk,
+                        discovery,
+                        self._broken(chunk),
+                        progress=seen,
+                        threads=self._threads,
+                        on_exported=exported,
                     )
         except Exception as exc:
             # Whatever went wrong (a converter bug included) fails this chunk, not the run.
-            error = str(exc) if isinstance(exc, RETRYABLE) else f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, EXPECTED) else f"{type(exc).__name__}: {exc}"
             self.failures[name] = error
             self.progress.failed += 1
             self.progress.chunks_this_run += 1
@@ -355,33 +413,76 @@ class Exporter:
                 chunk=name,
                 error=error,
                 action="other chunks continue; rerun to retry",
-                exc_info=None if isinstance(exc, RETRYABLE) else exc,
+                exc_info=None if isinstance(exc, EXPECTED) else exc,
             )
             return
         finally:
             self.progress.in_flight.pop(name, None)
+        await self._checkpoint(chunk, result)
+
+    async def _checkpoint(self, chunk: Chunk, result: ChunkResult) -> None:
+        name = chunk.label
+        converted = result.converted
+        state = "damaged" if result.damage_total else "done"
+        error = None
+        if result.damage_total:
+            shown = [d.describe() for d in result.damage[:MAX_DAMAGE_SHOWN]]
+            more = result.damage_total - len(shown)
+            error = "influx_inspect skipped: " + "; ".join(shown)
+            if more:
+                error += f"; and {more} more (export_chunks.damage)"
+            self.damaged[name] = [d.describe() for d in result.damage]
         await self.store.call(
             lambda conn: set_state(
-                conn, chunk, "done", lines=result.lines, rows=result.points, files=len(result.files)
+                conn,
+                chunk,
+                state,
+                lines=converted.lines,
+                rows=converted.points,
+                files=len(converted.files),
+                error=error,
+                damage=[d.to_json() for d in result.damage] if result.damage_total else None,
             )
         )
-        self.progress.done += 1
+        if result.damage_total:
+            self.progress.damaged += 1
+        else:
+            self.progress.done += 1
         self.progress.chunks_this_run += 1
-        self.progress.move(chunk.database, "done", result.points)
-        self.progress.lines += result.lines
-        self.progress.rows += result.points
-        self.progress.rows_this_run += result.points
-        if result.rejected:
+        self.progress.move(chunk.database, state, converted.points)
+        self.progress.lines += converted.lines
+        self.progress.rows += converted.points
+        self.progress.rows_this_run += converted.points
+        if result.damage_total:
+            log.error(
+                "export_chunk_damaged",
+                chunk=name,
+                skipped=result.damage_total,
+                series=sorted({d.series or d.file for d in result.damage})[:MAX_DAMAGE_SHOWN],
+                error=error,
+                rows=converted.points,
+                action="the rest of the chunk is published; restore the damaged file from a "
+                "backup and run `headlined export` to redo it",
+            )
+        for rp in result.wal_deletes:
+            log.warning(
+                "export_wal_has_deletes",
+                chunk=name,
+                retention_policy=rp,
+                action="influx_inspect replays the WAL without its deletes: deleted series may "
+                "appear; export again once InfluxDB has written the WAL into TSM",
+            )
+        if converted.rejected:
             log.warning(
                 "export_lines_rejected",
                 chunk=name,
-                rejected=result.rejected,
+                rejected=converted.rejected,
                 where=str(rejected_dir(self.cfg, chunk) / f"{chunk.stem}.txt"),
             )
         log.debug(
             "export_chunk_done",
             chunk=name,
-            lines=result.lines,
-            rows=result.points,
-            files=len(result.files),
+            lines=converted.lines,
+            rows=converted.points,
+            files=len(converted.files),
         )

@@ -1,119 +1,107 @@
-"""The ``influx_inspect export`` adapter: one chunk, exported to a file while it is converted.
+"""One chunk: exported by influx_inspect (through :mod:`headlined.influx_reader`), converted
+while it arrives, judged by what influx_inspect said on stderr, then published.
 
-influx_inspect writes the chunk's line protocol to a temporary file under
-``<output_dir>/.work/`` (so temporary disk is bounded by one chunk, never the database), and
-the converter follows that file as it grows, so the export and the conversion overlap; the
-conversion ends at the file's end once influx_inspect has exited. (A named pipe would overlap
-them too, but a small export can finish and close the pipe before the reader opened it,
-losing its data; and the converter's fast path needs a file it can read again.)
-The converter writes into a staging folder; only when influx_inspect exited 0 and the
-conversion finished are the files renamed into ``<output_dir>/<db>/<rp>/<measurement>/``
-(rejected lines into ``<output_dir>/_rejected/<db>/<rp>/<chunk>.txt``), so a failed or killed
-chunk never leaves partial Parquet where queries look.
+The line protocol arrives in a temporary file under ``<output_dir>/.work/`` (so temporary disk
+is bounded by one chunk, never the database), and the converter follows that file as it
+grows, so the export and the conversion overlap; the conversion ends at the file's end once
+the export has ended. The converter writes into a staging folder; only when influx_inspect
+exited 0, its stderr named nothing this chunk cannot do without, and the conversion finished,
+are the files renamed into ``<output_dir>/<db>/<rp>/<measurement>/`` (rejected lines into
+``<output_dir>/_rejected/<db>/<rp>/<chunk>.txt``), so a failed or killed chunk never leaves
+partial Parquet where queries look.
+
+What influx_inspect skipped decides the chunk's fate: a TSM file it could not open at all
+that covers the chunk fails it (nothing is published, the file is named, no retry helps); a
+key or block it could not read, or a WAL segment cut short, makes it ``damaged``: the rest is
+published and what was skipped is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import shutil
-import signal
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from headlined import convert, durable, logs
-from headlined.chunkplan import Chunk
+from headlined import convert, durable, inspect_report, logs
+from headlined.chunkplan import Chunk, to_ns
 from headlined.config import InfluxConfig
+from headlined.influx_files import Discovery, Unreadable, shard_of
+from headlined.influx_reader import Exported, InfluxReader
 
 log = logs.get("influx_export")
 
-STDERR_KEEP = 4000  # the tail of influx_inspect's messages kept for the error column
-_TIMESTAMP = re.compile(rb" (-?\d+)\s*$")
+MAX_DAMAGE = 200  # skipped keys kept per chunk; the count says how many more there were
 
 
 class ExportError(Exception):
     """A chunk could not be exported; the message says why, for ``export_chunks.error``."""
 
 
+class UnreadableFileError(ExportError):
+    """A TSM file covering the chunk could not be read at all: retrying cannot help."""
+
+
 @dataclass(frozen=True, slots=True)
-class Inspect:
-    """A usable influx_inspect binary and what its ``export`` supports."""
+class ChunkResult:
+    """A published chunk: what the converter wrote, and what influx_inspect skipped."""
 
-    path: str
-    lponly: bool
-
-
-def find_inspect(name: str) -> Inspect:
-    """Resolve the binary and detect ``-lponly`` (influx_inspect ≥ 1.8.3) from ``export -h``."""
-    path = shutil.which(name)
-    if path is None:
-        raise ExportError(f"influx_inspect not found: {name!r} (influx.inspect) is not on PATH")
-    try:
-        probe = subprocess.run(
-            [path, "export", "-h"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ExportError(f"{path} export -h failed: {exc}") from None
-    usage = probe.stdout + probe.stderr
-    if "-datadir" not in usage:
-        raise ExportError(f"{path} does not look like influx_inspect: {usage[:200]!r}")
-    return Inspect(path, "-lponly" in usage)
+    converted: convert.ConvertResult
+    damage: tuple[inspect_report.Skipped, ...]
+    damage_total: int  # with the ones past MAX_DAMAGE
+    wal_deletes: tuple[str, ...]
 
 
-def _low_priority() -> list[str]:
-    """nice/ionice prefixes: an export must never starve the pollers or influxd."""
-    prefix = []
-    if shutil.which("nice"):
-        prefix += ["nice", "-n", "10"]
-    if shutil.which("ionice"):
-        prefix += ["ionice", "-c", "2", "-n", "7"]
-    return prefix
+def assess(
+    report: inspect_report.Report,
+    chunk: Chunk,
+    discovery: Discovery,
+    broken: list[Unreadable],
+) -> tuple[list[str], list[inspect_report.Skipped]]:
+    """(why the chunk fails, what it lacks): pure, from influx_inspect's stderr.
 
-
-def export_argv(inspect: Inspect, cfg: InfluxConfig, chunk: Chunk, out: Path) -> list[str]:
-    """The command line of one chunk's export."""
-    start, end = chunk.inspect_range()
-    argv = [
-        *_low_priority(),
-        inspect.path,
-        "export",
-        "-datadir",
-        str(cfg.data_dir),
-        "-waldir",
-        str(cfg.wal_dir),
-        "-database",
-        chunk.database,
-        "-retention",
-        chunk.retention_policy,
-        "-start",
-        start,
-        "-end",
-        end,
-        "-out",
-        str(out),
-    ]
-    if inspect.lponly:
-        argv.append("-lponly")
-    return argv
+    influx_inspect names an unreadable TSM file in every chunk of its retention policy (it
+    opens a file before it knows the file's time range); only a file whose time covers this
+    chunk fails it. A corrupt WAL segment damages the chunks its shard covers.
+    """
+    lo, hi = to_ns(chunk.start), to_ns(chunk.end)
+    known = {b.path: b for b in broken}
+    fatal: list[str] = []
+    damage: list[inspect_report.Skipped] = []
+    for item in report.skipped:
+        if item.kind == "file":
+            bad = known.get(item.file) or Unreadable(item.file, item.error, None, None)
+            if bad.covers(lo, hi):
+                fatal.append(f"{item.file}: unreadable TSM file ({item.error})")
+        elif item.kind == "wal":
+            shard = shard_of(item.file)
+            span = discovery.shards.get((chunk.database, chunk.retention_policy, shard or -1))
+            if span is None or (span[0] < hi and lo < span[1]):
+                damage.append(item)
+        else:
+            damage.append(item)
+    return fatal, damage
 
 
 async def run_chunk(
-    inspect: Inspect,
+    reader: InfluxReader,
     cfg: InfluxConfig,
     chunk: Chunk,
+    discovery: Discovery,
+    broken: list[Unreadable],
+    *,
     progress: Callable[[int], None] | None = None,
     threads: int | None = None,
-    *,
     on_exported: Callable[[], None] | None = None,
-) -> convert.ConvertResult:
+) -> ChunkResult:
     """Export and convert one chunk; its files are in place when this returns.
 
-    ``threads`` bounds DuckDB's threads (the daemon uses one, leaving a core to the pollers).
-    ``on_exported`` is called once influx_inspect has exited (whether it succeeded or not).
+    ``broken`` lists the unreadable TSM files of the chunk's retention policy (from
+    discovery). ``threads`` bounds DuckDB's threads (the daemon uses one, leaving a core to
+    the pollers). ``on_exported`` is called once influx_inspect has ended (either way).
     """
     work = (
         cfg.output_dir / ".work" / f"{convert.path_segment(chunk.database)}-"
@@ -123,28 +111,16 @@ async def run_chunk(
     staging = work / "out"
     staging.mkdir(parents=True)
     exported = work / "export.lp"
-    exported.touch()  # so that the converter can open it before influx_inspect writes to it
-    finished = threading.Event()  # set once influx_inspect has exited: the file is whole
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *export_argv(inspect, cfg, chunk, exported),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        shutil.rmtree(work, ignore_errors=True)
-        raise ExportError(f"cannot start {inspect.path}: {exc}") from None
+    exported.touch()  # so that the converter can open it before the first bytes arrive
+    finished = threading.Event()  # set once the export has ended: the file is whole
 
-    async def exit_code() -> int:
-        try:
-            return await proc.wait()
-        finally:
-            finished.set()
-            if on_exported is not None:
-                on_exported()
+    def ended(_: object) -> None:
+        finished.set()
+        if on_exported is not None:
+            on_exported()
 
-    exited = asyncio.create_task(exit_code())
-    stderr_tail = asyncio.create_task(_stderr_tail(proc))
+    exporting = asyncio.create_task(reader.export(chunk, exported))
+    exporting.add_done_callback(ended)
     loop = asyncio.get_running_loop()
     removals: list[asyncio.Task[None]] = []
 
@@ -156,7 +132,7 @@ async def run_chunk(
         )
 
     try:
-        # The converter reads the file while influx_inspect writes it: the two overlap.
+        # The converter reads the file while the export writes it: the two overlap.
         result = await asyncio.to_thread(
             convert.convert,
             exported,
@@ -173,29 +149,43 @@ async def run_chunk(
             source_done=remove_export,
         )
         await asyncio.gather(*removals)
-        stderr = await stderr_tail
-        _check_exit(await exited, stderr)
+        report, damage = _judge(await exporting, chunk, discovery, broken)
     except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        exporting.cancel()
         finished.set()  # a converter still reading stops at the end of the file
-        await asyncio.gather(*removals, return_exceptions=True)
+        await asyncio.gather(exporting, *removals, return_exceptions=True)
         shutil.rmtree(work, ignore_errors=True)
         raise
-    if "error" in stderr.lower() and "skipped missing file" not in stderr:
-        log.warning(
-            "influx_inspect_warned",
-            chunk=chunk.stem,
-            database=chunk.database,
-            message=stderr.strip()[-500:],
-        )
     files = await asyncio.to_thread(_publish, staging, cfg.output_dir)
     await asyncio.to_thread(
         _publish_rejects, work / "rejected", rejected_dir(cfg, chunk), chunk.stem
     )
     shutil.rmtree(work, ignore_errors=True)
-    return dataclasses.replace(result, files=files)
+    return ChunkResult(
+        dataclasses.replace(result, files=files),
+        tuple(damage[:MAX_DAMAGE]),
+        len(damage),
+        report.wal_deletes,
+    )
+
+
+def _judge(
+    outcome: Exported, chunk: Chunk, discovery: Discovery, broken: list[Unreadable]
+) -> tuple[inspect_report.Report, list[inspect_report.Skipped]]:
+    """The chunk's report and damage, or the ExportError that fails it."""
+    if outcome.exit_code != 0:
+        raise ExportError(
+            f"influx_inspect {inspect_report.describe_exit(outcome.exit_code)}: "
+            f"{outcome.stderr.strip()[-4000:] or '(no message)'}"
+        )
+    report = inspect_report.parse(outcome.stderr)
+    fatal, damage = assess(report, chunk, discovery, broken)
+    if fatal:
+        raise UnreadableFileError(
+            "; ".join(fatal) + ": the chunk's data in it cannot be exported; restore the "
+            "file from a backup (influx_inspect verify checks TSM files), then export again"
+        )
+    return report, damage
 
 
 def rejected_dir(cfg: InfluxConfig, chunk: Chunk) -> Path:
@@ -206,31 +196,6 @@ def rejected_dir(cfg: InfluxConfig, chunk: Chunk) -> Path:
         / convert.path_segment(chunk.database)
         / convert.path_segment(chunk.retention_policy)
     )
-
-
-def describe_exit(code: int) -> str:
-    """``exited 1``, or ``was killed by SIGKILL`` for a negative (signal) return code."""
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited {code}"
-
-
-def _check_exit(code: int, stderr: str) -> None:
-    if code != 0:
-        raise ExportError(
-            f"influx_inspect {describe_exit(code)}: {stderr.strip() or '(no message)'}"
-        )
-
-
-async def _stderr_tail(proc: asyncio.subprocess.Process) -> str:
-    stream = proc.stderr
-    tail = b""
-    while stream is not None and (chunk := await stream.read(65536)):
-        tail = (tail + chunk)[-STDERR_KEEP:]
-    return tail.decode("utf-8", "replace")
 
 
 def _publish_rejects(staged_dir: Path, final_dir: Path, stem: str) -> None:
@@ -256,61 +221,3 @@ def _publish(staging: Path, output_dir: Path) -> list[Path]:
         durable.fsync(final.parent)
         published.append(final)
     return published
-
-
-async def wal_range(
-    inspect: Inspect, cfg: InfluxConfig, database: str, rp: str
-) -> tuple[int, int] | None:
-    """The time range of a retention policy's WAL data, read by influx_inspect itself.
-
-    Pointing ``-datadir`` at an empty folder makes it export the WAL alone, which is small
-    (influxd turns it into TSM past 25 MiB by default).
-    """
-    work = cfg.output_dir / ".work" / "wal-probe"
-    shutil.rmtree(work, ignore_errors=True)
-    empty = work / "empty"
-    empty.mkdir(parents=True)
-    out = work / "wal.lp"
-    argv = [
-        inspect.path,
-        "export",
-        "-datadir",
-        str(empty),
-        "-waldir",
-        str(cfg.wal_dir),
-        "-database",
-        database,
-        "-retention",
-        rp,
-        "-out",
-        str(out),
-    ]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            message = err.decode(errors="replace").strip()[-500:] or "(no message)"
-            raise ExportError(
-                f"reading the WAL of {database}/{rp}: influx_inspect "
-                f"{describe_exit(proc.returncode or 0)}: {message}"
-            )
-        return await asyncio.to_thread(_timestamp_range, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _timestamp_range(path: Path) -> tuple[int, int] | None:
-    low: int | None = None
-    high: int | None = None
-    with path.open("rb") as f:
-        for line in f:
-            if line.startswith((b"#", b"CREATE ")):
-                continue
-            match = _TIMESTAMP.search(line)
-            if match:
-                ts = int(match.group(1))
-                low = ts if low is None else min(low, ts)
-                high = ts if high is None else max(high, ts)
-    return None if low is None or high is None else (low, high)

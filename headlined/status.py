@@ -15,6 +15,8 @@ import duckdb
 
 from headlined.config import Config, format_duration
 
+MAX_PROBLEMS = 10  # failed or damaged chunks listed by name
+
 
 def offline_snapshot(conn: duckdb.DuckDBPyConnection, cfg: Config) -> dict[str, Any]:
     """What the state file says when no daemon is running."""
@@ -50,7 +52,11 @@ def offline_snapshot(conn: duckdb.DuckDBPyConnection, cfg: Config) -> dict[str, 
             "failing": bool(state.get("errors")),
             "last_error": last_error,
         }
-    return {"sources": sources, "export": offline_export(conn)}
+    return {
+        "sources": sources,
+        "export": offline_export(conn),
+        "export_problems": export_problems(conn),
+    }
 
 
 def offline_export(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -65,6 +71,26 @@ def offline_export(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         entry["rows"] += rows
         entry["lines"] += lines
     return out
+
+
+def export_problems(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every failed or damaged chunk with its error (what ``status`` lists by name)."""
+    rows = conn.execute(
+        """SELECT database, retention_policy, strftime(start, '%Y-%m-%dT%H:%MZ'),
+                  strftime("end", '%Y-%m-%dT%H:%MZ'), state, error,
+                  coalesce(json_array_length(damage), 0)
+           FROM export_chunks WHERE state IN ('failed', 'damaged')
+           ORDER BY database, retention_policy, start"""
+    ).fetchall()
+    return [
+        {
+            "chunk": f"{db}/{rp} {start}..{end}",
+            "state": state,
+            "error": error,
+            "skipped": skipped,
+        }
+        for db, rp, start, end, state, error, skipped in rows
+    ]
 
 
 def _ago(seconds: float | None) -> str:
@@ -135,9 +161,11 @@ def render(document: dict[str, Any]) -> str:
         lines.extend(table(rows))
     lines.extend(_journal(document.get("journal")))
     export = document.get("export", {})
+    if document.get("export_waiting"):
+        lines += ["", f"export: WAITING: {document['export_waiting']}"]
     if export:
         lines.append("")
-        rows = [("DATABASE", "CHUNKS DONE/TOTAL", "FAILED", "ROWS", "SPEED", "ETA")]
+        rows = [("DATABASE", "CHUNKS DONE/TOTAL", "FAILED", "DAMAGED", "ROWS", "SPEED", "ETA")]
         for database, e in export.items():
             chunks = e.get("chunks", {})
             total = sum(chunks.values())
@@ -148,12 +176,21 @@ def render(document: dict[str, Any]) -> str:
                     database,
                     f"{chunks.get('done', 0)}/{total}",
                     str(chunks.get("failed", 0)),
+                    str(chunks.get("damaged", 0)),
                     str(e.get("rows", 0)),
                     f"{speed:,.0f} rows/s" if speed else "-",
                     format_duration(round(eta)) if eta else "-",
                 )
             )
         lines.extend(table(rows))
+    problems = document.get("export_problems") or []
+    for problem in problems[:MAX_PROBLEMS]:
+        lines.append(f"  {problem['state']} {problem['chunk']}: {problem['error'] or '-'}")
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(
+            f"  … {len(problems) - MAX_PROBLEMS} more: "
+            "headlined query \"SELECT * FROM export_chunks WHERE state <> 'done'\""
+        )
     return "\n".join(lines)
 
 

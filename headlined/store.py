@@ -79,6 +79,8 @@ MIGRATIONS: list[str] = [
     """,
     # 2: how many HTTP requests (retries included) each poll made.
     "ALTER TABLE fetch_summary ADD COLUMN attempts INTEGER;",
+    # 3: what influx_inspect skipped in a chunk it could partly read (state 'damaged').
+    "ALTER TABLE export_chunks ADD COLUMN damage JSON;",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -178,7 +178,7 @@ if seen.exists() or len(list(STATE.glob("seen-*"))) >= KILLED:
     os.execv(REAL, [REAL, *args])
 seen.touch()
 out = Path(args[args.index("-out") + 1])
-fifo = out.with_suffix(".fifo")
+fifo = STATE / f"fifo-{{seen.name}}"  # -out is a pipe the wrapper inherited: no folder
 os.mkfifo(fifo)
 fd = os.open(fifo, os.O_RDWR)  # never blocks; the pipe exists from here on
 fcntl.fcntl(fd, 1031, 4096)  # F_SETPIPE_SZ: one page, so the writer blocks on the next one
@@ -332,8 +332,8 @@ exit $code
 @pytest.mark.parametrize("level", ["warning", "info"])
 def test_export_logs_at_the_configured_level(tmp_path: Path, level: str) -> None:
     """`log_level` applies to `headlined export` too, as JSON lines on stdout."""
-    for name in ("data", "wal"):
-        (tmp_path / name).mkdir()
+    (tmp_path / "data" / "db1" / "autogen").mkdir(parents=True)  # a database with no point
+    (tmp_path / "wal").mkdir()
     config = tmp_path / "headlined.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -350,7 +350,7 @@ def test_export_logs_at_the_configured_level(tmp_path: Path, level: str) -> None
     )
     result = export(config)
     assert result.returncode == 0, result.stderr
-    assert "nothing to export" in result.stderr
+    assert "nothing to export: db1/autogen hold no points in" in result.stderr
     events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
     assert ("export_planned" in events) == (level == "info"), result.stdout
 
