@@ -47,6 +47,7 @@ log = logs.get("influx_reader")
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10.0
+LOCAL_EXIT_S = 10.0  # for a local helper to stop its influx_inspect and exit
 STDERR_KEEP = 1 << 20  # influx_inspect can name thousands of skipped keys: keep a bounded part
 
 
@@ -165,18 +166,22 @@ def _spawn_local(inspect: str) -> _Connection:
         raise ReaderError(f"cannot start {' '.join(argv)}: {exc}") from None
     if proc.stdin is None or proc.stdout is None:
         raise ReaderError("the local headlined-inspect was started without pipes")
+    stdin, stdout = proc.stdin, proc.stdout
 
     def close() -> None:
-        if proc.poll() is None:
+        # Its stdin ending makes it stop influx_inspect and exit; a kill would orphan that.
+        with contextlib.suppress(OSError):
+            stdin.close()
+        try:
+            proc.wait(timeout=LOCAL_EXIT_S)
+        except subprocess.TimeoutExpired:
             proc.kill()
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
+            proc.wait()
+        stdout.close()
 
     return _Connection(
-        cast("BinaryIO", proc.stdout),
-        cast("BinaryIO", proc.stdin),
+        cast("BinaryIO", stdout),
+        cast("BinaryIO", stdin),
         close,
         "headlined-inspect (local)",
     )

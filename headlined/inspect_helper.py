@@ -104,11 +104,11 @@ def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
                 )
                 write_json(out, RESULT, found.to_json())
             elif request.op == "export":
-                code = _export(request, inspect, out, None)
+                code = _export(request, inspect, inp, out, None)
                 write_json(out, RESULT, {"exit": code})
             else:
                 bounds: list[int] = []
-                code = _export(request, inspect, out, bounds)
+                code = _export(request, inspect, inp, out, bounds)
                 write_json(out, RESULT, {"exit": code, "range": bounds or None})
         except influx_files.DataDirError as exc:
             write_json(out, FAILURE, {"kind": exc.kind, "error": str(exc)})
@@ -130,7 +130,9 @@ def _argv(request: Request, path: str, lponly: bool, data_dir: str, fd: int) -> 
     return argv
 
 
-def _export(request: Request, inspect: Inspect, out: BinaryIO, bounds: list[int] | None) -> int:
+def _export(
+    request: Request, inspect: Inspect, inp: BinaryIO, out: BinaryIO, bounds: list[int] | None
+) -> int:
     """Run influx_inspect; stream its output (or, given ``bounds``, only its time range)."""
     path, lponly = inspect.probe()
     with contextlib.ExitStack() as stack:
@@ -154,7 +156,7 @@ def _export(request: Request, inspect: Inspect, out: BinaryIO, bounds: list[int]
         finally:
             os.close(write_end)  # the child's copy is the only writer: EOF when it exits
         try:
-            _pump(proc, read_end, out, bounds)
+            _pump(proc, read_end, inp, out, bounds)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -163,7 +165,11 @@ def _export(request: Request, inspect: Inspect, out: BinaryIO, bounds: list[int]
 
 
 def _pump(
-    proc: subprocess.Popen[bytes], data_fd: int, out: BinaryIO, bounds: list[int] | None
+    proc: subprocess.Popen[bytes],
+    data_fd: int,
+    inp: BinaryIO,
+    out: BinaryIO,
+    bounds: list[int] | None,
 ) -> None:
     if proc.stderr is None:
         raise InspectError("influx_inspect was started without a stderr pipe")
@@ -171,10 +177,16 @@ def _pump(
     selector = selectors.DefaultSelector()
     selector.register(data_fd, selectors.EVENT_READ, DATA)
     selector.register(err_fd, selectors.EVENT_READ, STDERR)
+    # The client says nothing until the reply is complete: its side becoming readable means it
+    # closed the connection (it stopped, or gave up on this export), even while influx_inspect
+    # is silent; then influx_inspect is stopped at once rather than run on for nobody.
+    selector.register(inp.fileno(), selectors.EVENT_READ, None)
     partial = b""
     try:
-        while selector.get_map():
+        while len(selector.get_map()) > 1:
             for key, _ in selector.select():
+                if key.data is None:
+                    raise BrokenPipeError("the client closed the connection mid-export")
                 chunk = os.read(key.fd, READ_SIZE)
                 if not chunk:
                     selector.unregister(key.fd)

@@ -141,9 +141,9 @@ def parse(stderr: str) -> Report:
             skipped.append(Skipped("key", match.group(2), match.group(3), series, field))
         elif match := _FILE.fullmatch(line):
             skipped.append(Skipped("file", match.group(1), match.group(2)))
-        elif line.startswith("file ") and " corrupt at position " in line:
+        elif line.startswith("file ") and (wals := list(_WAL.finditer(line))):
             # Printed without a newline: two such messages can share a line.
-            for wal in _WAL.finditer(line):
+            for wal in wals:
                 error = f"corrupt at position {wal.group(2)}: {wal.group(3).strip()}"
                 skipped.append(Skipped("wal", wal.group(1), error))
         else:
