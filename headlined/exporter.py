@@ -221,6 +221,14 @@ class Exporter:
         DataDirError when InfluxDB's directories cannot be used (yet).
         """
         discovery = await self.reader.discover()
+        if self.reader.mode == "socket" and self.cfg.inspect != "influx_inspect":
+            log.warning(
+                "influx_inspect_setting_unused",
+                inspect=self.cfg.inspect,
+                action="headlined-inspect.socket runs the influx_inspect its unit names: set "
+                "Environment=HEADLINED_INFLUX_INSPECT= in a drop-in for "
+                "headlined-inspect@.service",
+            )
         wal_ranges = {}
         for item in discovery.found:
             if item.wal_bytes:
