@@ -65,9 +65,11 @@ class AcceptingSocket:
         self._thread.join(timeout=5)
         self._sock.close()
         for child in self.children:
-            if child.poll() is None:
+            try:
+                child.wait(timeout=10)  # a closed connection ends it by itself
+            except subprocess.TimeoutExpired:
                 child.kill()
-            child.wait(timeout=10)
+                child.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
