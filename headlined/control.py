@@ -62,6 +62,8 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=10)
+            if not line:
+                return  # closed without a request: daemon_listening's probe
             reply = await self._dispatch(line)
             writer.write(json.dumps(reply, default=str, ensure_ascii=False).encode() + b"\n")
             await writer.drain()

@@ -63,16 +63,20 @@ def reap() -> None:
 class Daemon:
     """``headlined run -c CONFIG`` with its output captured to a file."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> None:
+        """``prefix``: a command that runs the daemon (e.g. ``setpriv`` with fewer rights)."""
         self.config = config
         self.log = config.parent / f"daemon-{time.monotonic_ns()}.log"
         self._out = self.log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "headlined", "run", "-c", str(config)],
+            [*prefix, sys.executable, "-m", "headlined", "run", "-c", str(config)],
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env=env or dict(os.environ),
         )
+        RUNNING.append(self)  # reaped after the test if it is still running then
 
     def wait_started(self, timeout: float = 30) -> None:
         """Until the daemon logged ``started``."""
@@ -180,3 +184,16 @@ def lost_records(
     aged_out = existed[visible_from : max(0, len(existed) - spec.window)]
     have = set(stored)
     return [k for k in aged_out if k not in have]
+
+
+def status(config: Path) -> dict[str, Any]:
+    """``headlined status --json`` for ``config``: from the running daemon or the state file."""
+    result = subprocess.run(
+        [sys.executable, "-m", "headlined", "status", "--json", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
