@@ -12,13 +12,14 @@ Where the data sits, as observed with influxd 1.6.7~rc0:
   without writes, so a test's small writes stay in the WAL.
 - Stopping influxd does NOT snapshot: on the next start the WAL is replayed into the cache and the
   files stay as they were. A restart cannot move data into TSM.
-- `InfluxServer.flush_to_tsm` forces the move on demand: it runs `influxd backup` against the RPC
+- `RunningInflux.flush_to_tsm` forces the move on demand: it runs `influxd backup` against the RPC
   port, whose per-shard snapshot request first writes the cache to a new TSM file and deletes the
   WAL segments it covered. Data written after it lands in the WAL again.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import glob
 import json
@@ -71,7 +72,7 @@ def quote_ident(name: str) -> str:
     return f'"{escaped}"'
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     # All sockets stay open until every port is chosen, so the ports differ from each other.
     # Another process could still take one before influxd binds it; start() then fails with
     # influxd's "address already in use" in its message.
@@ -84,13 +85,13 @@ def _free_ports(count: int) -> list[int]:
         return ports
 
 
-def _toml_string(value: str) -> str:
+def toml_string(value: str) -> str:
     # A JSON string literal without \u escapes (which TOML rejects for surrogate pairs) is a
     # valid TOML basic string.
     return json.dumps(value, ensure_ascii=False)
 
 
-def _edit_config(text: str, settings: Mapping[tuple[str, str], str]) -> str:
+def edit_config(text: str, settings: Mapping[tuple[str, str], str]) -> str:
     """Set `key = value` for each (section, key) in `settings` in `influxd config` output.
 
     Section "" is the top level. Every key must already be there: the output lists all of them,
@@ -116,161 +117,43 @@ def _edit_config(text: str, settings: Mapping[tuple[str, str], str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class InfluxServer:
-    """One influxd process whose meta, data and WAL directories live under `root`.
+def reporting_off(text: str) -> dict[tuple[str, str], str]:
+    """The `edit_config` setting that turns usage reporting off in `influxd config` output.
 
-    `start()` picks fresh ports each time, so a stopped server can be started again on the
-    same files (which is how a test checks what survives a restart).
+    Debian's build turns upstream's `reporting-disabled` into `reporting-enabled`; this
+    switches reporting off under whichever name that influxd has.
+    """
+    if "reporting-enabled" in text:
+        return {("", "reporting-enabled"): "false"}
+    return {("", "reporting-disabled"): "true"}
+
+
+class RunningInflux(abc.ABC):
+    """A running influxd as a test reaches it, however it was started: its HTTP API, the RPC
+    snapshot that `influxd backup` asks for, and its TSM and WAL files.
     """
 
-    def __init__(self, root: Path) -> None:
-        """Prepare (but do not start) a server keeping everything under `root`."""
-        self._influxd = find_binary("influxd")
-        self.root = root
-        self._process: subprocess.Popen[bytes] | None = None
-        self._client: httpx.Client | None = None
-        self._http_port = 0
-        self._rpc_port = 0
+    @property
+    @abc.abstractmethod
+    def client(self) -> httpx.Client:
+        """HTTP client bound to the HTTP API's base URL."""
 
     @property
-    def meta_dir(self) -> Path:
-        """Directory of the meta store (databases, retention policies, shard groups)."""
-        return self.root / "meta"
-
-    @property
-    def data_dir(self) -> Path:
-        """The `-datadir` for influx_inspect: TSM files under DB/RP/SHARD_ID/."""
-        return self.root / "data"
-
-    @property
-    def wal_dir(self) -> Path:
-        """The `-waldir` for influx_inspect: WAL segments under DB/RP/SHARD_ID/."""
-        return self.root / "wal"
-
-    @property
-    def config_path(self) -> Path:
-        """The config file written by `start()`."""
-        return self.root / "influxd.conf"
-
-    @property
-    def log_path(self) -> Path:
-        """influxd's stdout and stderr."""
-        return self.root / "influxd.log"
-
-    @property
-    def http_url(self) -> str:
-        """Base URL of the HTTP API, e.g. http://127.0.0.1:40123."""
-        return f"http://127.0.0.1:{self._http_port}"
-
-    @property
+    @abc.abstractmethod
     def rpc_address(self) -> str:
         """host:port of the RPC service that `influxd backup` talks to."""
-        return f"127.0.0.1:{self._rpc_port}"
-
-    def _write_config(self) -> None:
-        # `-config /dev/null` prints the built-in defaults, not whatever /etc/influxdb or
-        # ~/.influxdb holds on this machine.
-        defaults = subprocess.run(
-            [self._influxd, "config", "-config", os.devnull],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
-        # Debian's build turns upstream's `reporting-disabled` into `reporting-enabled`;
-        # switch reporting off under whichever name this influxd has.
-        if "reporting-enabled" in defaults:
-            reporting = {("", "reporting-enabled"): "false"}
-        else:
-            reporting = {("", "reporting-disabled"): "true"}
-        self._rpc_port, self._http_port = _free_ports(2)
-        settings = {
-            **reporting,
-            ("", "bind-address"): _toml_string(self.rpc_address),
-            ("meta", "dir"): _toml_string(str(self.meta_dir)),
-            ("meta", "logging-enabled"): "false",
-            ("data", "dir"): _toml_string(str(self.data_dir)),
-            ("data", "wal-dir"): _toml_string(str(self.wal_dir)),
-            ("data", "query-log-enabled"): "false",
-            # No `_internal` database: it would write in the background and show up in an
-            # export without -database.
-            ("monitor", "store-enabled"): "false",
-            ("http", "bind-address"): _toml_string(f"127.0.0.1:{self._http_port}"),
-            ("http", "log-enabled"): "false",
-            ("logging", "level"): _toml_string("warn"),
-            ("logging", "suppress-logo"): "true",
-            ("continuous_queries", "log-enabled"): "false",
-        }
-        self.config_path.write_text(_edit_config(defaults, settings), encoding="utf-8")
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last `lines` lines influxd printed, for error messages."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return "(no output)"
-        return "\n".join(text.splitlines()[-lines:]) or "(no output)"
-
-    def start(self, timeout: float = 20.0) -> None:
-        """Start influxd and wait until GET /ping answers 204."""
-        if self._process is not None:
-            raise InfluxError("influxd is already running")
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._write_config()
-        # INFLUXDB_* variables override the config file; keep the caller's out.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [self._influxd, "-config", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        self._client = httpx.Client(base_url=self.http_url, timeout=60.0)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._cleanup()
-                raise InfluxError(f"influxd exited with {code} while starting:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if self._client.get("/ping").status_code == 204:
-                    return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise InfluxError(
-                    f"influxd did not answer /ping with 204 within {timeout:g} s:\n"
-                    f"{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop influxd by SIGTERM (its clean shutdown); kill it if that takes over `timeout` s."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        if self._client is not None:
-            self._client.close()
-        self._client = None
-        self._process = None
 
     @property
-    def client(self) -> httpx.Client:
-        """HTTP client bound to `http_url`; only while the server runs."""
-        if self._client is None:
-            raise InfluxError("influxd is not running")
-        return self._client
+    @abc.abstractmethod
+    def data_dir(self) -> Path:
+        """The `-datadir` for influx_inspect (as this process sees it): TSM files under
+        DB/RP/SHARD_ID/."""
+
+    @property
+    @abc.abstractmethod
+    def wal_dir(self) -> Path:
+        """The `-waldir` for influx_inspect (as this process sees it): WAL segments under
+        DB/RP/SHARD_ID/."""
 
     def query(self, q: str, db: str | None = None, *, epoch: str | None = None) -> dict[str, Any]:
         """Run InfluxQL `q` via POST /query and return the parsed JSON.
@@ -377,7 +260,7 @@ class InfluxServer:
         not a backup. Later writes land in the WAL again.
         """
         argv = [
-            self._influxd,
+            find_binary("influxd"),
             "backup",
             "-host",
             self.rpc_address,
@@ -409,6 +292,157 @@ class InfluxServer:
         """
         files = self.wal_dir.glob(f"{_any_or(db)}/*/*/*.wal")
         return sorted(f for f in files if f.stat().st_size > 0)
+
+
+class InfluxServer(RunningInflux):
+    """One influxd process whose meta, data and WAL directories live under `root`.
+
+    `start()` picks fresh ports each time, so a stopped server can be started again on the
+    same files (which is how a test checks what survives a restart).
+    """
+
+    def __init__(self, root: Path) -> None:
+        """Prepare (but do not start) a server keeping everything under `root`."""
+        self._influxd = find_binary("influxd")
+        self.root = root
+        self._process: subprocess.Popen[bytes] | None = None
+        self._client: httpx.Client | None = None
+        self._http_port = 0
+        self._rpc_port = 0
+
+    @property
+    def meta_dir(self) -> Path:
+        """Directory of the meta store (databases, retention policies, shard groups)."""
+        return self.root / "meta"
+
+    @property
+    def data_dir(self) -> Path:
+        """The `-datadir` for influx_inspect: TSM files under DB/RP/SHARD_ID/."""
+        return self.root / "data"
+
+    @property
+    def wal_dir(self) -> Path:
+        """The `-waldir` for influx_inspect: WAL segments under DB/RP/SHARD_ID/."""
+        return self.root / "wal"
+
+    @property
+    def config_path(self) -> Path:
+        """The config file written by `start()`."""
+        return self.root / "influxd.conf"
+
+    @property
+    def log_path(self) -> Path:
+        """influxd's stdout and stderr."""
+        return self.root / "influxd.log"
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the HTTP API, e.g. http://127.0.0.1:40123."""
+        return f"http://127.0.0.1:{self._http_port}"
+
+    @property
+    def rpc_address(self) -> str:
+        """host:port of the RPC service that `influxd backup` talks to."""
+        return f"127.0.0.1:{self._rpc_port}"
+
+    def _write_config(self) -> None:
+        # `-config /dev/null` prints the built-in defaults, not whatever /etc/influxdb or
+        # ~/.influxdb holds on this machine.
+        defaults = subprocess.run(
+            [self._influxd, "config", "-config", os.devnull],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        self._rpc_port, self._http_port = free_ports(2)
+        settings = {
+            **reporting_off(defaults),
+            ("", "bind-address"): toml_string(self.rpc_address),
+            ("meta", "dir"): toml_string(str(self.meta_dir)),
+            ("meta", "logging-enabled"): "false",
+            ("data", "dir"): toml_string(str(self.data_dir)),
+            ("data", "wal-dir"): toml_string(str(self.wal_dir)),
+            ("data", "query-log-enabled"): "false",
+            # No `_internal` database: it would write in the background and show up in an
+            # export without -database.
+            ("monitor", "store-enabled"): "false",
+            ("http", "bind-address"): toml_string(f"127.0.0.1:{self._http_port}"),
+            ("http", "log-enabled"): "false",
+            ("logging", "level"): toml_string("warn"),
+            ("logging", "suppress-logo"): "true",
+            ("continuous_queries", "log-enabled"): "false",
+        }
+        self.config_path.write_text(edit_config(defaults, settings), encoding="utf-8")
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last `lines` lines influxd printed, for error messages."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return "(no output)"
+        return "\n".join(text.splitlines()[-lines:]) or "(no output)"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start influxd and wait until GET /ping answers 204."""
+        if self._process is not None:
+            raise InfluxError("influxd is already running")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        # INFLUXDB_* variables override the config file; keep the caller's out.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [self._influxd, "-config", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        self._client = httpx.Client(base_url=self.http_url, timeout=60.0)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._cleanup()
+                raise InfluxError(f"influxd exited with {code} while starting:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.TransportError):
+                if self._client.get("/ping").status_code == 204:
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise InfluxError(
+                    f"influxd did not answer /ping with 204 within {timeout:g} s:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop influxd by SIGTERM (its clean shutdown); kill it if that takes over `timeout` s."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self._process = None
+
+    @property
+    def client(self) -> httpx.Client:
+        """HTTP client bound to `http_url`; only while the server runs."""
+        if self._client is None:
+            raise InfluxError("influxd is not running")
+        return self._client
 
     def __enter__(self) -> InfluxServer:
         """Start the server."""

@@ -13,47 +13,53 @@ import grp
 import os
 import pwd
 import re
-import shutil
 import signal
 import stat
 import subprocess
 import tarfile
 import time
-import tomllib
 from pathlib import Path
-from typing import NoReturn
 
 import duckdb
 import pytest
 
 from headlined import config
+from tests.deb_package import (
+    CONFFILE,
+    REPO,
+    SERVICE_ENV,
+    STATE,
+    VENV,
+    apt_get,
+    build,
+    exists,
+    machine_restored,
+    require_installable,
+    run,
+    tool,
+    version,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-BUILD_DEB = REPO / "packaging" / "build-deb"
 SHIPPED_CONFIG = REPO / "packaging" / "deb" / "headlined.yaml"
-CONFFILE = Path("/etc/headlined/headlined.yaml")
 UNIT = Path("/lib/systemd/system/headlined.service")
-STATE = Path("/var/lib/headlined")
-VENV = Path("/opt/headlined/venv")
 PYC = "python3.*/site-packages/headlined/__pycache__/cli.*.pyc"  # under VENV/lib, by postinst
 MAX_EXPOSURE = 1.5
 # What dpkg -L cannot list but the maintainer scripts create: all of it must go on purge.
-SCRIPT_MADE = (
-    Path("/etc/systemd/system/multi-user.target.wants/headlined.service"),
-    Path("/etc/systemd/system/headlined.service"),  # the mask postrm sets on remove
-    Path("/var/lib/systemd/deb-systemd-helper-enabled/headlined.service.dsh-also"),
-    Path("/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/headlined.service"),
-    Path("/var/lib/systemd/deb-systemd-helper-masked/headlined.service"),
+SCRIPT_MADE = tuple(
+    Path(path.format(unit=unit, target=target))
+    for unit, target in (
+        ("headlined.service", "multi-user.target"),
+        ("headlined-inspect.socket", "sockets.target"),
+    )
+    for path in (
+        "/etc/systemd/system/{target}.wants/{unit}",
+        "/etc/systemd/system/{unit}",  # the mask postrm sets on remove
+        "/var/lib/systemd/deb-systemd-helper-enabled/{unit}.dsh-also",
+        "/var/lib/systemd/deb-systemd-helper-enabled/{target}.wants/{unit}",
+        "/var/lib/systemd/deb-systemd-helper-masked/{unit}",
+    )
 )
-# A daemon's environment, not this test's (no venv, pyenv or NOTIFY_SOCKET of ours).
-SERVICE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": str(STATE)}
-APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-
-
-def _version() -> str:
-    with (REPO / "pyproject.toml").open("rb") as f:
-        version: str = tomllib.load(f)["project"]["version"]
-    return version
+SERVICES = (UNIT, UNIT.with_name("headlined-inspect@.service"))
 
 
 def _uncommented_examples(text: str) -> str:
@@ -90,60 +96,10 @@ def test_shipped_config_and_its_examples_are_valid(tmp_path: Path) -> None:
     assert loaded.config.influx.output_dir == STATE / "influx"
 
 
-def _unavailable(reason: str) -> NoReturn:
-    """Skip; in CI (CI=true) fail instead: nothing may skip there."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must run the .deb test: {reason}")
-    pytest.skip(reason)
-
-
-def _tool(name: str) -> str:
-    """The system's ``name`` (looked up on the daemon's PATH: no venv or pyenv shims)."""
-    path = shutil.which(name, path=SERVICE_ENV["PATH"])
-    if path is None:
-        _unavailable(f"{name} is missing")
-    return path
-
-
-def _run(argv: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> str:
-    """Run ``argv`` to completion; its stdout, or a failure that shows everything it printed."""
-    result = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-        stdin=subprocess.DEVNULL,  # a dpkg conffile prompt must fail, not hang
-    )
-    assert result.returncode == 0, (
-        f"{argv} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    )
-    return result.stdout
-
-
-def _apt_get(*args: str) -> str:
-    """``apt-get ARGS``, waiting for the dpkg lock rather than failing on it."""
-    return _run(
-        [_tool("apt-get"), "-o", "DPkg::Lock::Timeout=120", *args], timeout=300, env=APT_ENV
-    )
-
-
-def _installed() -> bool:
-    """Whether dpkg knows headlined in any state but not-installed (config-files counts)."""
-    result = subprocess.run(
-        [_tool("dpkg-query"), "-W", "-f", "${db:Status-Status}", "headlined"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.returncode == 0 and result.stdout != "not-installed"
-
-
 def _package_paths(deb: Path) -> set[Path]:
     """Every path in the .deb's file system archive (directories too)."""
     with subprocess.Popen(
-        [_tool("dpkg-deb"), "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE
+        [tool("dpkg-deb"), "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE
     ) as proc:
         assert proc.stdout is not None
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
@@ -152,25 +108,11 @@ def _package_paths(deb: Path) -> set[Path]:
     return paths
 
 
-def _exists(path: Path) -> bool:
-    """Whether anything is at ``path``, a dangling symlink included."""
-    return path.exists() or path.is_symlink()
-
-
-def _build(tmp_path: Path) -> Path:
-    """packaging/build-deb into ``tmp_path``; the .deb it reports, named as Debian names it."""
-    out = _run([str(BUILD_DEB), str(tmp_path / "dist")], timeout=900)
-    deb = Path(out.strip().splitlines()[-1])
-    arch = _run([_tool("dpkg"), "--print-architecture"]).strip()
-    assert deb == tmp_path / "dist" / f"headlined_{_version()}_{arch}.deb"
-    return deb
-
-
 def _check_converts(tmp_path: Path) -> None:
     """The converter's C extension was built for Debian's Python and is in the package."""
     source = tmp_path / "in.lp"
     source.write_text('m,site=a temp=21.5,ok=true,note="x y" 1700000000000000000\n')
-    _run(["/usr/bin/headlined", "convert", str(source), str(tmp_path / "converted")])
+    run(["/usr/bin/headlined", "convert", str(source), str(tmp_path / "converted")])
     rows = duckdb.connect().execute(
         "SELECT site, temp, ok, note FROM read_parquet(?)",
         [str(tmp_path / "converted" / "m" / "in.parquet")],
@@ -180,27 +122,29 @@ def _check_converts(tmp_path: Path) -> None:
 
 def _check_installed() -> None:
     """The command, the config, the unit, the user and the permissions, as installed."""
-    assert _run(["/usr/bin/headlined", "--version"]).strip() == f"headlined {_version()}"
-    _run(["/usr/bin/headlined", "check-config", "-c", str(CONFFILE)])
+    assert run(["/usr/bin/headlined", "--version"]).strip() == f"headlined {version()}"
+    run(["/usr/bin/headlined", "check-config", "-c", str(CONFFILE)])
     # md5sums shipped and nothing changed since: postinst's .pyc are not package files.
-    assert _run([_tool("dpkg"), "--verify", "headlined"]) == ""
+    assert run([tool("dpkg"), "--verify", "headlined"]) == ""
     assert any((VENV / "lib").glob(PYC))
 
-    verify = subprocess.run(
-        [_tool("systemd-analyze"), "verify", str(UNIT)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert verify.returncode == 0, verify.stderr
-    assert "headlined" not in verify.stderr, verify.stderr
-    security = _run(
-        [_tool("systemd-analyze"), "security", "--offline=yes", "--no-pager", str(UNIT)]
-    )
-    match = re.search(r"Overall exposure level for headlined\.service: (\d+\.\d+)", security)
-    assert match, security
-    assert float(match.group(1)) <= MAX_EXPOSURE, security
+    for unit in (UNIT, UNIT.with_name("headlined-inspect.socket")):
+        verify = subprocess.run(
+            [tool("systemd-analyze"), "verify", str(unit)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert verify.returncode == 0, verify.stderr
+        assert "headlined" not in verify.stderr, verify.stderr
+    for service in SERVICES:
+        security = run(
+            [tool("systemd-analyze"), "security", "--offline=yes", "--no-pager", str(service)]
+        )
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", security)
+        assert match, security
+        assert float(match.group(1)) <= MAX_EXPOSURE, security
 
     user = pwd.getpwnam("headlined")
     assert user.pw_dir == str(STATE)
@@ -261,68 +205,40 @@ def _check_conffile_survives_reinstall(deb: Path) -> None:
     CONFFILE.write_text(edited + "# edited by test_deb\n")
     expected = CONFFILE.read_text()
 
-    _apt_get("install", "--reinstall", "-y", str(deb))
+    apt_get("install", "--reinstall", "-y", str(deb))
     assert CONFFILE.read_text() == expected
     assert sorted(p.name for p in CONFFILE.parent.iterdir()) == [CONFFILE.name]  # no .dpkg-*
     assert stat.S_IMODE(CONFFILE.stat().st_mode) == 0o640
     assert any((VENV / "lib").glob(PYC))  # prerm dropped them, postinst made them again
-    _run(["/usr/bin/headlined", "check-config", "-c", str(CONFFILE)])
+    run(["/usr/bin/headlined", "check-config", "-c", str(CONFFILE)])
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_deb_installs_runs_reinstalls_and_purges_clean(tmp_path: Path) -> None:
     """Build, install, run as the service user, reinstall over an edited conffile, purge."""
-    if os.geteuid() != 0:
-        _unavailable("installs a .deb on this machine: needs root")
-    for tool in ("apt-get", "dpkg-deb", "systemd-analyze"):
-        _tool(tool)  # skips (fails in CI) before anything on the machine has changed
-    # Outside CI, never replace (and then purge) a headlined someone installed on purpose.
-    if _installed() and os.environ.get("CI") != "true":
-        pytest.skip("headlined is installed on this machine already: apt-get purge it first")
-    user_before = any(u.pw_name == "headlined" for u in pwd.getpwall())
-    group_before = any(g.gr_name == "headlined" for g in grp.getgrall())
-    state_before = STATE.exists()
-    # Only the package's own trees: if a broken postrm leaves them, the test still cleans up.
-    leftovers = [path for path in (VENV.parent, CONFFILE.parent) if not _exists(path)]
-
-    deb = _build(tmp_path)
-    in_package = _package_paths(deb)
-    existed = {path for path in in_package if _exists(path)}
-    try:
-        _apt_get("install", "-y", str(deb))
+    require_installable("dpkg-deb", "systemd-analyze")
+    with machine_restored():
+        deb = build(tmp_path / "dist")
+        in_package = _package_paths(deb)
+        existed = {path for path in in_package if exists(path)}
+        apt_get("install", "-y", str(deb))
         _check_installed()
         _check_converts(tmp_path)
         _check_runs_as_service_user(tmp_path)
         _check_conffile_survives_reinstall(deb)
         # Root running Python with -O writes .opt-1.pyc that no package knows of: the kind of
         # leftover purge must clean up too.
-        _run([str(VENV / "bin" / "python"), "-O", "-c", "import headlined.cli"])
+        run([str(VENV / "bin" / "python"), "-O", "-c", "import headlined.cli"])
 
-        listed = {Path(line) for line in _run([_tool("dpkg"), "-L", "headlined"]).splitlines()}
+        listed = {Path(line) for line in run([tool("dpkg"), "-L", "headlined"]).splitlines()}
         assert listed == in_package
-        purged = _apt_get("purge", "-y", "headlined")
+        purged = apt_get("purge", "-y", "headlined")
 
-        left = [p for p in (listed - existed) | set(SCRIPT_MADE) if _exists(p)]
+        left = [p for p in (listed - existed) | set(SCRIPT_MADE) if exists(p)]
         assert left == [], left
-        assert "/etc/headlined" not in _run([_tool("dpkg-statoverride"), "--list"])
+        assert "/etc/headlined" not in run([tool("dpkg-statoverride"), "--list"])
         # Kept: the data, with a note saying where, and its owner.
         assert (STATE / "headlined.duckdb").exists()
         assert str(STATE) in purged
         pwd.getpwnam("headlined")
-    finally:
-        if _installed():
-            subprocess.run(
-                [_tool("apt-get"), "purge", "-y", "headlined"],
-                env=APT_ENV,
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
-                timeout=300,
-                check=False,
-            )
-        for path in leftovers if state_before else [*leftovers, STATE]:
-            shutil.rmtree(path, ignore_errors=True)
-        if not user_before and any(u.pw_name == "headlined" for u in pwd.getpwall()):
-            subprocess.run([_tool("userdel"), "headlined"], capture_output=True, check=False)
-        if not group_before and any(g.gr_name == "headlined" for g in grp.getgrall()):
-            subprocess.run([_tool("groupdel"), "headlined"], capture_output=True, check=False)

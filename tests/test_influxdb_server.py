@@ -101,7 +101,7 @@ def test_start_fails_with_influxd_output_when_port_is_taken(
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = int(busy.getsockname()[1])
-        monkeypatch.setattr(influxdb_server, "_free_ports", lambda count: [port] * count)
+        monkeypatch.setattr(influxdb_server, "free_ports", lambda count: [port] * count)
         server = InfluxServer(tmp_path)
         with pytest.raises(InfluxError, match="address already in use"):
             server.start()

@@ -1,4 +1,4 @@
-"""The shipped unit: `systemd-analyze verify` clean, exposure score at most 1.5."""
+"""The shipped units: `systemd-analyze verify` clean, every service's exposure at most 1.5."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-UNIT = Path(__file__).resolve().parents[1] / "systemd" / "headlined.service"
+UNITS = Path(__file__).resolve().parents[1] / "systemd"
+UNIT = UNITS / "headlined.service"
+SERVICES = ("headlined.service", "headlined-inspect@.service")
 MAX_EXPOSURE = 1.5
 
 
@@ -26,41 +28,66 @@ def systemd_analyze() -> str:
     return exe
 
 
-def local_unit(tmp_path: Path) -> Path:
-    """The unit with /usr/bin/headlined pointing at this checkout's console script.
+def local_units(tmp_path: Path) -> Path:
+    """The units with the installed programs pointing at this checkout's console scripts.
 
-    verify checks that ExecStart= exists; the .deb test checks the installed unit as it is.
+    verify checks that ExecStart= exists; the .deb test checks the installed units as they are.
     """
-    exe = Path(sys.executable).parent / "headlined"
-    assert exe.exists(), exe
-    unit = tmp_path / "headlined.service"
-    unit.write_text(UNIT.read_text().replace("/usr/bin/headlined", str(exe)))
-    return unit
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "headlined").exists(), bin_dir
+    for unit in UNITS.iterdir():
+        text = unit.read_text().replace("/usr/bin/headlined", str(bin_dir / "headlined"))
+        text = text.replace("/opt/headlined/venv/bin/", f"{bin_dir}/")
+        (tmp_path / unit.name).write_text(text)
+    return tmp_path
 
 
-def test_unit_verifies_clean(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", ["headlined.service", "headlined-inspect.socket"])
+def test_units_verify_clean(tmp_path: Path, unit: str) -> None:
+    """The socket's verify also loads the service it starts per connection."""
     result = subprocess.run(
-        [systemd_analyze(), "verify", str(local_unit(tmp_path))],
+        [systemd_analyze(), "verify", unit],
+        cwd=local_units(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "headlined.service" not in result.stderr, result.stderr
+    assert "headlined" not in result.stderr, result.stderr
 
 
-def test_exposure_score_at_most_1_5() -> None:
+@pytest.mark.parametrize("service", SERVICES)
+def test_exposure_score_at_most_1_5(service: str) -> None:
     result = subprocess.run(
-        [systemd_analyze(), "security", "--offline=yes", "--no-pager", str(UNIT)],
+        [systemd_analyze(), "security", "--offline=yes", "--no-pager", str(UNITS / service)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    match = re.search(r"Overall exposure level for headlined\.service: (\d+\.\d+)", result.stdout)
+    name = re.escape(service.replace("@.", "@i."))  # a template is rated as instance "i"
+    match = re.search(rf"Overall exposure level for {name}: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_the_inspect_service_reads_as_influxdb_without_network_at_low_priority() -> None:
+    text = (UNITS / "headlined-inspect@.service").read_text()
+    for setting in (
+        "User=influxdb",
+        "StandardInput=socket",
+        "StandardOutput=socket",
+        "PrivateNetwork=yes",
+        "ProtectSystem=strict",
+        "Nice=10",
+        "IOSchedulingClass=best-effort",
+        "IOSchedulingPriority=7",
+    ):
+        assert setting in text, setting
+    socket_unit = (UNITS / "headlined-inspect.socket").read_text()
+    for setting in ("Accept=yes", "SocketGroup=headlined", "SocketMode=0660"):
+        assert setting in socket_unit, setting
 
 
 def test_unit_has_the_contract_settings() -> None:

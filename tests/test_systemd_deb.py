@@ -1,0 +1,297 @@
+"""The installed .deb under a real systemd, as a user's server runs it.
+
+The package is built and installed on this machine, its conffile points at demo feeds served
+on the host's loopback, and systemd 252 boots in a container over the host's root file system
+(tests/systemd_container.py). What is checked is what a user sees: systemctl, journalctl and
+``headlined status``/``query``. Debian's influxdb.service runs in the same container, the
+setting in which headlined exports InfluxDB's files. One boot serves the whole module;
+the package is purged, and the container powered off, however the tests end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import json
+import pwd
+import re
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import duckdb
+import pytest
+
+from headlined.demofeed import DemoFeedServer, FeedSpec, Shape
+from tests.daemon_process import write_config
+from tests.deb_package import (
+    CONFFILE,
+    STATE,
+    apt_get,
+    build,
+    machine_restored,
+    require_installable,
+)
+from tests.systemd_container import (
+    INFLUX_DATA_DIR,
+    Container,
+    ContainerInflux,
+    booted_container,
+    require_influxdb,
+    require_tools,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+UNIT = "headlined.service"
+DATABASES = ("plant_a", "plant_b")
+POINTS_PER_DATABASE = 25_000
+BATCH = 5_000
+BASE_S = 1_704_067_200  # 2024-01-01T00:00:00Z
+EXPORT_DIR = PurePosixPath(STATE / "influx")
+
+
+@dataclass(frozen=True)
+class Booted:
+    """The module's one container, the feeds the daemon polls, and the InfluxDB beside it."""
+
+    container: Container
+    feeds: DemoFeedServer
+    news: FeedSpec  # polled from the start
+    weather: FeedSpec  # added by a reload
+    influx: ContainerInflux
+
+
+def _write_conffile(feeds: DemoFeedServer, specs: list[FeedSpec]) -> None:
+    """The conffile polling ``specs``, everything under the unit's state directory."""
+    write_config(CONFFILE, feeds, specs, state_dir=str(STATE), parquet_dir=str(STATE / "parquet"))
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
+    """headlined installed, its conffile pointing at demo feeds, systemd booted (~40-60 s of
+    build, a few seconds of boot); all of it undone afterwards."""
+    require_installable("dpkg-deb")
+    require_tools()
+    require_influxdb()
+    workdir = tmp_path_factory.mktemp("systemd")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(machine_restored())
+        apt_get("install", "-y", str(build(workdir / "dist")))
+        # A minute of history, so that the first poll already finds a full window.
+        t0 = time.time() - 60
+        news = FeedSpec("news", rate=5.0, t0=t0)
+        weather = FeedSpec("weather", rate=1.0, shape=Shape.RESULT_ITEMS, t0=t0)
+        feeds = stack.enter_context(DemoFeedServer([news, weather]))
+        _write_conffile(feeds, [news])
+        influx = ContainerInflux.configure(workdir)
+        stack.callback(influx.close)
+        container = stack.enter_context(booted_container("hltest", workdir, [influx.bind]))
+        yield Booted(container, feeds, news, weather, influx)
+
+
+@pytest.fixture(scope="module")
+def influx(booted: Booted) -> ContainerInflux:
+    """Debian's influxdb.service started in the container, holding DATABASES: plant_a's
+    points moved into TSM files, plant_b's still in the WAL (both are exported)."""
+    booted.influx.start(booted.container)
+    influx = booted.influx
+    for index, db in enumerate(DATABASES):
+        influx.create_database(db)
+        for start in range(0, POINTS_PER_DATABASE, BATCH):
+            influx.write(db, _points(index, start, BATCH), precision="s")
+    influx.flush_to_tsm(DATABASES[0])
+    return influx
+
+
+def _wait_for(container: Container, check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Until ``check()`` holds; a failure says ``what`` and shows headlined's journal."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout:g} s:\n{container.journal(UNIT)}")
+        time.sleep(0.5)
+
+
+def _as_headlined(container: Container, *args: str) -> str:
+    """``headlined ARGS`` as the service user, as an admin runs it next to the service."""
+    return container.run_as("headlined", "headlined", *args).stdout
+
+
+def _stored(container: Container, source: str) -> int:
+    """Records of ``source`` in the running daemon's DuckDB (through its control socket)."""
+    sql = f"SELECT count(*) AS n FROM messages WHERE source = '{source}'"
+    rows = [
+        json.loads(line) for line in _as_headlined(container, "query", "--json", sql).splitlines()
+    ]
+    assert len(rows) == 1, rows
+    n: int = rows[0]["n"]
+    return n
+
+
+def _events(container: Container, name: str) -> list[dict[str, Any]]:
+    """The daemon's logged events called ``name``, from its journal."""
+    events = []
+    for line in container.journal(UNIT).splitlines():
+        start = line.find("{")
+        if start >= 0:
+            event = json.loads(line[start:])
+            if event.get("event") == name:
+                events.append(event)
+    return events
+
+
+def test_headlined_service_polls_reloads_feeds_watchdog_and_stops_clean(booted: Booted) -> None:
+    """systemctl start, status/query as the service user, reload, watchdog, stop."""
+    c = booted.container
+    info = CONFFILE.stat()
+    assert pwd.getpwuid(info.st_uid).pw_name == "root"
+    assert grp.getgrgid(info.st_gid).gr_name == "headlined"
+    assert stat.S_IMODE(info.st_mode) == 0o640
+
+    c.systemctl("start", UNIT)
+    props = ("ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "WatchdogUSec")
+    started = c.show(UNIT, *props, "WatchdogTimestampMonotonic")
+    assert (started["ActiveState"], started["SubState"]) == ("active", "running"), started
+    assert re.fullmatch(r"1 sources, \d+ records, \d+ gaps", started["StatusText"]), started
+    assert started["WatchdogUSec"] not in ("", "0", "infinity"), started
+
+    # The first poll stores a whole window; the running daemon answers through its socket.
+    _wait_for(c, lambda: _stored(c, "news") >= booted.news.window, 60, "no full window of news")
+    status = json.loads(_as_headlined(c, "status", "--json"))
+    assert status["daemon"]["pid"] == int(started["MainPID"]), status
+    assert status["sources"]["news"]["records"] >= booted.news.window, status
+    assert status["sources"]["news"]["errors"] == 0, status
+
+    # Reload applies an edited conffile (one more source) without a restart.
+    _write_conffile(booted.feeds, [booted.news, booted.weather])
+    c.systemctl("reload", UNIT)
+    _wait_for(
+        c,
+        lambda: any(e["sources"] == 2 for e in _events(c, "reloaded")),
+        30,
+        "no 'reloaded' with 2 sources logged",
+    )
+    _wait_for(c, lambda: _stored(c, "weather") > 0, 60, "nothing stored from weather")
+    reloaded = c.show(UNIT, *props)
+    assert reloaded["StatusText"].startswith("2 sources, "), reloaded
+    assert (reloaded["ActiveState"], reloaded["SubState"]) == ("active", "running"), reloaded
+    assert reloaded["MainPID"] == started["MainPID"], reloaded
+
+    # The daemon pings at least every WatchdogSec/2 (30 s); systemd stamps each ping.
+    _wait_for(
+        c,
+        lambda: (
+            int(c.show(UNIT, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
+            > int(started["WatchdogTimestampMonotonic"])
+        ),
+        45,
+        "no watchdog ping after start",
+    )
+    alive = c.show(UNIT, *props)
+    assert (alive["NRestarts"], alive["MainPID"]) == ("0", started["MainPID"]), alive
+
+    c.systemctl("stop", UNIT)
+    stopped = c.show(UNIT, "ActiveState", "Result", "ExecMainStatus")
+    assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    assert c.journal(UNIT, priority="err") == ""
+
+
+def _points(db_index: int, start: int, count: int) -> list[str]:
+    """Line protocol: one field per point, ten series, one point a minute (~17 days)."""
+    return [
+        f"reading,sensor=s{i % 10} value={db_index * 1000 + i * 0.5} {BASE_S + i * 60}"
+        for i in range(start, start + count)
+    ]
+
+
+def test_debian_influxdb_service_takes_writes_into_0700_database_dirs(
+    influx: ContainerInflux,
+) -> None:
+    """Points written from the host are all there, in database directories only the
+    influxdb user can read: what headlined's export has to cope with."""
+    body = influx.query("SHOW DATABASES")
+    assert sorted(row[0] for row in body["results"][0]["series"][0]["values"]) == list(DATABASES)
+    for db in DATABASES:
+        # One field per point: the COUNT over all fields is the number of points.
+        assert influx.count_values(db, "reading") == POINTS_PER_DATABASE
+        owner_mode = influx.container.run("stat", "-c", "%U %a", str(INFLUX_DATA_DIR / db))
+        assert owner_mode.stdout.split() == ["influxdb", "700"], db
+    assert influx.tsm_files(DATABASES[0]), "plant_a was not moved into TSM files"
+    assert influx.wal_segments(DATABASES[1]), "plant_b is not in the WAL"
+
+
+def _parquet(container: Container, db: str) -> tuple[int, float]:
+    """Rows and sum(value) of ``db``'s exported Parquet, read from the host."""
+    files = container.host_path(EXPORT_DIR / db / "autogen" / "reading")
+    conn = duckdb.connect()
+    try:
+        row = conn.execute(
+            "SELECT count(*), sum(value) FROM read_parquet(?)", [f"{files}/*.parquet"]
+        ).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return int(row[0]), float(row[1])
+
+
+def test_installed_service_exports_debian_influxdb_while_polling(
+    booted: Booted, influx: ContainerInflux
+) -> None:
+    """The shipped units export every point of Debian's influxdb.service (its own user, its
+    own 0700 folders) through headlined-inspect.socket while the daemon keeps polling; then
+    reload, stop, and not one error in the journal."""
+    c = booted.container
+    write_config(
+        CONFFILE,
+        booted.feeds,
+        [booted.news],
+        state_dir=str(STATE),
+        parquet_dir=str(STATE / "parquet"),
+        influx={"output_dir": str(EXPORT_DIR)},  # everything else: the shipped defaults
+    )
+    # The package enables the socket; the container's preset starts only what tests start.
+    c.systemctl("start", "headlined-inspect.socket")
+    before = _stored(c, "news") if c.show(UNIT, "ActiveState")["ActiveState"] == "active" else 0
+    c.systemctl("restart", UNIT)
+    _wait_for(c, lambda: bool(_events(c, "export_complete")), 180, "no export_complete")
+    planned = _events(c, "export_planned")[-1]
+    assert planned["via"] == "socket", planned
+    assert sorted(planned["databases"]) == list(DATABASES), planned
+
+    status = json.loads(_as_headlined(c, "status", "--json"))
+    for db in DATABASES:
+        chunks = status["export"][db]["chunks"]
+        assert set(chunks) == {"done"}, status["export"]
+        assert chunks["done"] >= 3, status["export"]
+        rows, total = _parquet(c, db)
+        counted = influx.query(f'SELECT COUNT("value"), SUM("value") FROM "{db}".."reading"')
+        count, summed = counted["results"][0]["series"][0]["values"][0][1:]
+        assert rows == count == POINTS_PER_DATABASE, db
+        assert total == pytest.approx(summed), db
+    assert status["export_waiting"] is None
+    # Polling went on through the export.
+    _wait_for(c, lambda: _stored(c, "news") > before + booted.news.window, 60, "news stalled")
+    assert json.loads(_as_headlined(c, "status", "--json"))["sources"]["news"]["gaps"] == 0
+
+    # The reader ran as influxdb, one connection per export run, and ended with it.
+    helpers = c.run("journalctl", "-u", "headlined-inspect@*", "--no-pager", "-o", "cat").stdout
+    assert c.journal("headlined-inspect@*", priority="err") == "", helpers
+
+    pid = c.show(UNIT, "MainPID")["MainPID"]
+    c.systemctl("reload", UNIT)
+    _wait_for(c, lambda: len(_events(c, "reloaded")) >= 2, 30, "no second 'reloaded'")
+    reloaded = c.show(UNIT, "ActiveState", "SubState", "MainPID", "NRestarts")
+    assert reloaded == {
+        "ActiveState": "active",
+        "SubState": "running",
+        "MainPID": pid,
+        "NRestarts": "0",
+    }
+    c.systemctl("stop", UNIT)
+    stopped = c.show(UNIT, "ActiveState", "Result", "ExecMainStatus")
+    assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    assert c.journal(UNIT, priority="err") == ""
