@@ -90,7 +90,7 @@ class Progress:
         """Per database: chunks by state, rows, speed and ETA (the ``export`` of status)."""
         out: dict[str, object] = {}
         for database, entry in self.by_database.items():
-            chunks = {k: v for k, v in entry.items() if k != "rows"}
+            chunks = {k: v for k, v in entry.items() if k != "rows" and v}
             out[database] = {
                 "chunks": chunks,
                 "rows": entry.get("rows", 0),

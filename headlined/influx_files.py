@@ -233,7 +233,11 @@ def _found(database: str, rp_dir: Path, wal_rp: Path) -> Found:
             lo, hi = found_range if found_range is not None else (None, None)
             tsm.append(TsmFile(str(path), lo, hi))
     wal: list[Path] = []
-    if wal_rp.is_dir():
+    try:
+        has_wal = wal_rp.is_dir()  # PermissionError past a 0700 folder, as InfluxDB's wal/ is
+    except PermissionError as exc:
+        raise DataDirError("unreadable", f"{wal_rp}: cannot read: {exc.strerror}") from None
+    if has_wal:
         for shard in _dirs(wal_rp):
             wal.extend(_files(shard, "_", ".wal"))
     return Found(

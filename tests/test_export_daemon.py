@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from tests.daemon_process import (
     Daemon,
     first_answers,
     lost_records,
+    status,
     stored_keys,
     write_config,
 )
@@ -33,18 +33,6 @@ def sensor_lines(series: int) -> list[str]:
         f"hum={i % 100}i,ok={'true' if i % 3 else 'false'} {BASE + i * 60 * 10**9}"
         for i in range(POINTS)
     ]
-
-
-def status(config: Path) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-m", "headlined", "status", "--json", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    document: dict[str, object] = json.loads(out.stdout)
-    return document
 
 
 def test_large_export_in_the_daemon_while_seven_fast_feeds_lose_nothing(tmp_path: Path) -> None:
