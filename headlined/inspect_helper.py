@@ -9,8 +9,9 @@ other, until stdin ends:
 - ``discover``: databases, retention policies, each TSM file's time range (from its index),
   WAL segments, shard time ranges from meta.db;
 - ``export``: ``influx_inspect export`` of one database/RP/time range, its output streamed
-  back as it is written (through a pipe: nothing lands on disk here), then its stderr and
-  exit code;
+  back as it is written (through a pipe: nothing lands on disk here), then its stderr, the
+  blocks of the range whose checksum does not match (influx_inspect does not check), and
+  its exit code;
 - ``wal_range``: the time range of one database/RP's WAL, read by influx_inspect.
 
 It takes no paths to programs from the request: the influx_inspect it runs is
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import selectors
@@ -34,6 +36,7 @@ from typing import BinaryIO
 
 from headlined import influx_files
 from headlined.inspect_protocol import (
+    CHECKSUM_PREFIX,
     DATA,
     FAILURE,
     MAX_REQUEST,
@@ -42,6 +45,7 @@ from headlined.inspect_protocol import (
     ProtocolError,
     Request,
     decode_request,
+    parse_rfc3339,
     write_frame,
     write_json,
 )
@@ -105,6 +109,8 @@ def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
                 write_json(out, RESULT, found.to_json())
             elif request.op == "export":
                 code = _export(request, inspect, inp, out, None)
+                if code == 0:
+                    _check_blocks(request, out)
                 write_json(out, RESULT, {"exit": code})
             else:
                 bounds: list[int] = []
@@ -114,6 +120,31 @@ def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
             write_json(out, FAILURE, {"kind": exc.kind, "error": str(exc)})
         except (InspectError, influx_files.InfluxFilesError) as exc:
             write_json(out, FAILURE, {"kind": "inspect", "error": str(exc)})
+
+
+def _check_blocks(request: Request, out: BinaryIO) -> None:
+    """Report, as stderr lines, the chunk's TSM blocks whose checksum does not match.
+
+    The files were just read by influx_inspect, so this second read comes from the page cache.
+    """
+    low = parse_rfc3339(request.start) if request.start else -(2**63)
+    high = parse_rfc3339(request.end) if request.end else 2**63 - 1
+    rp_dir = Path(request.data_dir) / request.database / request.retention_policy
+    if not rp_dir.is_dir():
+        return
+    for path in sorted(rp_dir.glob("*/*.tsm")):
+        try:
+            found = influx_files.tsm_time_range(path)
+            if found is None or found[1] < low or high < found[0]:
+                continue
+            bad = influx_files.bad_checksums(path, low, high)
+        except influx_files.InfluxFilesError:
+            continue  # unreadable: influx_inspect has said so already
+        for block in bad:
+            key = json.dumps(block.key.decode("utf-8", "replace"), ensure_ascii=False)
+            line = f"{CHECKSUM_PREFIX} {key} in {path} (times {block.first_ns}..{block.last_ns})\n"
+            write_frame(out, STDERR, line.encode())
+    out.flush()
 
 
 def _argv(request: Request, path: str, lponly: bool, data_dir: str, fd: int) -> list[str]:

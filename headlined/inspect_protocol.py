@@ -20,6 +20,7 @@ import json
 import re
 import struct
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal
 
 DATA, STDERR, RESULT, FAILURE = b"D", b"E", b"R", b"F"
@@ -31,6 +32,17 @@ MAX_REQUEST = 64 * 1024
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
 Op = Literal["discover", "export", "wal_range"]
+# How headlined-inspect adds, among influx_inspect's stderr, a block that fails its CRC32.
+CHECKSUM_PREFIX = "headlined-inspect: checksum mismatch in the block of key"
+
+
+def parse_rfc3339(text: str) -> int:
+    """Nanoseconds since the epoch of a time :data:`_RFC3339` accepts (exact: no float)."""
+    if not _RFC3339.fullmatch(text):
+        raise ProtocolError(f"not an RFC 3339 UTC time: {text!r}")
+    whole, _, fraction = text[:-1].partition(".")
+    seconds = int(datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp())
+    return seconds * 1_000_000_000 + int(fraction.ljust(9, "0"))
 
 
 class ProtocolError(Exception):

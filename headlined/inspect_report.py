@@ -12,6 +12,8 @@ Version 1.6 writes (cmd/influx_inspect/export/export.go):
 - ``WARNING: detected deletes in wal file.`` and its explanation: not a loss, but deleted
   series may come back from the WAL.
 
+headlined-inspect adds one line of its own per block of the chunk whose CRC32 does not match
+(``checksum``: influx_inspect 1.6 exports such a block's values without checking them).
 Anything else on stderr is kept as ``other``: unknown words about the data are never ignored.
 """
 
@@ -22,9 +24,15 @@ import signal
 from dataclasses import dataclass
 from typing import Literal
 
+from headlined.chunkplan import rfc3339
+from headlined.inspect_protocol import CHECKSUM_PREFIX
+
 SEPARATOR = "#!~#"  # between series key and field in a TSM key (tsm1.keyFieldSeparator)
 _KEY = re.compile(r'unable to read key ("(?:[^"\\]|\\.)*") in (.+?), skipping: (.*)')
 _FILE = re.compile(r"unable to read (.+?), skipping: (.*)")
+_CHECKSUM = re.compile(
+    re.escape(CHECKSUM_PREFIX) + r' ("(?:[^"\\]|\\.)*") in (.+?) \(times (-?\d+)\.\.(-?\d+)\)'
+)
 _WAL = re.compile(r"file (.+?) corrupt at position (\d+): (.*?)(?=file .+? corrupt at |$)")
 _DELETES = re.compile(
     r"WARNING: detected deletes in wal file\.\s*Some series for (\"(?:[^\"\\]|\\.)*\") may "
@@ -44,7 +52,7 @@ _SIMPLE_ESCAPES = {
     "'": 39,
 }
 
-Kind = Literal["key", "file", "wal", "other"]
+Kind = Literal["key", "checksum", "file", "wal", "other"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +67,7 @@ class Skipped:
 
     def describe(self) -> str:
         """One line for a log event or the chunk's error column."""
-        if self.kind == "key":
+        if self.kind in ("key", "checksum"):
             return f"{self.series} field {self.field} in {self.file}: {self.error}"
         if self.kind == "other":
             return f"influx_inspect said: {self.error}"
@@ -124,6 +132,11 @@ def _octal(text: str) -> bool:
     return len(text) == 3 and all(c in "01234567" for c in text)
 
 
+def _split_key(key: str) -> tuple[str, str]:
+    series, _, field = key.rpartition(SEPARATOR)
+    return (series, field) if series else (key, "")
+
+
 def parse(stderr: str) -> Report:
     """Sort every message of one export's stderr into skipped data and WAL delete warnings."""
     deletes = [go_unquote(m.group(1)) for m in _DELETES.finditer(stderr)]
@@ -134,11 +147,16 @@ def parse(stderr: str) -> Report:
         if not line:
             continue
         if match := _KEY.fullmatch(line):
-            key = go_unquote(match.group(1))
-            series, _, field = key.rpartition(SEPARATOR)
-            if not series:
-                series, field = key, ""
+            series, field = _split_key(go_unquote(match.group(1)))
             skipped.append(Skipped("key", match.group(2), match.group(3), series, field))
+        elif match := _CHECKSUM.fullmatch(line):
+            series, field = _split_key(go_unquote(match.group(1)))
+            first, last = int(match.group(3)), int(match.group(4))
+            error = (
+                f"block fails its checksum: its values from {rfc3339(first)} to "
+                f"{rfc3339(last)} were exported but may be wrong"
+            )
+            skipped.append(Skipped("checksum", match.group(2), error, series, field))
         elif match := _FILE.fullmatch(line):
             skipped.append(Skipped("file", match.group(1), match.group(2)))
         elif line.startswith("file ") and (wals := list(_WAL.finditer(line))):
@@ -148,7 +166,10 @@ def parse(stderr: str) -> Report:
                 skipped.append(Skipped("wal", wal.group(1), error))
         else:
             skipped.append(Skipped("other", "", line))
-    return Report(tuple(skipped), tuple(deletes))
+    # A key influx_inspect could not read is missing, not "maybe wrong": one finding is enough.
+    unread = {(s.file, s.series, s.field) for s in skipped if s.kind == "key"}
+    kept = [s for s in skipped if s.kind != "checksum" or (s.file, s.series, s.field) not in unread]
+    return Report(tuple(kept), tuple(deletes))
 
 
 def describe_exit(code: int) -> str:

@@ -394,6 +394,42 @@ def test_flipped_data_block_damages_its_chunk_and_publishes_everything_else(
     assert normalise(read_dataset(out)) == normalise(want)  # read_dataset refuses doubles
 
 
+def test_a_block_that_fails_its_checksum_marks_its_values_as_suspect(
+    tmp_path: Path, source: Source
+) -> None:
+    """A float block with flipped bytes decodes into other numbers and influx_inspect says
+    nothing; headlined checks each block's CRC32 itself: the chunk is ``damaged``, naming
+    the series, field and file, its values (possibly wrong) published, exit code 1."""
+    root = copy_influx(source, tmp_path / "influxdb")
+    tsm = week_file(root / "data", "plant", DAMAGED_WEEK)
+    key = DAMAGED_SERIES.encode() + KEY_SEPARATOR + b"pm10"
+    (block,) = [b for b in tsm_blocks(tsm)[0] if b.key == key]
+    data = bytearray(tsm.read_bytes())
+    middle = block.offset + block.size // 2
+    data[middle : middle + 2] = bytes(b ^ 0xFF for b in data[middle : middle + 2])
+    tsm.write_bytes(bytes(data))
+    assert inspect_stderr(root, "plant") == ""  # influx_inspect reads it without a word
+
+    result = export(write_config(tmp_path, root / "data", root / "wal"))
+    assert result.returncode == 1, result.stderr
+    rows = chunk_rows(tmp_path / "state")
+    (damaged,) = [r for r in rows if r.state != "done"]
+    assert (damaged.start_ns, damaged.end_ns) == week_range(DAMAGED_WEEK)
+    assert damaged.state == "damaged"
+    assert damaged.damage is not None
+    (finding,) = damaged.damage
+    assert {k: finding[k] for k in ("kind", "file", "series", "field")} == {
+        "kind": "checksum",
+        "file": str(tsm),
+        "series": DAMAGED_SERIES,
+        "field": "pm10",
+    }
+    assert "may be wrong" in finding["error"]
+    assert f"{DAMAGED_SERIES} field pm10 in {tsm}: block fails its checksum" in result.stderr
+    for row in rows:  # nothing is skipped: every point is a row
+        assert row.rows == points_in(source.expected, row.database, row.start_ns, row.end_ns)
+
+
 def cut_in_half(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

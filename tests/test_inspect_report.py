@@ -5,12 +5,14 @@ from __future__ import annotations
 import string
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from headlined.chunkplan import Chunk, to_ns
 from headlined.influx_export import assess
 from headlined.influx_files import Discovery, Unreadable
+from headlined.inspect_protocol import CHECKSUM_PREFIX, ProtocolError, parse_rfc3339
 from headlined.inspect_report import describe_exit, go_unquote, parse
 
 WEEK_1 = Chunk("db", "autogen", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC))
@@ -118,6 +120,33 @@ def test_skipped_keys_damage_and_a_corrupt_wal_damages_the_chunks_of_its_shard()
     ]
     _, later = assess(parse(text), WEEK_2, Discovery((), shards), [])
     assert [d.kind for d in later] == ["key"]  # shard 3's WAL lies before this chunk
+
+
+def test_a_checksum_line_names_the_block_and_yields_to_an_unread_key() -> None:
+    line = (
+        f'{CHECKSUM_PREFIX} "pm,id=a\\ b#!~#pm10" in /d/2.tsm '
+        f"(times {to_ns(WEEK_1.start)}..{to_ns(WEEK_1.end) - 1})"
+    )
+    (item,) = parse(line).skipped
+    assert (item.kind, item.series, item.field, item.file) == (
+        "checksum",
+        "pm,id=a\\ b",
+        "pm10",
+        "/d/2.tsm",
+    )
+    assert item.error == (
+        "block fails its checksum: its values from 2024-01-01T00:00:00.000000000Z to "
+        "2024-01-07T23:59:59.999999999Z were exported but may be wrong"
+    )
+    unread = 'unable to read key "pm,id=a\\ b#!~#pm10" in /d/2.tsm, skipping: EOF\n'
+    assert [s.kind for s in parse(unread + line).skipped] == ["key"]
+
+
+def test_rfc3339_to_nanoseconds() -> None:
+    assert parse_rfc3339("2024-01-07T23:59:59.999999999Z") == to_ns(WEEK_1.end) - 1
+    assert parse_rfc3339("1969-12-31T23:59:59Z") == -(10**9)
+    with pytest.raises(ProtocolError, match="not an RFC 3339"):
+        parse_rfc3339("2024-01-07 23:59:59")
 
 
 def test_exit_codes_in_words() -> None:
