@@ -109,7 +109,8 @@ def _daemon_or_file(
     offline: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]],
 ) -> dict[str, Any]:
     """Ask the running daemon (it holds the DuckDB file), else read the file ourselves."""
-    from headlined import control, journal, query  # noqa: PLC0415  start-up: DuckDB, structlog
+    from headlined import control, query  # noqa: PLC0415  start-up: DuckDB, structlog
+    from headlined.poll import journal  # noqa: PLC0415  start-up, as above
 
     sock = control.socket_path(cfg.state_dir)
     if control.daemon_listening(sock):
@@ -177,7 +178,7 @@ def _query(path: Path | None, sql: str, fmt: str, limit: int) -> int:
 
 
 def _convert(source: Path, outdir: Path, precision: str) -> int:
-    from headlined import convert  # noqa: PLC0415  DuckDB work only this command needs
+    from headlined.influx import convert  # noqa: PLC0415  DuckDB work only this command needs
 
     name = source.name.removesuffix(".gz")
     for extension in (".lp", ".txt", ".line", ".influx"):
@@ -216,7 +217,7 @@ def _check_config(path: Path | None) -> int:
 
 
 def _export(path: Path | None, database: str | None) -> int:
-    from headlined import export_cli  # noqa: PLC0415  start-up time: DuckDB, tqdm, the converter
+    from headlined.influx import cli as export_cli  # noqa: PLC0415  start-up time: DuckDB, tqdm, the converter
 
     loaded = _load(path)
     return EXIT_USAGE if loaded is None else export_cli.run(loaded, database)
@@ -231,7 +232,7 @@ def _run(path: Path | None) -> int:
 
 
 def _demo_feed(port: int) -> int:
-    from headlined import demofeed  # noqa: PLC0415  only this command needs the simulator
+    from headlined.demo import feed as demofeed  # noqa: PLC0415  only this command needs the simulator
 
     demofeed.run_demo(port=port)
     return EXIT_OK

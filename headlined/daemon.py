@@ -18,11 +18,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from headlined import config, journal, logs, query
+from headlined import config, logs, query
 from headlined.control import ControlError, ControlServer, Handler, socket_path
-from headlined.exportservice import ExportService
+from headlined.influx.service import ExportService
 from headlined.notify import Notifier
-from headlined.pollservice import PollService
+from headlined.poll import journal
+from headlined.poll.service import PollService
 from headlined.store import Store, StoreError
 from headlined.supervisor import Supervisor
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_process import reap
-from tests.notify_socket import NotifyListener
+from tests.support.daemon_process import reap
+from tests.support.notify_socket import NotifyListener
 
 
 @pytest.fixture(autouse=True)

@@ -22,4 +22,4 @@ def test_the_command_line_alone_imports_no_heavy_dependency() -> None:
 
 def test_the_export_command_does_without_httpx() -> None:
     # Only a config with sources (their URLs) needs it.
-    assert "httpx" not in _heavy_imported_by("headlined.export_cli")
+    assert "httpx" not in _heavy_imported_by("headlined.influx.cli")

@@ -14,7 +14,7 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from tests.daemon_process import Daemon
+from tests.support.daemon_process import Daemon
 
 pytestmark = pytest.mark.integration
 

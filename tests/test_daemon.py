@@ -14,17 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from headlined import config, journal
+from headlined import config
 from headlined.control import Handler
 from headlined.daemon import Daemon
-from headlined.journal import Journal
 from headlined.notify import Notifier
-from headlined.pollstore import Poll, Summary
-from headlined.records import Record
+from headlined.poll import journal
+from headlined.poll.journal import Journal
+from headlined.poll.records import Record
+from headlined.poll.tables import Poll, Summary
 from headlined.store import Store
 from headlined.supervisor import Heartbeat, Supervisor
-from tests.daemon_process import stored_keys
-from tests.notify_socket import NotifyListener
+from tests.support.daemon_process import stored_keys
+from tests.support.notify_socket import NotifyListener
 
 pytestmark = pytest.mark.integration
 

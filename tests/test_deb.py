@@ -24,7 +24,7 @@ import duckdb
 import pytest
 
 from headlined import config
-from tests.deb_package import (
+from tests.support.deb_package import (
     CONFFILE,
     REPO,
     SERVICE_ENV,

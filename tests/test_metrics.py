@@ -10,8 +10,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from headlined.demofeed import DemoFeedServer, FeedSpec, Shape
-from tests.daemon_process import Daemon, write_config
+from headlined.demo.feed import DemoFeedServer, FeedSpec, Shape
+from tests.support.daemon_process import Daemon, write_config
 
 pytestmark = pytest.mark.integration
 

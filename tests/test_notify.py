@@ -7,7 +7,7 @@ import os
 import pytest
 
 from headlined.notify import Notifier, watchdog_interval
-from tests.notify_socket import NotifyListener
+from tests.support.notify_socket import NotifyListener
 
 
 def test_messages_reach_a_real_socket(notify_listener: NotifyListener) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from headlined.demofeed import DemoFeedServer, FeedSpec, Shape
-from tests.daemon_process import Daemon, write_config
+from headlined.demo.feed import DemoFeedServer, FeedSpec, Shape
+from tests.support.daemon_process import Daemon, write_config
 
 pytestmark = pytest.mark.integration
 

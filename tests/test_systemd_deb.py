@@ -2,7 +2,7 @@
 
 The package is built and installed on this machine, its conffile points at demo feeds served
 on the host's loopback, and systemd 252 boots in a container over the host's root file system
-(tests/systemd_container.py). What is checked is what a user sees: systemctl, journalctl and
+(tests/support/systemd_container.py). What is checked is what a user sees: systemctl, journalctl and
 ``headlined status``/``query``. Debian's influxdb.service runs in the same container, the
 setting in which headlined exports InfluxDB's files. One boot serves the whole module;
 the package is purged, and the container powered off, however the tests end.
@@ -25,9 +25,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from headlined.demofeed import DemoFeedServer, FeedSpec, Shape
-from tests.daemon_process import write_config
-from tests.deb_package import (
+from headlined.demo.feed import DemoFeedServer, FeedSpec, Shape
+from tests.support.daemon_process import write_config
+from tests.support.deb_package import (
     CONFFILE,
     STATE,
     apt_get,
@@ -35,7 +35,7 @@ from tests.deb_package import (
     machine_restored,
     require_installable,
 )
-from tests.systemd_container import (
+from tests.support.systemd_container import (
     INFLUX_DATA_DIR,
     Container,
     ContainerInflux,

@@ -1,0 +1,1 @@
+"""Simulated rolling-window feeds on loopback, for the demo and the tests."""

@@ -1,0 +1,1935 @@
+/*
+ * headlined.influx._lines: the converter's first pass in C (see headlined/influx/convert.py, "How a line
+ * travels", steps 1 and 2).
+ *
+ * A Splitter is fed the input's bytes in pieces of any size.  It cuts them into physical
+ * lines, re-encodes each one with the converter's \x02 tokens (or turns it into a marker when
+ * it is not UTF-8 or is overlong), classifies it, and splits a bulk line into its series key,
+ * field key, value and time.  The rows collect in column buffers that take() hands over as a
+ * Batch, which DuckDB reads through the Arrow PyCapsule stream interface (__arrow_c_stream__),
+ * so no Arrow library is needed.  The rules are those that the SQL of this pass used to
+ * apply, byte for byte; tests/influx/test_convert.py checks the outcome against the exact parser.
+ *
+ * Why C: this pass touches every byte of the input; in Python it was the converter's largest
+ * cost, and DuckDB's string functions still needed about 1 s for 2M lines.
+ */
+#define _GNU_SOURCE /* memrchr */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <locale.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ Arrow C data interface */
+
+#define ARROW_FLAG_NULLABLE 2
+
+struct ArrowSchema {
+    const char *format;
+    const char *name;
+    const char *metadata;
+    int64_t flags;
+    int64_t n_children;
+    struct ArrowSchema **children;
+    struct ArrowSchema *dictionary;
+    void (*release)(struct ArrowSchema *);
+    void *private_data;
+};
+
+struct ArrowArray {
+    int64_t length;
+    int64_t null_count;
+    int64_t offset;
+    int64_t n_buffers;
+    int64_t n_children;
+    const void **buffers;
+    struct ArrowArray **children;
+    struct ArrowArray *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+struct ArrowArrayStream {
+    int (*get_schema)(struct ArrowArrayStream *, struct ArrowSchema *out);
+    int (*get_next)(struct ArrowArrayStream *, struct ArrowArray *out);
+    const char *(*get_last_error)(struct ArrowArrayStream *);
+    void (*release)(struct ArrowArrayStream *);
+    void *private_data;
+};
+
+/* ------------------------------------------------------------------ growable buffers */
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} Buf;
+
+static int buf_grow(Buf *b, size_t more) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more) {
+        cap *= 2;
+    }
+    char *data = realloc(b->data, cap);
+    if (data == NULL) {
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+/* Inlined: called several times for every line. */
+static inline __attribute__((always_inline)) int buf_reserve(Buf *b, size_t more) {
+    return b->len + more <= b->cap ? 0 : buf_grow(b, more);
+}
+
+static inline __attribute__((always_inline)) int buf_add(Buf *b, const void *src, size_t n) {
+    if (buf_reserve(b, n) < 0) {
+        return -1;
+    }
+    if (n) {
+        memcpy(b->data + b->len, src, n);
+    }
+    b->len += n;
+    return 0;
+}
+
+/* Columns of the `lines` table: kind, kid (the series key's number), fk, v, ts, raw, and the
+ * value's type and whether it is bad (of a one-field bulk line; else NULL). */
+enum { C_KIND, C_KID, C_FK, C_V, C_TS, C_RAW, C_TY, C_BAD, N_COLUMNS };
+
+static const char *const column_names[N_COLUMNS] = {"kind", "kid", "fk", "v",
+                                                     "ts",   "raw", "ty", "bad"};
+static const char *const column_formats[N_COLUMNS] = {"C", "i", "u", "u", "l", "u", "C", "b"};
+
+typedef struct {
+    Buf validity; /* one bit per row, set when the value is present */
+    Buf values;   /* fixed-width values or bits, or the int32 offsets of a string column */
+    Buf chars;    /* string bytes */
+    int64_t nulls;
+    const char *format; /* Arrow format: a static string */
+    char name[16];
+} Column;
+
+/* A table of rows: a batch of the `lines` table, or one measurement's points (pivot). */
+typedef struct {
+    Column *col;
+    int n;
+    int64_t rows;
+    int refs; /* arrays exported from this batch that are not yet released */
+} Columns;
+
+static void columns_free(Columns *c) {
+    if (c == NULL) {
+        return;
+    }
+    for (int i = 0; c->col != NULL && i < c->n; i++) {
+        free(c->col[i].validity.data);
+        free(c->col[i].values.data);
+        free(c->col[i].chars.data);
+    }
+    free(c->col);
+    free(c);
+}
+
+/* Empty columns, `n` of them, each yet without format or name. */
+static Columns *columns_alloc(int n) {
+    Columns *c = calloc(1, sizeof(Columns));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->col = calloc((size_t)n, sizeof(Column));
+    if (c->col == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->n = n;
+    return c;
+}
+
+/* New `lines` columns with room for what `like` held (NULL: a little), so that a batch like
+ * the one before it is split without growing its buffers. */
+static Columns *columns_new(const Columns *like) {
+    Columns *c = columns_alloc(N_COLUMNS);
+    if (c == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < N_COLUMNS; i++) {
+        /* Arrow wants real buffers even for a column of nulls; offsets start at 0. */
+        Column *col = &c->col[i];
+        const Column *old = like != NULL ? &like->col[i] : NULL;
+        int32_t zero = 0;
+        col->format = column_formats[i];
+        snprintf(col->name, sizeof col->name, "%s", column_names[i]);
+        if (buf_reserve(&col->validity, old != NULL ? old->validity.len + 8 : 8) < 0 ||
+            buf_reserve(&col->values, old != NULL ? old->values.len + 8 : 8) < 0 ||
+            buf_reserve(&col->chars, old != NULL ? old->chars.len + 8 : 8) < 0 ||
+            (col->format[0] == 'u' && buf_add(&col->values, &zero, sizeof zero) < 0)) {
+            columns_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* Appends bit `row` of an Arrow bitmap (a byte every eight rows), set when `on`. */
+static inline __attribute__((always_inline)) int add_bit(Buf *bits, int64_t row, int on) {
+    if ((row & 7) == 0) {
+        char zero = 0;
+        if (buf_add(bits, &zero, 1) < 0) {
+            return -1;
+        }
+    }
+    if (on) {
+        bits->data[row >> 3] |= (char)(1 << (row & 7));
+    }
+    return 0;
+}
+
+static inline __attribute__((always_inline)) int set_valid(Column *col, int64_t row, int valid) {
+    col->nulls += !valid;
+    return add_bit(&col->validity, row, valid);
+}
+
+/* Appends a string, or NULL when s is NULL. */
+static inline __attribute__((always_inline)) int add_string(Column *col, int64_t row, const char *s, size_t n) {
+    if (set_valid(col, row, s != NULL) < 0) {
+        return -1;
+    }
+    if (s != NULL && buf_add(&col->chars, s, n) < 0) {
+        return -1;
+    }
+    if (col->chars.len > INT32_MAX) {
+        return -2;
+    }
+    int32_t end = (int32_t)col->chars.len;
+    return buf_add(&col->values, &end, sizeof end);
+}
+
+/* ------------------------------------------------------------------ exporting a batch */
+
+typedef struct {
+    Columns *columns;
+    int is_parent;
+} ArrayData;
+
+static void schema_release(struct ArrowSchema *schema) {
+    if (schema->children != NULL) {
+        for (int64_t i = 0; i < schema->n_children; i++) {
+            struct ArrowSchema *child = schema->children[i];
+            if (child->release != NULL) {
+                child->release(child);
+            }
+            free(child);
+        }
+        free(schema->children);
+    }
+    schema->release = NULL;
+}
+
+static void child_schema_release(struct ArrowSchema *schema) { schema->release = NULL; }
+
+static int fill_schema(struct ArrowSchema *out, const Columns *c) {
+    memset(out, 0, sizeof *out);
+    out->format = "+s";
+    out->name = "";
+    out->n_children = c->n;
+    out->children = calloc((size_t)c->n, sizeof(struct ArrowSchema *));
+    out->release = schema_release;
+    if (out->children == NULL) {
+        out->n_children = 0;
+        return ENOMEM;
+    }
+    for (int i = 0; i < c->n; i++) {
+        struct ArrowSchema *child = calloc(1, sizeof *child);
+        if (child == NULL) {
+            out->n_children = i;
+            return ENOMEM;
+        }
+        child->format = c->col[i].format;
+        child->name = c->col[i].name;
+        child->flags = ARROW_FLAG_NULLABLE;
+        child->release = child_schema_release;
+        out->children[i] = child;
+    }
+    return 0;
+}
+
+static void columns_unref(Columns *c) {
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        columns_free(c);
+    }
+}
+
+static void array_release(struct ArrowArray *array) {
+    ArrayData *data = array->private_data;
+    if (data->is_parent && array->children != NULL) {
+        for (int64_t i = 0; i < array->n_children; i++) {
+            struct ArrowArray *child = array->children[i];
+            if (child->release != NULL) {
+                child->release(child);
+            }
+            free(child);
+        }
+        free(array->children);
+    }
+    free((void *)array->buffers);
+    columns_unref(data->columns);
+    free(data);
+    array->release = NULL;
+}
+
+static int fill_child(struct ArrowArray *out, Columns *c, int i) {
+    Column *col = &c->col[i];
+    int strings = col->format[0] == 'u';
+    memset(out, 0, sizeof *out);
+    ArrayData *data = malloc(sizeof *data);
+    const void **buffers = calloc(3, sizeof(void *));
+    if (data == NULL || buffers == NULL) {
+        free(data);
+        free(buffers);
+        return ENOMEM;
+    }
+    data->columns = c;
+    data->is_parent = 0;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+    out->length = c->rows;
+    out->null_count = col->nulls;
+    out->n_buffers = strings ? 3 : 2;
+    buffers[0] = col->nulls ? col->validity.data : NULL;
+    buffers[1] = col->values.data;
+    buffers[2] = col->chars.data;
+    out->buffers = buffers;
+    out->release = array_release;
+    out->private_data = data;
+    return 0;
+}
+
+static int fill_array(struct ArrowArray *out, Columns *c) {
+    memset(out, 0, sizeof *out);
+    ArrayData *data = malloc(sizeof *data);
+    const void **buffers = calloc(1, sizeof(void *));
+    struct ArrowArray **children = calloc((size_t)c->n, sizeof(struct ArrowArray *));
+    if (data == NULL || buffers == NULL || children == NULL) {
+        free(data);
+        free(buffers);
+        free(children);
+        return ENOMEM;
+    }
+    data->columns = c;
+    data->is_parent = 1;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+    out->length = c->rows;
+    out->n_buffers = 1;
+    out->buffers = buffers;
+    out->children = children;
+    out->release = array_release;
+    out->private_data = data;
+    for (int i = 0; i < c->n; i++) {
+        struct ArrowArray *child = malloc(sizeof *child);
+        if (child == NULL || fill_child(child, c, i) != 0) {
+            free(child);
+            out->n_children = i;
+            array_release(out);
+            return ENOMEM;
+        }
+        children[i] = child;
+        out->n_children = i + 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    Columns *columns; /* NULL once handed out */
+    Columns *schema;  /* the same columns, referenced until the stream is released */
+} StreamData;
+
+static int stream_get_schema(struct ArrowArrayStream *stream, struct ArrowSchema *out) {
+    StreamData *data = stream->private_data;
+    int err = fill_schema(out, data->schema);
+    if (err != 0) {
+        out->release(out);
+    }
+    return err;
+}
+
+static int stream_get_next(struct ArrowArrayStream *stream, struct ArrowArray *out) {
+    StreamData *data = stream->private_data;
+    if (data->columns == NULL) {
+        memset(out, 0, sizeof *out); /* release == NULL: the end of the stream */
+        return 0;
+    }
+    int err = fill_array(out, data->columns);
+    if (err == 0) {
+        columns_unref(data->columns); /* the handed-out reference */
+        data->columns = NULL;
+    }
+    return err;
+}
+
+static const char *stream_get_last_error(struct ArrowArrayStream *stream) {
+    (void)stream;
+    return "out of memory";
+}
+
+static void stream_release(struct ArrowArrayStream *stream) {
+    StreamData *data = stream->private_data;
+    if (data->columns != NULL) {
+        columns_unref(data->columns);
+    }
+    columns_unref(data->schema);
+    free(data);
+    stream->release = NULL;
+}
+
+static void capsule_destructor(PyObject *capsule) {
+    struct ArrowArrayStream *stream = PyCapsule_GetPointer(capsule, "arrow_array_stream");
+    if (stream == NULL) {
+        PyErr_WriteUnraisable(capsule);
+        return;
+    }
+    if (stream->release != NULL) {
+        stream->release(stream);
+    }
+    free(stream);
+}
+
+/* ------------------------------------------------------------------ Batch */
+
+typedef struct {
+    PyObject_HEAD Columns *columns;
+    Py_ssize_t rows;
+} BatchObject;
+
+static void batch_dealloc(BatchObject *self) {
+    columns_unref(self->columns);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t batch_len(BatchObject *self) { return self->rows; }
+
+static PyObject *batch_arrow_c_stream(BatchObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"requested_schema", NULL};
+    PyObject *requested = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O", keywords, &requested)) {
+        return NULL;
+    }
+    if (requested != Py_None) {
+        PyErr_SetString(PyExc_NotImplementedError, "a Batch has its own fixed schema");
+        return NULL;
+    }
+    struct ArrowArrayStream *stream = calloc(1, sizeof *stream);
+    StreamData *data = malloc(sizeof *data);
+    if (stream == NULL || data == NULL) {
+        free(stream);
+        free(data);
+        return PyErr_NoMemory();
+    }
+    /* DuckDB asks more than once (to bind, then to scan): each stream holds a reference. */
+    data->columns = data->schema = self->columns;
+    __atomic_add_fetch(&self->columns->refs, 2, __ATOMIC_ACQ_REL);
+    stream->get_schema = stream_get_schema;
+    stream->get_next = stream_get_next;
+    stream->get_last_error = stream_get_last_error;
+    stream->release = stream_release;
+    stream->private_data = data;
+    PyObject *capsule = PyCapsule_New(stream, "arrow_array_stream", capsule_destructor);
+    if (capsule == NULL) {
+        stream->release(stream);
+        free(stream);
+    }
+    return capsule;
+}
+
+static PyMethodDef batch_methods[] = {
+    {"__arrow_c_stream__", (PyCFunction)(void (*)(void))batch_arrow_c_stream,
+     METH_VARARGS | METH_KEYWORDS, "The rows as an Arrow C stream."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods batch_as_sequence = {.sq_length = (lenfunc)batch_len};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "headlined.influx._lines.Batch",
+    .tp_basicsize = sizeof(BatchObject),
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_as_sequence = &batch_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Rows of the `lines` table, read by DuckDB through __arrow_c_stream__.",
+    .tp_methods = batch_methods,
+};
+
+/* A Batch that takes over one reference to `c`; NULL (and `c` left alone) out of memory. */
+static BatchObject *batch_new(Columns *c) {
+    BatchObject *batch = PyObject_New(BatchObject, &BatchType);
+    if (batch != NULL) {
+        batch->columns = c;
+        batch->rows = (Py_ssize_t)c->rows;
+    }
+    return batch;
+}
+
+/* ------------------------------------------------------------------ classification */
+
+#define MAX_LINE (1 << 20) /* bytes of one physical line; longer ones become a marker */
+#define HEAD 200           /* bytes of an overlong line kept in its marker */
+#define MAX_PAIRS (1 << 20) /* (series key, field key) pairs followed for `unique`: ~50 MiB */
+
+enum { K_BULK = 0, K_SKIP = 1, K_SLOW = 2 };
+
+/* Strict UTF-8, as Python's decoder: no overlong forms, surrogates or values past U+10FFFF. */
+static int is_utf8(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0) {
+                lo = 0xA0;
+            } else if (c == 0xED) {
+                hi = 0x9F;
+            }
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0) {
+                lo = 0x90;
+            } else if (c == 0xF4) {
+                hi = 0x8F;
+            }
+        } else {
+            return 0;
+        }
+        if (i + need >= n) {
+            return 0; /* truncated */
+        }
+        if (s[i + 1] < lo || s[i + 1] > hi) {
+            return 0;
+        }
+        for (size_t k = 2; k <= need; k++) {
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) {
+                return 0;
+            }
+        }
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* Whether `t` is the canonical decimal text of an integer in [low, high]: what DuckDB's
+ * TRY_CAST(t AS BIGINT) read and CAST(... AS VARCHAR) printed back the same. */
+static int canonical_time(const char *t, size_t n, int64_t low, int64_t high, int64_t *out) {
+    size_t i = 0;
+    int negative = 0;
+    if (n && t[0] == '-') {
+        negative = 1;
+        i = 1;
+    }
+    if (i == n || t[i] < '0' || t[i] > '9' || (t[i] == '0' && n - i > 1) ||
+        (negative && t[i] == '0')) {
+        return 0;
+    }
+    /* Accumulated negatively, so that INT64_MIN fits; only a 19th digit can overflow. */
+    size_t digits = n - i;
+    if (digits > 19) {
+        return 0;
+    }
+    int64_t value = 0;
+    for (; i < n; i++) {
+        if (t[i] < '0' || t[i] > '9') {
+            return 0;
+        }
+        int digit = t[i] - '0';
+        if (digits == 19 && i == n - 1 && value < (INT64_MIN + digit) / 10) {
+            return 0;
+        }
+        value = value * 10 - digit;
+    }
+    if (!negative) {
+        if (value == INT64_MIN) {
+            return 0;
+        }
+        value = -value;
+    }
+    if (value < low || value > high) {
+        return 0;
+    }
+    *out = value;
+    return 1;
+}
+
+/* One string field as influx_inspect writes it (the key has no escapes), fully matched:
+ * [^\\,= "\t\x00\x02][^\\,= "\x02]*="(?:[^"\\]|\\.)*" */
+static int string_field(const char *f, size_t n) {
+    size_t i = 0;
+    if (n == 0 || f[0] == '\\' || f[0] == ',' || f[0] == '=' || f[0] == ' ' || f[0] == '"' ||
+        f[0] == '\t' || f[0] == '\0' || f[0] == '\x02') {
+        return 0;
+    }
+    for (i = 1; i < n && f[i] != '=' ; i++) {
+        if (f[i] == '\\' || f[i] == ',' || f[i] == ' ' || f[i] == '"' || f[i] == '\x02') {
+            return 0;
+        }
+    }
+    if (i + 1 >= n || f[i + 1] != '"') {
+        return 0;
+    }
+    for (i += 2; i < n; i++) {
+        if (f[i] == '"') {
+            return i == n - 1;
+        }
+        if (f[i] == '\\') {
+            i++; /* an escape takes the next character, whatever it is */
+        }
+    }
+    return 0;
+}
+
+/* Whether every byte is ASCII other than \x00-\x02 and CR: such a line is valid UTF-8 and
+ * needs no token, which is nearly every line.  Eight bytes at a time (SWAR: a byte below n
+ * sets its top bit in (x - n) & ~x). */
+static int plain_ascii(const char *p, size_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t found = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t cr = x ^ (ones * '\r');
+        found |= (x & high) | ((x - ones * 3) & ~x & high) | ((cr - ones) & ~cr & high);
+    }
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        found |= c >= 0x80 || c < 3 || c == '\r';
+    }
+    return found == 0;
+}
+
+enum { T_FLOAT, T_INTEGER, T_UNSIGNED, T_STRING, T_BOOLEAN };
+
+/* Whether digits p[0:n] (leading zeros allowed) are at most the number `limit` spells. */
+static int digits_at_most(const char *p, size_t n, const char *limit) {
+    size_t limit_n = strlen(limit);
+    while (n > 1 && *p == '0') {
+        p++;
+        n--;
+    }
+    return n < limit_n || (n == limit_n && memcmp(p, limit, n) <= 0);
+}
+
+static int all_digits(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+/* The parser's float pattern, fully: -?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
+ * `magnitude` bounds the decimal exponent: the value is below 10 ** magnitude. */
+static int float_syntax(const char *p, size_t n, long *magnitude) {
+    size_t i = 0, digits = 0;
+    long whole = 0, exponent = 0; /* significant digits before the point; the exponent */
+    if (i < n && p[i] == '-') {
+        i++;
+    }
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+        digits++;
+        whole += whole > 0 || p[i] != '0';
+    }
+    if (i < n && p[i] == '.') {
+        for (i++; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+            digits++;
+        }
+    }
+    if (digits == 0) {
+        return 0;
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        int negative = i < n && p[i] == '-';
+        if (i < n && (p[i] == '+' || p[i] == '-')) {
+            i++;
+        }
+        if (!all_digits(p + i, n - i)) {
+            return 0;
+        }
+        for (; i < n; i++) {
+            exponent = exponent < 1000000 ? exponent * 10 + (p[i] - '0') : exponent;
+        }
+        exponent = negative ? -exponent : exponent;
+    }
+    *magnitude = whole + exponent;
+    return i == n;
+}
+
+static locale_t c_locale;
+
+static int is_boolean(const char *v, size_t n) {
+    switch (n) {
+    case 1:
+        return v[0] == 't' || v[0] == 'T' || v[0] == 'f' || v[0] == 'F';
+    case 4:
+        return memcmp(v, "true", 4) == 0 || memcmp(v, "True", 4) == 0 ||
+               memcmp(v, "TRUE", 4) == 0;
+    case 5:
+        return memcmp(v, "false", 5) == 0 || memcmp(v, "False", 5) == 0 ||
+               memcmp(v, "FALSE", 5) == 0;
+    default:
+        return 0;
+    }
+}
+
+/* A field value's type by its shape, as convert._TYPE_SQL, and whether the exact parser
+ * would refuse it (bad syntax, out of range, infinite), as convert._BAD_SQL. */
+static int value_type(const char *v, size_t n, int *bad) {
+    *bad = 0;
+    if (n && v[0] == '"') {
+        return T_STRING;
+    }
+    if (is_boolean(v, n)) {
+        return T_BOOLEAN;
+    }
+    if (n && v[n - 1] == 'i') {
+        int negative = n > 1 && v[0] == '-';
+        const char *body = v + negative;
+        size_t body_n = n - 1 - (size_t)negative;
+        *bad = !(all_digits(body, body_n) &&
+                 digits_at_most(body, body_n, negative ? "9223372036854775808"
+                                                       : "9223372036854775807"));
+        return T_INTEGER;
+    }
+    if (n && v[n - 1] == 'u') {
+        *bad = !(all_digits(v, n - 1) && digits_at_most(v, n - 1, "18446744073709551615"));
+        return T_UNSIGNED;
+    }
+    long magnitude;
+    if (!float_syntax(v, n, &magnitude)) {
+        *bad = 1;
+        return T_FLOAT;
+    }
+    if (magnitude <= 308) {
+        return T_FLOAT; /* below 1e308 < DBL_MAX: finite, no need to read it */
+    }
+    char small[64];
+    char *text = n < sizeof small ? small : malloc(n + 1);
+    if (text == NULL) {
+        *bad = 1; /* the exact parser decides, and can say why */
+        return T_FLOAT;
+    }
+    memcpy(text, v, n);
+    text[n] = '\0';
+    *bad = isinf(strtod_l(text, NULL, c_locale));
+    if (text != small) {
+        free(text);
+    }
+    return T_FLOAT;
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\0'; }
+
+/* ------------------------------------------------------------------ Interner */
+
+/* Distinct byte strings, numbered 0, 1, ... in order of first appearance.  Open addressing;
+ * the string looked up last is compared first, as an export repeats one for long runs. */
+typedef struct {
+    Buf chars;       /* the strings' bytes, one after another */
+    Buf ends;        /* int64 end offset of each string in chars */
+    uint32_t *slots; /* number + 1, or 0 for an empty slot */
+    size_t n_slots;  /* a power of two, at least twice the number of strings */
+    int64_t last;    /* the number looked up last, or -1 */
+} Interner;
+
+static uint64_t hash_bytes(const char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static size_t interner_count(const Interner *in) { return in->ends.len / sizeof(int64_t); }
+
+static const char *interner_at(const Interner *in, size_t id, size_t *n) {
+    const int64_t *ends = (const int64_t *)in->ends.data;
+    int64_t start = id > 0 ? ends[id - 1] : 0;
+    *n = (size_t)(ends[id] - start);
+    return in->chars.data + start;
+}
+
+static int interner_holds(const Interner *in, size_t id, const char *p, size_t n) {
+    size_t len;
+    const char *text = interner_at(in, id, &len);
+    return len == n && memcmp(text, p, n) == 0;
+}
+
+static int interner_grow(Interner *in) {
+    size_t n_slots = in->n_slots ? in->n_slots * 2 : 1024;
+    uint32_t *slots = calloc(n_slots, sizeof *slots);
+    if (slots == NULL) {
+        return -1;
+    }
+    for (size_t id = 0; id < interner_count(in); id++) {
+        size_t len;
+        const char *text = interner_at(in, id, &len);
+        size_t at = hash_bytes(text, len) & (n_slots - 1);
+        while (slots[at] != 0) {
+            at = (at + 1) & (n_slots - 1);
+        }
+        slots[at] = (uint32_t)id + 1;
+    }
+    free(in->slots);
+    in->slots = slots;
+    in->n_slots = n_slots;
+    return 0;
+}
+
+/* The number of p[0:n], a new one if it was never seen; -1 out of memory. */
+static int64_t interner_add(Interner *in, const char *p, size_t n) {
+    if (in->last >= 0 && interner_holds(in, (size_t)in->last, p, n)) {
+        return in->last;
+    }
+    if ((interner_count(in) + 1) * 2 > in->n_slots && interner_grow(in) < 0) {
+        return -1;
+    }
+    size_t at = hash_bytes(p, n) & (in->n_slots - 1);
+    while (in->slots[at] != 0) {
+        size_t id = in->slots[at] - 1;
+        if (interner_holds(in, id, p, n)) {
+            in->last = (int64_t)id;
+            return in->last;
+        }
+        at = (at + 1) & (in->n_slots - 1);
+    }
+    if (interner_count(in) >= INT32_MAX - 1 || buf_add(&in->chars, p, n) < 0) {
+        return -1;
+    }
+    int64_t end = (int64_t)in->chars.len;
+    if (buf_add(&in->ends, &end, sizeof end) < 0) {
+        return -1;
+    }
+    in->last = (int64_t)interner_count(in) - 1;
+    in->slots[at] = (uint32_t)in->last + 1;
+    return in->last;
+}
+
+static void interner_free(Interner *in) {
+    free(in->chars.data);
+    free(in->ends.data);
+    free(in->slots);
+    memset(in, 0, sizeof *in);
+    in->last = -1;
+}
+
+/* ------------------------------------------------------------------ Pivot */
+
+/* The fast path for a file that is nothing but one-field bulk lines (an influx_inspect
+ * export, nearly always): instead of a `lines` row per line for DuckDB to merge, each line's
+ * value goes straight into its point's cell of a per-measurement table, one row per point
+ * (series key, time) and a column per (field key, type); a later line for the same point and
+ * field replaces the earlier one, as in the general way.  Any line it cannot take that way
+ * (an exact-path line, a bad value, a context header after the data, a table past the memory
+ * budget) makes the pivot *fail*: the caller then converts the file again the general way,
+ * which decides every such case. */
+
+#define PIVOT_COLUMNS 4096 /* (field key, type) columns of one measurement, at most */
+
+typedef struct {
+    int32_t table; /* the measurement's number */
+    int type;      /* T_FLOAT ... T_BOOLEAN */
+    Buf validity;  /* a bit per point of the table, set when the cell holds a value */
+    Buf values;    /* 8 bytes per point; booleans: a bit per point; strings: offset, length */
+    Buf chars;     /* string values, unescaped */
+    int64_t count; /* cells set */
+    int64_t other; /* the next column of the same field key with another type (a ring), or -1 */
+} PivotColumn;
+
+typedef struct {
+    Buf kids;       /* int32 series key number of each point */
+    Buf times;      /* int64 time of each point */
+    int64_t points;
+    int n_columns;
+} PivotTable;
+
+typedef struct {
+    int active;              /* asked for, and not failed */
+    const char *failure;     /* why it failed (static text), or NULL */
+    int64_t budget;          /* bytes the tables may take */
+    int64_t used;            /* bytes they take, about */
+    long long first_line;    /* the physical line (from 1) of the first value taken, or 0 */
+    long long taken;         /* lines taken (one that replaced an earlier value included) */
+    Interner measurements;   /* a series key's measurement, as written (escapes and all) */
+    Buf kid_table;           /* int32 measurement number of each series key */
+    Buf tables;              /* PivotTable, by measurement number */
+    Interner column_keys;    /* (table int32, type byte, field key) -> column number */
+    Buf columns;             /* PivotColumn, by column number */
+    Buf column_key;          /* the key of the current line's column */
+    /* (series key number, time) -> point number in its table: open addressing */
+    int64_t *slot_times;
+    int32_t *slot_kids;
+    int32_t *slot_points; /* point number + 1, 0 for an empty slot */
+    size_t n_slots, n_points;
+    int32_t last_table, last_point; /* the point of the line before, for a guess */
+} Pivot;
+
+static void pivot_fail(Pivot *p, const char *why) {
+    if (p->active) {
+        p->active = 0;
+        p->failure = why;
+    }
+}
+
+static void pivot_free(Pivot *p) {
+    interner_free(&p->measurements);
+    interner_free(&p->column_keys);
+    PivotTable *tables = (PivotTable *)p->tables.data;
+    for (size_t i = 0; i < p->tables.len / sizeof(PivotTable); i++) {
+        free(tables[i].kids.data);
+        free(tables[i].times.data);
+    }
+    PivotColumn *columns = (PivotColumn *)p->columns.data;
+    for (size_t i = 0; i < p->columns.len / sizeof(PivotColumn); i++) {
+        free(columns[i].validity.data);
+        free(columns[i].values.data);
+        free(columns[i].chars.data);
+    }
+    free(p->kid_table.data);
+    free(p->tables.data);
+    free(p->columns.data);
+    free(p->column_key.data);
+    free(p->slot_times);
+    free(p->slot_kids);
+    free(p->slot_points);
+    /* What the properties tell outlives the tables. */
+    int active = p->active;
+    const char *failure = p->failure;
+    long long first_line = p->first_line, taken = p->taken;
+    memset(p, 0, sizeof *p);
+    p->measurements.last = p->column_keys.last = -1;
+    p->active = active;
+    p->failure = failure;
+    p->first_line = first_line;
+    p->taken = taken;
+}
+
+/* The measurement of a series key as the bulk split writes it: up to the first comma that
+ * no backslash escapes.  (The exact parser checks every key later; a key it reads otherwise
+ * fails the pivot there.) */
+static size_t measurement_length(const char *key, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (key[i] == '\\') {
+            i++;
+        } else if (key[i] == ',') {
+            return i;
+        }
+    }
+    return n;
+}
+
+static uint64_t point_hash(int32_t kid, int64_t ts) {
+    uint64_t h = (uint64_t)ts * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uint32_t)kid * 0xC2B2AE3D27D4EB4FULL;
+    return h ^ (h >> 29);
+}
+
+static int point_slots_grow(Pivot *p) {
+    size_t n_slots = p->n_slots ? p->n_slots * 2 : 1 << 16;
+    int64_t *times = malloc(n_slots * sizeof *times);
+    int32_t *kids = malloc(n_slots * sizeof *kids);
+    int32_t *points = calloc(n_slots, sizeof *points);
+    if (times == NULL || kids == NULL || points == NULL) {
+        free(times);
+        free(kids);
+        free(points);
+        return -1;
+    }
+    for (size_t i = 0; i < p->n_slots; i++) {
+        if (p->slot_points[i] != 0) {
+            size_t at = point_hash(p->slot_kids[i], p->slot_times[i]) & (n_slots - 1);
+            while (points[at] != 0) {
+                at = (at + 1) & (n_slots - 1);
+            }
+            times[at] = p->slot_times[i];
+            kids[at] = p->slot_kids[i];
+            points[at] = p->slot_points[i];
+        }
+    }
+    p->used += (int64_t)((n_slots - p->n_slots) * 16);
+    free(p->slot_times);
+    free(p->slot_kids);
+    free(p->slot_points);
+    p->slot_times = times;
+    p->slot_kids = kids;
+    p->slot_points = points;
+    p->n_slots = n_slots;
+    return 0;
+}
+
+/* The point (kid, ts) of `table`, added when new; -1 out of memory. */
+static int64_t pivot_point(Pivot *p, int32_t table, int32_t kid, int64_t ts) {
+    PivotTable *t = &((PivotTable *)p->tables.data)[table];
+    /* An export lists a series' times once per field, in the same order: after the first
+     * field, the next point is nearly always the one after the line before's. */
+    if (p->last_table == table && p->last_point + 1 < t->points) {
+        int32_t guess = p->last_point + 1;
+        if (((int32_t *)t->kids.data)[guess] == kid && ((int64_t *)t->times.data)[guess] == ts) {
+            p->last_point = guess;
+            return guess;
+        }
+    }
+    if ((p->n_points + 1) * 2 > p->n_slots && point_slots_grow(p) < 0) {
+        return -1;
+    }
+    size_t at = point_hash(kid, ts) & (p->n_slots - 1);
+    while (p->slot_points[at] != 0) {
+        if (p->slot_kids[at] == kid && p->slot_times[at] == ts) {
+            p->last_table = table;
+            p->last_point = p->slot_points[at] - 1;
+            return p->last_point;
+        }
+        at = (at + 1) & (p->n_slots - 1);
+    }
+    if (t->points >= INT32_MAX - 1 || buf_add(&t->kids, &kid, sizeof kid) < 0 ||
+        buf_add(&t->times, &ts, sizeof ts) < 0) {
+        return -1;
+    }
+    p->slot_kids[at] = kid;
+    p->slot_times[at] = ts;
+    p->slot_points[at] = (int32_t)t->points + 1;
+    p->n_points++;
+    p->used += 12 + 8 * t->n_columns;
+    p->last_table = table;
+    p->last_point = (int32_t)t->points++;
+    return p->last_point;
+}
+
+/* The column of (table, type, field key); -1 out of memory, -2 too many. */
+static int64_t pivot_column(Pivot *p, int32_t table, int type, const char *fk, size_t fk_n) {
+    unsigned char ty = (unsigned char)type;
+    p->column_key.len = 0;
+    if (buf_add(&p->column_key, &table, sizeof table) < 0 || buf_add(&p->column_key, &ty, 1) < 0 ||
+        buf_add(&p->column_key, fk, fk_n) < 0) {
+        return -1;
+    }
+    size_t before = interner_count(&p->column_keys);
+    int64_t id = interner_add(&p->column_keys, p->column_key.data, p->column_key.len);
+    if (id < 0 || interner_count(&p->column_keys) == before) {
+        return id;
+    }
+    PivotTable *t = &((PivotTable *)p->tables.data)[table];
+    if (t->n_columns >= PIVOT_COLUMNS) {
+        return -2;
+    }
+    /* A field with several types (rare): link its columns in a ring, to catch a point whose
+     * field comes twice with different types. */
+    int64_t sibling = -1;
+    for (int64_t i = 0; i < id && sibling < 0; i++) {
+        size_t n;
+        const char *key = interner_at(&p->column_keys, (size_t)i, &n);
+        const PivotColumn *other = &((PivotColumn *)p->columns.data)[i];
+        if (other->table == table && n == fk_n + 5 && memcmp(key + 5, fk, fk_n) == 0) {
+            sibling = i;
+        }
+    }
+    PivotColumn column = {.table = table, .type = type, .other = -1};
+    if (buf_add(&p->columns, &column, sizeof column) < 0) {
+        return -1;
+    }
+    if (sibling >= 0) {
+        PivotColumn *columns = (PivotColumn *)p->columns.data;
+        columns[id].other = columns[sibling].other >= 0 ? columns[sibling].other : sibling;
+        columns[sibling].other = id;
+    }
+    t->n_columns++;
+    p->used += 8 * t->points + (int64_t)fk_n + 64;
+    return id;
+}
+
+/* Grows `b` to `n` bytes, the new ones zero. */
+static int buf_zero_to(Buf *b, size_t n) {
+    if (n <= b->len) {
+        return 0;
+    }
+    if (buf_reserve(b, n - b->len) < 0) {
+        return -1;
+    }
+    memset(b->data + b->len, 0, n - b->len);
+    b->len = n;
+    return 0;
+}
+
+/* Clinger's fast path: a decimal of at most 15 significant digits and a power of ten of at
+ * most 22 are both exact doubles, so one multiplication or division rounds correctly, as
+ * strtod does.  Anything else goes to strtod_l.  `v` has the parser's float syntax. */
+static double read_float(const char *v, size_t n) {
+    static const double powers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = 0;
+    int negative = v[0] == '-';
+    i += (size_t)negative;
+    uint64_t mantissa = 0;
+    int digits = 0, exponent = 0;
+    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+        if (mantissa || v[i] != '0') {
+            digits++;
+        }
+        mantissa = mantissa * 10 + (uint64_t)(v[i] - '0');
+        if (digits > 15) {
+            break;
+        }
+    }
+    if (digits <= 15 && i < n && v[i] == '.') {
+        for (i++; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+            if (mantissa || v[i] != '0') {
+                digits++;
+            }
+            mantissa = mantissa * 10 + (uint64_t)(v[i] - '0');
+            exponent--;
+            if (digits > 15) {
+                break;
+            }
+        }
+    }
+    if (digits <= 15 && i == n && exponent >= -22) {
+        double value = (double)mantissa / powers[-exponent];
+        return negative ? -value : value;
+    }
+    char small[64];
+    char *text = n < sizeof small ? small : malloc(n + 1);
+    if (text == NULL) {
+        return NAN; /* never stored: the caller checks */
+    }
+    memcpy(text, v, n);
+    text[n] = '\0';
+    double value = strtod_l(text, NULL, c_locale);
+    if (text != small) {
+        free(text);
+    }
+    return value;
+}
+
+/* The value of a checked field `v` of type `type` into `column`'s cell `point`. */
+static int pivot_store(PivotColumn *column, int64_t point, int type, const char *v, size_t n) {
+    size_t bits = (size_t)(point / 8 + 1);
+    if (buf_zero_to(&column->validity, bits) < 0) {
+        return -1;
+    }
+    if (type == T_BOOLEAN) {
+        if (buf_zero_to(&column->values, bits) < 0) {
+            return -1;
+        }
+        char bit = (char)(1 << (point & 7));
+        column->values.data[point >> 3] &= (char)~bit; /* a later line may say false */
+        if (v[0] == 't' || v[0] == 'T') {
+            column->values.data[point >> 3] |= bit;
+        }
+    } else {
+        size_t width = type == T_STRING ? 16 : 8;
+        if (buf_zero_to(&column->values, (size_t)(point + 1) * width) < 0) {
+            return -1;
+        }
+        char *cell = column->values.data + (size_t)point * width;
+        if (type == T_FLOAT) {
+            double value = read_float(v, n);
+            if (isnan(value)) {
+                return -1;
+            }
+            memcpy(cell, &value, 8);
+        } else if (type == T_INTEGER || type == T_UNSIGNED) {
+            /* Checked for range already: accumulate in unsigned, negate at the end. */
+            int negative = v[0] == '-';
+            uint64_t value = 0;
+            for (size_t i = (size_t)negative; i < n - 1; i++) {
+                value = value * 10 + (uint64_t)(v[i] - '0');
+            }
+            value = negative ? 0 - value : value;
+            memcpy(cell, &value, 8);
+        } else {
+            /* Inside the quotes, \" and \\ are escapes, nothing else is. */
+            int64_t start = (int64_t)column->chars.len;
+            if (buf_reserve(&column->chars, n) < 0) {
+                return -1;
+            }
+            for (size_t i = 1; i + 1 < n; i++) {
+                char c = v[i];
+                if (c == '\\' && i + 2 < n && (v[i + 1] == '"' || v[i + 1] == '\\')) {
+                    c = v[++i];
+                }
+                column->chars.data[column->chars.len++] = c;
+            }
+            int64_t length = (int64_t)column->chars.len - start;
+            memcpy(cell, &start, 8);
+            memcpy(cell + 8, &length, 8);
+        }
+    }
+    column->validity.data[point >> 3] |= (char)(1 << (point & 7));
+    column->count++;
+    return 0;
+}
+
+/* A one-field bulk line with a good value into its cell; -1 out of memory. */
+static int pivot_add(Pivot *p, int32_t kid, const char *key, size_t key_n, const char *fk,
+                     size_t fk_n, const char *v, size_t v_n, int type, int64_t ts,
+                     long long line_number) {
+    size_t known = p->kid_table.len / sizeof(int32_t);
+    if ((size_t)kid > known) {
+        /* Keys are numbered as bulk lines bring them, and every one so far came here. */
+        pivot_fail(p, "a series key of a line the pivot did not take");
+        return 0;
+    }
+    if ((size_t)kid == known) {
+        size_t tables = interner_count(&p->measurements);
+        int64_t table = interner_add(&p->measurements, key, measurement_length(key, key_n));
+        if (table < 0) {
+            return -1;
+        }
+        int32_t t32 = (int32_t)table;
+        if (buf_add(&p->kid_table, &t32, sizeof t32) < 0) {
+            return -1;
+        }
+        if (interner_count(&p->measurements) > tables) {
+            PivotTable fresh = {0};
+            if (buf_add(&p->tables, &fresh, sizeof fresh) < 0) {
+                return -1;
+            }
+        }
+    }
+    int32_t table = ((int32_t *)p->kid_table.data)[kid];
+    int64_t id = pivot_column(p, table, type, fk, fk_n);
+    if (id == -2) {
+        pivot_fail(p, "too many fields in one measurement");
+        return 0;
+    }
+    int64_t point = id < 0 ? -1 : pivot_point(p, table, kid, ts);
+    if (point < 0) {
+        return -1;
+    }
+    PivotColumn *columns = (PivotColumn *)p->columns.data;
+    PivotColumn *column = &columns[id];
+    /* A later line wins (the WAL after TSM): a value the point's field already has goes,
+     * whichever of the field's type columns holds it. */
+    for (int64_t at = id;;) {
+        PivotColumn *c = &columns[at];
+        if (c->validity.len > (size_t)(point >> 3) &&
+            (c->validity.data[point >> 3] >> (point & 7) & 1)) {
+            c->validity.data[point >> 3] &= (char)~(1 << (point & 7));
+            c->count--;
+        }
+        at = c->other;
+        if (at < 0 || at == id) {
+            break;
+        }
+    }
+    size_t chars = column->chars.len;
+    if (pivot_store(column, point, type, v, v_n) < 0) {
+        return -1;
+    }
+    p->used += (int64_t)(column->chars.len - chars);
+    p->taken++;
+    if (p->first_line == 0) {
+        p->first_line = line_number;
+    }
+    if (p->used > p->budget) {
+        pivot_fail(p, "the points exceed the memory budget");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ Splitter */
+
+typedef struct {
+    PyObject_HEAD Columns *columns;
+    int64_t low, high; /* bounds of a bulk line's time, in the input's precision */
+    long long lines;   /* physical lines so far */
+    int final_newline; /* whether the input so far ends with a newline (or is empty) */
+    Buf pending;       /* the unfinished last line */
+    Buf scratch;       /* a re-encoded line */
+    int in_long;       /* skipping the rest of an overlong line whose head is in `pending` */
+    size_t long_length;
+    int error; /* -1 out of memory, -2 a batch too large: raised once the GIL is back */
+    /* Distinct series keys, numbered in order of first appearance: the rows carry the number,
+     * so DuckDB groups and joins integers, not 2M copies of the same few keys. */
+    Interner keys;
+    /* Whether no two one-field bulk lines share series key, field key and time, so that no
+     * line overrides another: each (key, field) pair's times so far only ever increased. */
+    int unique;
+    Interner pairs;  /* (kid, field key), as the kid's 4 bytes then the field key */
+    Buf pair_times;  /* int64 latest time of each pair */
+    Buf pair_key;    /* the pair of the current line */
+    Pivot pivot;
+} SplitterObject;
+
+/* Clears `unique` when this line's time is not after the last one of its (key, field). */
+static int track_time(SplitterObject *self, int32_t kid, const char *fk, size_t fk_n,
+                      int64_t ts) {
+    self->pair_key.len = 0;
+    if (buf_add(&self->pair_key, &kid, sizeof kid) < 0 || buf_add(&self->pair_key, fk, fk_n) < 0) {
+        return -1;
+    }
+    size_t before = interner_count(&self->pairs);
+    int64_t pair = interner_add(&self->pairs, self->pair_key.data, self->pair_key.len);
+    if (pair < 0) {
+        return -1;
+    }
+    if (interner_count(&self->pairs) > MAX_PAIRS) {
+        /* Too many to follow within bounded memory: assume lines may override others. */
+        self->unique = 0;
+        interner_free(&self->pairs);
+        free(self->pair_times.data);
+        memset(&self->pair_times, 0, sizeof self->pair_times);
+        return 0;
+    }
+    if (interner_count(&self->pairs) > before) {
+        return buf_add(&self->pair_times, &ts, sizeof ts);
+    }
+    int64_t *times = (int64_t *)self->pair_times.data;
+    self->unique = ts > times[pair];
+    times[pair] = ts;
+    return 0;
+}
+
+/* kid < 0: no series key; ty < 0: no type (nor bad) for this row. */
+static int add_row(SplitterObject *self, int kind, int32_t kid, const char *fk, size_t fk_n,
+                   const char *v, size_t v_n, const int64_t *ts, const char *raw, size_t raw_n,
+                   int ty, int bad) {
+    Columns *c = self->columns;
+    int64_t row = c->rows;
+    uint8_t k = (uint8_t)kind;
+    int err = buf_add(&c->col[C_KIND].values, &k, 1); /* never NULL: no validity bitmap */
+    if (!err) err = set_valid(&c->col[C_KID], row, kid >= 0);
+    if (!err) err = buf_add(&c->col[C_KID].values, &kid, sizeof kid);
+    if (!err) err = add_string(&c->col[C_FK], row, fk, fk_n);
+    if (!err) err = add_string(&c->col[C_V], row, v, v_n);
+    if (!err) err = set_valid(&c->col[C_TS], row, ts != NULL);
+    if (!err) {
+        int64_t value = ts != NULL ? *ts : 0;
+        err = buf_add(&c->col[C_TS].values, &value, sizeof value);
+    }
+    if (!err) err = add_string(&c->col[C_RAW], row, raw, raw_n);
+    if (!err) err = set_valid(&c->col[C_TY], row, ty >= 0);
+    if (!err) {
+        uint8_t value = ty >= 0 ? (uint8_t)ty : 0;
+        err = buf_add(&c->col[C_TY].values, &value, 1);
+    }
+    if (!err) err = set_valid(&c->col[C_BAD], row, ty >= 0);
+    if (!err) err = add_bit(&c->col[C_BAD].values, row, ty >= 0 && bad); /* Arrow booleans */
+    if (!err) c->rows++;
+    return err;
+}
+
+static int add_marker(SplitterObject *self, const char *prefix, const unsigned char *head,
+                      size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    pivot_fail(&self->pivot, "a line for the exact parser");
+    self->scratch.len = 0;
+    if (buf_add(&self->scratch, prefix, strlen(prefix)) < 0 ||
+        buf_reserve(&self->scratch, 2 * n) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        self->scratch.data[self->scratch.len++] = hex[head[i] >> 4];
+        self->scratch.data[self->scratch.len++] = hex[head[i] & 15];
+    }
+    return add_row(self, K_SLOW, -1, NULL, 0, NULL, 0, NULL, self->scratch.data, self->scratch.len,
+                   -1, 0);
+}
+
+static int add_long(SplitterObject *self, const unsigned char *head, size_t head_n,
+                    size_t length) {
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "\x02L%zu:", length);
+    return add_marker(self, prefix, head, head_n < HEAD ? head_n : HEAD);
+}
+
+/* The line with the reader's tokens: \x02 -> \x02e, CR -> \x02r, \x01 -> \x02d, and a BOM
+ * that starts the input -> \x02b (DuckDB's CSV reader mangled these bytes). */
+static int encode(SplitterObject *self, const char *p, size_t n, int first, const char **out,
+                  size_t *out_n) {
+    int bom = first && n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0;
+    size_t i = 0;
+    while (i < n && p[i] != '\x01' && p[i] != '\x02' && p[i] != '\r') {
+        i++;
+    }
+    if (i == n && !bom) {
+        *out = p;
+        *out_n = n;
+        return 0;
+    }
+    Buf *s = &self->scratch;
+    s->len = 0;
+    if (buf_reserve(s, 2 * n + 2) < 0) {
+        return -1;
+    }
+    size_t start = 0;
+    if (bom) {
+        memcpy(s->data, "\x02" "b", 2);
+        s->len = 2;
+        start = 3;
+    }
+    for (size_t j = start; j < n; j++) {
+        char c = p[j];
+        if (c == '\x02' || c == '\r' || c == '\x01') {
+            s->data[s->len++] = '\x02';
+            s->data[s->len++] = c == '\x02' ? 'e' : c == '\r' ? 'r' : 'd';
+        } else {
+            s->data[s->len++] = c;
+        }
+    }
+    *out = s->data;
+    *out_n = s->len;
+    return 0;
+}
+
+static int line(SplitterObject *self, const char *p, size_t n) {
+    int first = self->lines == 0;
+    self->lines++;
+    if (n == 0) {
+        return add_row(self, K_SKIP, -1, NULL, 0, NULL, 0, NULL, NULL, 0, -1, 0);
+    }
+    const char *s = p;
+    size_t m = n;
+    if (!plain_ascii(p, n)) {
+        if (!is_utf8((const unsigned char *)p, n)) {
+            return add_marker(self, "\x02U", (const unsigned char *)p, n);
+        }
+        if (encode(self, p, n, first, &s, &m) < 0) {
+            return -1;
+        }
+    }
+    const char *quote = memchr(s, '"', m);
+    /* The last two spaces: time after the last; fields before it. */
+    const char *last = memrchr(s, ' ', m);
+    const char *second = last != NULL ? memrchr(s, ' ', (size_t)(last - s)) : NULL;
+    int64_t ts = 0;
+    int bulk = 0;
+    const char *key = NULL, *f = NULL;
+    size_t key_n = 0, f_n = 0;
+    if (second != NULL &&
+        canonical_time(last + 1, (size_t)(s + m - last - 1), self->low, self->high, &ts)) {
+        if (quote == NULL) {
+            key = s;
+            key_n = (size_t)(second - s);
+            f = second + 1;
+            f_n = (size_t)(last - second - 1);
+            const char *eq = memchr(f, '=', f_n);
+            bulk = eq != NULL && eq > f && memchr(f, '\\', f_n) == NULL &&
+                   memchr(f, '\x02', f_n) == NULL && f[0] != '\t' && f[0] != '\0';
+        } else {
+            /* A string field may hold spaces: the key ends at the first space that is not
+             * escaped (a backslash-space pair, scanned left to right, is one unit). */
+            const char *ke = NULL;
+            for (size_t i = 0; i < m; i++) {
+                if (s[i] == '\\' && i + 1 < m && s[i + 1] == ' ') {
+                    i++;
+                } else if (s[i] == ' ') {
+                    ke = s + i;
+                    break;
+                }
+            }
+            if (ke != NULL && last > ke + 1) {
+                key = s;
+                key_n = (size_t)(ke - s);
+                f = ke + 1;
+                f_n = (size_t)(last - ke - 1);
+                bulk = string_field(f, f_n);
+            }
+        }
+    }
+    if (bulk) {
+        const char *eq = memchr(f, '=', f_n);
+        size_t eq_at = (size_t)(eq - f);
+        int64_t kid = interner_add(&self->keys, key, key_n);
+        if (kid < 0) {
+            return -1;
+        }
+        if (quote == NULL && memchr(f, ',', f_n) != NULL) {
+            pivot_fail(&self->pivot, "a line with several fields");
+            return add_row(self, K_BULK, (int32_t)kid, NULL, 0, f, f_n, &ts, NULL, 0, -1, 0);
+        }
+        const char *v = eq + 1;
+        size_t v_n = f_n - eq_at - 1;
+        int bad;
+        int ty = value_type(v, v_n, &bad);
+        if (self->pivot.active) {
+            if (!bad && s == p) {
+                return pivot_add(&self->pivot, (int32_t)kid, key, key_n, f, eq_at, v, v_n, ty, ts,
+                                 self->lines);
+            }
+            pivot_fail(&self->pivot, bad ? "a bad value" : "a line with control characters");
+        }
+        if (self->unique && track_time(self, (int32_t)kid, f, eq_at, ts) < 0) {
+            return -1;
+        }
+        return add_row(self, K_BULK, (int32_t)kid, f, eq_at, v, v_n, &ts, NULL, 0, ty, bad);
+    }
+    int kind = K_SLOW;
+    if (quote == NULL && s[m - 1] != '\\') {
+        size_t i = 0;
+        while (i < m && is_ws(s[i])) {
+            i++;
+        }
+        if (i == m || s[i] == '#' || (m >= 16 && memcmp(s, "CREATE DATABASE ", 16) == 0)) {
+            kind = K_SKIP;
+        }
+    }
+    if (kind == K_SLOW) {
+        pivot_fail(&self->pivot, "a line for the exact parser");
+    } else if (self->pivot.first_line && m >= 10 && memcmp(s, "# CONTEXT-", 10) == 0) {
+        pivot_fail(&self->pivot, "a context header after the data");
+    }
+    return add_row(self, kind, -1, NULL, 0, NULL, 0, NULL, s, m, -1, 0);
+}
+
+/* The line in `pending` ended (at a newline or the end of the input), or the overlong one
+ * whose head it holds. */
+static int end_line(SplitterObject *self) {
+    int err;
+    if (self->in_long) {
+        self->lines++;
+        err = add_long(self, (const unsigned char *)self->pending.data, self->pending.len,
+                       self->long_length);
+        self->in_long = 0;
+    } else {
+        err = line(self, self->pending.data, self->pending.len);
+    }
+    self->pending.len = 0;
+    return err;
+}
+
+/* Feeds bytes; whole lines are split, the rest waits in `pending`. */
+static int feed(SplitterObject *self, const char *p, size_t n) {
+    if (self->pivot.failure != NULL) {
+        return 0; /* the caller converts the input again, the general way */
+    }
+    if (n) {
+        self->final_newline = p[n - 1] == '\n';
+    }
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl != NULL ? (size_t)(nl - p) : n;
+        int err = 0;
+        if (self->in_long) {
+            self->long_length += take;
+        } else if (self->pending.len + take > MAX_LINE) {
+            /* Overlong: keep its head only and count the rest. */
+            self->long_length = self->pending.len + take;
+            if (self->pending.len < HEAD) {
+                size_t head = HEAD - self->pending.len;
+                err = buf_add(&self->pending, p, take < head ? take : head);
+            } else {
+                self->pending.len = HEAD;
+            }
+            self->in_long = 1;
+        } else if (nl != NULL && self->pending.len == 0) {
+            err = line(self, p, take); /* the common case: no copy */
+        } else {
+            err = buf_add(&self->pending, p, take);
+        }
+        if (!err && nl != NULL && (self->in_long || self->pending.len)) {
+            err = end_line(self);
+        }
+        if (err) {
+            return err;
+        }
+        if (nl == NULL) {
+            break;
+        }
+        p = nl + 1;
+        n -= take + 1;
+    }
+    return 0;
+}
+
+static void splitter_dealloc(SplitterObject *self) {
+    if (self->columns != NULL) {
+        columns_unref(self->columns);
+    }
+    free(self->pending.data);
+    free(self->scratch.data);
+    interner_free(&self->keys);
+    interner_free(&self->pairs);
+    free(self->pair_times.data);
+    free(self->pair_key.data);
+    pivot_free(&self->pivot);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int fresh_columns(SplitterObject *self, const Columns *like) {
+    self->columns = columns_new(like);
+    if (self->columns == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->columns->refs = 1;
+    return 0;
+}
+
+static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"low", "high", "pivot", NULL};
+    long long low, high, pivot = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LL|L", keywords, &low, &high, &pivot)) {
+        return -1;
+    }
+    if (pivot < 0 || pivot > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "pivot: a budget of 0 (off) to 2 GiB bytes");
+        return -1;
+    }
+    if (self->columns != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a Splitter is initialised once");
+        return -1;
+    }
+    self->low = low;
+    self->high = high;
+    self->keys.last = -1;
+    self->pairs.last = -1;
+    self->unique = 1;
+    self->final_newline = 1;
+    self->pivot.measurements.last = self->pivot.column_keys.last = -1;
+    self->pivot.active = pivot > 0;
+    self->pivot.budget = pivot;
+    return fresh_columns(self, NULL);
+}
+
+static PyObject *raise_error(SplitterObject *self, int err) {
+    self->error = err;
+    if (err == -2) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "more than 2 GiB of text in one column of a batch: take() it sooner");
+    } else {
+        PyErr_NoMemory();
+    }
+    return NULL;
+}
+
+/* Whether __init__ ran (its columns exist); else a RuntimeError is set. */
+static int initialised(SplitterObject *self) {
+    if (self->columns == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Splitter not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *splitter_feed(SplitterObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (!initialised(self)) {
+        return NULL;
+    }
+    if (self->error) {
+        return raise_error(self, self->error);
+    }
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int err;
+    Py_BEGIN_ALLOW_THREADS err = feed(self, view.buf, (size_t)view.len);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&view);
+    if (err) {
+        return raise_error(self, err);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *splitter_finish(SplitterObject *self, PyObject *unused) {
+    (void)unused;
+    if (!initialised(self)) {
+        return NULL;
+    }
+    int err = self->in_long || self->pending.len ? end_line(self) : 0;
+    if (err) {
+        return raise_error(self, err);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *splitter_take(SplitterObject *self, PyObject *unused) {
+    (void)unused;
+    if (!initialised(self)) {
+        return NULL;
+    }
+    BatchObject *batch = batch_new(self->columns); /* the Splitter's reference moves */
+    if (batch == NULL) {
+        return NULL;
+    }
+    self->columns = NULL;
+    if (fresh_columns(self, batch->columns) < 0) {
+        Py_DECREF(batch);
+        return NULL;
+    }
+    return (PyObject *)batch;
+}
+
+static PyObject *splitter_keys(SplitterObject *self, PyObject *arg) {
+    Py_ssize_t start = PyLong_AsSsize_t(arg);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    size_t count = interner_count(&self->keys);
+    if (start < 0 || (size_t)start > count) {
+        PyErr_SetString(PyExc_IndexError, "keys(start): start out of range");
+        return NULL;
+    }
+    PyObject *keys = PyList_New((Py_ssize_t)(count - (size_t)start));
+    if (keys == NULL) {
+        return NULL;
+    }
+    for (size_t kid = (size_t)start; kid < count; kid++) {
+        size_t len;
+        const char *key = interner_at(&self->keys, kid, &len);
+        PyObject *text = PyUnicode_DecodeUTF8(key, (Py_ssize_t)len, "strict");
+        if (text == NULL) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+        PyList_SET_ITEM(keys, (Py_ssize_t)(kid - (size_t)start), text);
+    }
+    return keys;
+}
+
+/* One measurement's points as Arrow columns kid, ts, c0, c1...; moves the buffers out. */
+static Columns *pivot_columns(Pivot *p, int32_t table, PyObject *fields) {
+    PivotTable *t = &((PivotTable *)p->tables.data)[table];
+    Columns *c = columns_alloc(2 + t->n_columns);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->rows = t->points;
+    c->col[0] = (Column){.values = t->kids, .format = "i", .name = "kid"};
+    c->col[1] = (Column){.values = t->times, .format = "l", .name = "ts"};
+    memset(&t->kids, 0, sizeof t->kids);
+    memset(&t->times, 0, sizeof t->times);
+    static const char *const formats[] = {"g", "l", "L", "u", "b"};
+    PivotColumn *columns = (PivotColumn *)p->columns.data;
+    size_t bits = (size_t)(t->points + 7) / 8;
+    int at = 2;
+    for (size_t id = 0; id < p->columns.len / sizeof(PivotColumn); id++) {
+        PivotColumn *from = &columns[id];
+        if (from->table != table) {
+            continue;
+        }
+        Column *to = &c->col[at];
+        to->format = formats[from->type];
+        snprintf(to->name, sizeof to->name, "c%d", at - 2);
+        to->nulls = t->points - from->count;
+        to->validity = from->validity;
+        memset(&from->validity, 0, sizeof from->validity);
+        int err = buf_zero_to(&to->validity, bits);
+        if (from->type == T_STRING) {
+            /* Cells came in any order; Arrow wants the strings one after another. */
+            int32_t end = 0;
+            err = err || buf_add(&to->values, &end, sizeof end) || buf_reserve(&to->chars, from->chars.len + 8);
+            for (int64_t point = 0; !err && point < t->points; point++) {
+                int64_t cell[2] = {0, 0};
+                if ((size_t)(point * 16) < from->values.len) {
+                    memcpy(cell, from->values.data + point * 16, sizeof cell);
+                }
+                err = cell[1] ? buf_add(&to->chars, from->chars.data + cell[0], (size_t)cell[1]) : 0;
+                end = (int32_t)to->chars.len;
+                err = err || to->chars.len > INT32_MAX || buf_add(&to->values, &end, sizeof end);
+            }
+        } else {
+            to->values = from->values;
+            memset(&from->values, 0, sizeof from->values);
+            err = err || buf_zero_to(&to->values, from->type == T_BOOLEAN ? bits : (size_t)t->points * 8);
+        }
+        at++;
+        size_t n;
+        const char *key = interner_at(&p->column_keys, id, &n);
+        PyObject *field = Py_BuildValue("(s#i)", key + 5, (Py_ssize_t)(n - 5), from->type);
+        if (err || field == NULL || PyList_Append(fields, field) < 0) {
+            Py_XDECREF(field);
+            columns_free(c);
+            if (!PyErr_Occurred()) {
+                PyErr_NoMemory();
+            }
+            return NULL;
+        }
+        Py_DECREF(field);
+    }
+    return c;
+}
+
+static PyObject *splitter_pivot_tables(SplitterObject *self, PyObject *unused) {
+    (void)unused;
+    Pivot *p = &self->pivot;
+    if (!p->active) {
+        PyErr_SetString(PyExc_RuntimeError, "no pivot: not asked for, failed, or taken");
+        return NULL;
+    }
+    size_t n_tables = interner_count(&p->measurements);
+    PyObject *out = PyList_New(0);
+    PyObject **kids = calloc(n_tables + 1, sizeof(PyObject *));
+    int ok = out != NULL && kids != NULL;
+    for (size_t i = 0; ok && i < n_tables; i++) {
+        ok = (kids[i] = PyList_New(0)) != NULL;
+    }
+    const int32_t *kid_table = (const int32_t *)p->kid_table.data;
+    for (size_t kid = 0; ok && kid < p->kid_table.len / sizeof(int32_t); kid++) {
+        PyObject *number = PyLong_FromSize_t(kid);
+        ok = number != NULL && PyList_Append(kids[kid_table[kid]], number) == 0;
+        Py_XDECREF(number);
+    }
+    for (size_t i = 0; ok && i < n_tables; i++) {
+        PyObject *fields = PyList_New(0);
+        Columns *c = fields != NULL ? pivot_columns(p, (int32_t)i, fields) : NULL;
+        BatchObject *batch = c != NULL ? batch_new(c) : NULL;
+        if (batch == NULL) {
+            columns_free(c);
+            Py_XDECREF(fields);
+            ok = 0;
+            break;
+        }
+        c->refs = 1;
+        size_t n;
+        const char *name = interner_at(&p->measurements, i, &n);
+        PyObject *entry = Py_BuildValue("(s#OON)", name, (Py_ssize_t)n, kids[i], fields, batch);
+        Py_DECREF(fields);
+        ok = entry != NULL && PyList_Append(out, entry) == 0;
+        Py_XDECREF(entry);
+    }
+    for (size_t i = 0; kids != NULL && i < n_tables; i++) {
+        Py_XDECREF(kids[i]);
+    }
+    free(kids);
+    pivot_free(p);
+    p->active = 0;
+    if (!ok) {
+        Py_XDECREF(out);
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    }
+    return out;
+}
+
+static PyObject *splitter_get_pivot_failure(SplitterObject *self, void *closure) {
+    (void)closure;
+    if (self->pivot.failure == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(self->pivot.failure);
+}
+
+static PyObject *splitter_get_pivot_lines(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(self->pivot.taken);
+}
+
+static PyObject *splitter_get_pivot_first_line(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(self->pivot.first_line);
+}
+
+static PyObject *splitter_get_lines(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(self->lines);
+}
+
+static PyObject *splitter_get_rows(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(self->columns != NULL ? self->columns->rows : 0);
+}
+
+static PyObject *splitter_get_size(SplitterObject *self, void *closure) {
+    (void)closure;
+    size_t size = 0;
+    for (int i = 0; self->columns != NULL && i < self->columns->n; i++) {
+        size += self->columns->col[i].chars.len;
+    }
+    return PyLong_FromSize_t(size);
+}
+
+static PyObject *splitter_get_unique(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(self->unique);
+}
+
+static PyObject *splitter_get_final_newline(SplitterObject *self, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(self->final_newline);
+}
+
+static PyMethodDef splitter_methods[] = {
+    {"feed", (PyCFunction)splitter_feed, METH_O,
+     "Split the whole lines of these bytes; an unfinished last line waits for more."},
+    {"finish", (PyCFunction)splitter_finish, METH_NOARGS,
+     "The input ended: split its unfinished last line, if any."},
+    {"take", (PyCFunction)splitter_take, METH_NOARGS,
+     "The rows split since the last take(), as a Batch."},
+    {"keys", (PyCFunction)splitter_keys, METH_O,
+     "The series keys numbered start and up (a row's kid is its key's index), as text."},
+    {"pivot_tables", (PyCFunction)splitter_pivot_tables, METH_NOARGS,
+     "The pivot's tables, once: [(measurement, kids, [(field key, type)], Batch)]."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef splitter_getset[] = {
+    {"lines", (getter)splitter_get_lines, NULL, "Physical lines split so far.", NULL},
+    {"rows", (getter)splitter_get_rows, NULL, "Rows waiting for take().", NULL},
+    {"size", (getter)splitter_get_size, NULL, "Bytes of text in the rows waiting for take().",
+     NULL},
+    {"unique", (getter)splitter_get_unique, NULL,
+     "Whether no two one-field bulk lines so far share series key, field key and time.", NULL},
+    {"final_newline", (getter)splitter_get_final_newline, NULL,
+     "Whether the input fed so far ends with a newline (or is empty).", NULL},
+    {"pivot_failure", (getter)splitter_get_pivot_failure, NULL,
+     "Why the pivot failed (then feed() ignores the rest), or None.", NULL},
+    {"pivot_lines", (getter)splitter_get_pivot_lines, NULL, "Lines the pivot took.", NULL},
+    {"pivot_first_line", (getter)splitter_get_pivot_first_line, NULL,
+     "The physical line (from 1) of the first line the pivot took, or 0.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SplitterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "headlined.influx._lines.Splitter",
+    .tp_basicsize = sizeof(SplitterObject),
+    .tp_dealloc = (destructor)splitter_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Splitter(low, high): the converter's first pass; see headlined/influx/_lines.c.",
+    .tp_methods = splitter_methods,
+    .tp_getset = splitter_getset,
+    .tp_init = (initproc)splitter_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "headlined.influx._lines",
+    .m_doc = "The converter's first pass in C: lines into the columns of the `lines` table.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__lines(void) {
+    /* Floats are read as the parser reads them, whatever the process's locale. */
+    if (c_locale == (locale_t)0) {
+        c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+        if (c_locale == (locale_t)0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return NULL;
+        }
+    }
+    if (PyType_Ready(&BatchType) < 0 || PyType_Ready(&SplitterType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Batch", (PyObject *)&BatchType) < 0 ||
+        PyModule_AddObjectRef(m, "Splitter", (PyObject *)&SplitterType) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_LINE", MAX_LINE) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_PAIRS", MAX_PAIRS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,495 @@
+"""The InfluxDB export as resumable work: plan chunks, run them, checkpoint every one.
+
+The plan lives in ``export_chunks`` (``pending`` → ``running`` → ``done``/``damaged``/``failed``).
+A chunk is ``done`` only after its files were renamed into place, so a run killed anywhere
+resumes with that chunk, whose redo replaces its own files (deterministic names).
+``damaged``: published, but influx_inspect skipped data it could not read (``damage`` names
+it); ``failed``: nothing published. Both are tried again by every run, so a restored file is
+picked up. Used by the daemon (a supervised component) and by ``headlined export`` (in the
+foreground), with the same checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import tenacity
+
+from headlined import logs
+from headlined.config import InfluxConfig
+from headlined.influx import datadir
+from headlined.influx.chunk import (
+    ChunkResult,
+    ExportError,
+    UnreadableFileError,
+    rejected_dir,
+    run_chunk,
+)
+from headlined.influx.chunkplan import Chunk, Extent, outside, plan, rfc3339
+from headlined.influx.datadir import Discovery, Unreadable
+from headlined.influx.reader import InfluxReader, ReaderError
+from headlined.store import Store
+from headlined.supervisor import Heartbeat
+
+log = logs.get("exporter")
+
+CHUNK_ATTEMPTS = 3
+# Worth another attempt: a crashed or killed influx_inspect, a lost connection to the reader,
+# a full disk, a DuckDB hiccup. Not an unreadable TSM file: it stays unreadable.
+EXPECTED = (ExportError, ReaderError, OSError, duckdb.Error)
+MAX_DAMAGE_SHOWN = 5  # skipped series named in a log event or a failure line
+PROGRESS_LOG_S = 60.0
+
+
+@dataclass(slots=True)
+class Progress:
+    """Figures for ``status``, STATUS= and the progress bar; shared with the converter thread."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    damaged: int = 0
+    lines: int = 0
+    rows: int = 0
+    started: float = field(default_factory=time.monotonic)
+    rows_this_run: int = 0
+    chunks_this_run: int = 0
+    # Lines read so far by each running chunk (two at most: one exported while the one before
+    # writes its Parquet); only the event loop adds and removes keys.
+    in_flight: dict[str, int] = field(default_factory=dict)
+    by_database: dict[str, dict[str, int]] = field(default_factory=dict)
+    running: bool = False
+
+    @property
+    def current(self) -> str | None:
+        """The chunk started last of those running, or None."""
+        return next(reversed(self.in_flight), None)
+
+    @property
+    def lines_in_chunk(self) -> int:
+        """Lines read so far by the running chunks."""
+        return sum(self.in_flight.values())
+
+    def count(self, database: str, state: str, rows: int = 0) -> None:
+        """Add one chunk of ``database`` in ``state`` to the per-database figures."""
+        entry = self.by_database.setdefault(database, {})
+        entry[state] = entry.get(state, 0) + 1
+        entry["rows"] = entry.get("rows", 0) + rows
+
+    def move(self, database: str, state: str, rows: int = 0) -> None:
+        """A pending chunk of ``database`` reached ``state``."""
+        self.by_database[database]["pending"] -= 1
+        self.count(database, state, rows)
+
+    def snapshot(self) -> dict[str, object]:
+        """Per database: chunks by state, rows, speed and ETA (the ``export`` of status)."""
+        out: dict[str, object] = {}
+        for database, entry in self.by_database.items():
+            chunks = {k: v for k, v in entry.items() if k != "rows" and v}
+            out[database] = {
+                "chunks": chunks,
+                "rows": entry.get("rows", 0),
+                "rows_per_s": self.rows_per_s(),
+                "eta_s": self.eta_s(),
+            }
+        return out
+
+    def rows_per_s(self) -> float | None:
+        """Rows per second over this run."""
+        elapsed = time.monotonic() - self.started
+        return self.rows_this_run / elapsed if elapsed > 1 and self.rows_this_run else None
+
+    def eta_s(self) -> float | None:
+        """Seconds left, from this run's seconds per chunk."""
+        left = self.total - self.done - self.failed - self.damaged
+        if self.chunks_this_run == 0 or left <= 0:
+            return None
+        return (time.monotonic() - self.started) / self.chunks_this_run * left
+
+
+def save_plan(conn: duckdb.DuckDBPyConnection, chunks: list[Chunk]) -> None:
+    """Add chunks not yet planned; a chunk left ``running`` by a crash becomes ``pending``."""
+    now = datetime.now(UTC)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        if chunks:
+            conn.execute(
+                """INSERT OR IGNORE INTO export_chunks
+                   (database, retention_policy, start, "end", state, updated_at)
+                   SELECT * FROM (SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
+                                         unnest(?::TIMESTAMPTZ[]), unnest(?::TIMESTAMPTZ[]),
+                                         'pending', ?::TIMESTAMPTZ)""",
+                [
+                    [c.database for c in chunks],
+                    [c.retention_policy for c in chunks],
+                    [c.start for c in chunks],
+                    [c.end for c in chunks],
+                    now,
+                ],
+            )
+        conn.execute(
+            "UPDATE export_chunks SET state = 'pending', updated_at = ? WHERE state = 'running'",
+            [now],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def load_chunks(conn: duckdb.DuckDBPyConnection) -> list[tuple[Chunk, str, int]]:
+    """Every planned chunk with its state and rows."""
+    rows = conn.execute(
+        """SELECT database, retention_policy, start, "end", state, coalesce(rows, 0)
+           FROM export_chunks ORDER BY database, retention_policy, start"""
+    ).fetchall()
+    return [
+        (Chunk(d, r, s.astimezone(UTC), e.astimezone(UTC)), state, n)
+        for d, r, s, e, state, n in rows
+    ]
+
+
+def set_state(
+    conn: duckdb.DuckDBPyConnection,
+    chunk: Chunk,
+    state: str,
+    *,
+    lines: int | None = None,
+    rows: int | None = None,
+    files: int | None = None,
+    error: str | None = None,
+    damage: list[dict[str, str | None]] | None = None,
+) -> None:
+    """Checkpoint one chunk; ``damage`` lists what influx_inspect skipped (state damaged)."""
+    conn.execute(
+        """UPDATE export_chunks SET state = ?, lines = ?, rows = ?, files = ?, error = ?,
+                  damage = ?, updated_at = ?
+           WHERE database = ? AND retention_policy = ? AND start = ?""",
+        [
+            state,
+            lines,
+            rows,
+            files,
+            error,
+            None if damage is None else json.dumps(damage),
+            datetime.now(UTC),
+            chunk.database,
+            chunk.retention_policy,
+            chunk.start,
+        ],
+    )
+
+
+class Exporter:
+    """Plans and runs the export of ``cfg`` into ``cfg.output_dir``, checkpointing in ``store``."""
+
+    def __init__(
+        self,
+        cfg: InfluxConfig,
+        store: Store,
+        *,
+        threads: int | None = None,
+        overlap: bool = False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """``overlap``: start a chunk's influx_inspect as soon as the one before has exited,
+        while that chunk still writes its Parquet (two chunks at most, one influx_inspect)."""
+        self.cfg = cfg
+        self.store = store
+        self._overlap = overlap
+        self.progress = Progress()
+        self.failures: dict[str, str] = {}
+        self.damaged: dict[str, list[str]] = {}
+        self.reader = InfluxReader(cfg)
+        self.discovery: Discovery | None = None
+        self.extents: list[Extent] = []
+        self._sleep = sleep
+        self._threads = threads
+
+    async def close(self) -> None:
+        """End the connection to InfluxDB's files (the reader exits)."""
+        await self.reader.close()
+
+    async def plan(self) -> list[Chunk]:
+        """Discover the data, plan chunks, and persist the plan (existing checkpoints kept).
+
+        DataDirError when InfluxDB's directories cannot be used (yet).
+        """
+        discovery = await self.reader.discover()
+        if self.reader.mode == "socket" and self.cfg.inspect != "influx_inspect":
+            log.warning(
+                "influx_inspect_setting_unused",
+                inspect=self.cfg.inspect,
+                action="headlined-inspect.socket runs the influx_inspect its unit names: set "
+                "Environment=HEADLINED_INFLUX_INSPECT= in a drop-in for "
+                "headlined-inspect@.service",
+            )
+        wal_ranges = {}
+        for item in discovery.found:
+            if item.wal_bytes:
+                async for attempt in self._retrying(f"{item.database}/{item.retention_policy}"):
+                    with attempt:
+                        found_range = await self.reader.wal_range(
+                            item.database, item.retention_policy
+                        )
+                if found_range is not None:
+                    wal_ranges[(item.database, item.retention_policy)] = found_range
+        self.discovery = discovery
+        self.extents = datadir.extents(discovery, wal_ranges)
+        for (database, rp), files in datadir.unreadable(discovery).items():
+            for bad in files:
+                log.error(
+                    "tsm_file_unreadable",
+                    database=database,
+                    retention_policy=rp,
+                    file=bad.path,
+                    error=bad.error,
+                    covers=None
+                    if bad.first_ns is None or bad.last_ns is None
+                    else f"{rfc3339(bad.first_ns)}..{rfc3339(bad.last_ns)}",
+                    action="the chunks it covers fail; every other chunk is exported",
+                )
+        if discovery.meta_error is not None and datadir.unreadable(discovery):
+            log.warning("influx_meta_unreadable", error=discovery.meta_error)
+        chunks = plan(self.extents, self.cfg.chunk, self.cfg.start, self.cfg.end)
+        for extent in outside(self.extents, self.cfg.start, self.cfg.end):
+            log.warning(
+                "export_range_excludes_data",
+                database=extent.database,
+                retention_policy=extent.retention_policy,
+                data_from=rfc3339(extent.first_ns),
+                data_to=rfc3339(extent.last_ns),
+                start=self.cfg.start.isoformat() if self.cfg.start else None,
+                end=self.cfg.end.isoformat() if self.cfg.end else None,
+                action="widen influx.start/influx.end, or remove them to export all data",
+            )
+        await self.store.call(lambda conn: save_plan(conn, chunks))
+        log.info(
+            "export_planned",
+            databases=sorted({c.database for c in chunks}),
+            chunks=len(chunks),
+            chunk_s=self.cfg.chunk,
+            via=self.reader.mode,
+        )
+        return chunks
+
+    def nothing_to_export(self) -> str:
+        """Why a plan has no chunk, in words: no data at all, or none within start/end."""
+        found = self.discovery.found if self.discovery is not None else ()
+        where = f"{self.cfg.data_dir} and {self.cfg.wal_dir}"
+        if not found:
+            return f"no retention policy with data in {where}"
+        if not self.extents:
+            names = sorted({f"{f.database}/{f.retention_policy}" for f in found})
+            return f"{', '.join(names)} hold no points in {where}"
+        return (
+            "every database's data lies outside influx.start/influx.end "
+            "(see the export_range_excludes_data warnings)"
+        )
+
+    async def run(self, database: str | None = None, heartbeat: Heartbeat | None = None) -> bool:
+        """Run every chunk not ``done`` (of ``database`` if given); True if all are done."""
+        if self.discovery is None:  # not planned yet in this process
+            await self.plan()
+        everything = await self.store.call(load_chunks)
+        chosen = [(c, s, n) for c, s, n in everything if database in (None, c.database)]
+        todo = [c for c, state, _ in chosen if state != "done"]
+        self.progress = Progress(
+            total=len(chosen),
+            done=len(chosen) - len(todo),
+            rows=sum(n for _, s, n in chosen if s == "done"),
+            running=True,
+        )
+        for chunk, state, rows in chosen:
+            self.progress.count(chunk.database, "done" if state == "done" else "pending", rows)
+        self.failures = {}
+        self.damaged = {}
+        last_log = time.monotonic()
+        running: set[asyncio.Task[None]] = set()
+        try:
+            for chunk in todo:
+                while len(running) >= 2:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                if heartbeat is not None:
+                    heartbeat.beat(within=600)
+                exported = asyncio.Event()
+                task = asyncio.create_task(self._run_one(chunk, heartbeat, exported.set))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                if self._overlap:
+                    exporting = asyncio.create_task(exported.wait())
+                    try:
+                        await asyncio.wait({task, exporting}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        exporting.cancel()
+                else:
+                    await task
+                if time.monotonic() - last_log > PROGRESS_LOG_S:
+                    last_log = time.monotonic()
+                    self._log_progress()
+            await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()  # stopped (the daemon's shutdown): no chunk is left running
+            await asyncio.gather(*running, return_exceptions=True)
+            await self.reader.close()
+        if todo:
+            self._log_progress()
+        self.progress.running = False
+        return not self.failures and not self.damaged
+
+    def _log_progress(self) -> None:
+        log.info(
+            "export_progress",
+            done=self.progress.done,
+            total=self.progress.total,
+            failed=self.progress.failed,
+            damaged=self.progress.damaged,
+            rows=self.progress.rows,
+            rows_per_s=self.progress.rows_per_s(),
+            eta_s=self.progress.eta_s(),
+        )
+
+    def _retrying(self, name: str) -> tenacity.AsyncRetrying:
+        """The retry policy of one chunk, or of one WAL probe while planning."""
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(CHUNK_ATTEMPTS),
+            wait=tenacity.wait_exponential_jitter(multiplier=2, max=60, jitter=1),
+            retry=tenacity.retry_if_exception_type(EXPECTED)
+            & tenacity.retry_if_not_exception_type(UnreadableFileError),
+            sleep=self._sleep,
+            before_sleep=lambda state: log.warning(
+                "export_chunk_retry",
+                chunk=name,
+                attempt=state.attempt_number,
+                error=str(state.outcome.exception()) if state.outcome else None,
+            ),
+            reraise=True,
+        )
+
+    def _broken(self, chunk: Chunk) -> list[Unreadable]:
+        if self.discovery is None:
+            return []
+        return datadir.unreadable(self.discovery).get((chunk.database, chunk.retention_policy), [])
+
+    async def _run_one(
+        self,
+        chunk: Chunk,
+        heartbeat: Heartbeat | None,
+        exported: Callable[[], None],
+    ) -> None:
+        name = chunk.label
+        self.progress.in_flight[name] = 0
+        await self.store.call(lambda conn: set_state(conn, chunk, "running"))
+        discovery = self.discovery or Discovery((), {})
+
+        def seen(lines: int) -> None:
+            self.progress.in_flight[name] = lines  # an existing key: the dict keeps its size
+            if heartbeat is not None:
+                heartbeat.beat(within=600)  # called from the converter's thread
+
+        try:
+            async for attempt in self._retrying(name):
+                with attempt:
+                    result = await run_chunk(
+                        self.reader,
+                        self.cfg,
+                        chunk,
+                        discovery,
+                        self._broken(chunk),
+                        progress=seen,
+                        threads=self._threads,
+                        on_exported=exported,
+                    )
+        except Exception as exc:
+            # Whatever went wrong (a converter bug included) fails this chunk, not the run.
+            error = str(exc) if isinstance(exc, EXPECTED) else f"{type(exc).__name__}: {exc}"
+            self.failures[name] = error
+            self.progress.failed += 1
+            self.progress.chunks_this_run += 1
+            self.progress.move(chunk.database, "failed")
+            await self.store.call(lambda conn: set_state(conn, chunk, "failed", error=error))
+            log.error(
+                "export_chunk_failed",
+                chunk=name,
+                error=error,
+                action="other chunks continue; rerun to retry",
+                exc_info=None if isinstance(exc, EXPECTED) else exc,
+            )
+            return
+        finally:
+            self.progress.in_flight.pop(name, None)
+        await self._checkpoint(chunk, result)
+
+    async def _checkpoint(self, chunk: Chunk, result: ChunkResult) -> None:
+        name = chunk.label
+        converted = result.converted
+        state = "damaged" if result.damage_total else "done"
+        error = None
+        if result.damage_total:
+            shown = [d.describe() for d in result.damage[:MAX_DAMAGE_SHOWN]]
+            more = result.damage_total - len(shown)
+            error = "influx_inspect skipped: " + "; ".join(shown)
+            if more:
+                error += f"; and {more} more (export_chunks.damage)"
+            self.damaged[name] = [d.describe() for d in result.damage]
+        await self.store.call(
+            lambda conn: set_state(
+                conn,
+                chunk,
+                state,
+                lines=converted.lines,
+                rows=converted.points,
+                files=len(converted.files),
+                error=error,
+                damage=[d.to_json() for d in result.damage] if result.damage_total else None,
+            )
+        )
+        if result.damage_total:
+            self.progress.damaged += 1
+        else:
+            self.progress.done += 1
+        self.progress.chunks_this_run += 1
+        self.progress.move(chunk.database, state, converted.points)
+        self.progress.lines += converted.lines
+        self.progress.rows += converted.points
+        self.progress.rows_this_run += converted.points
+        if result.damage_total:
+            log.error(
+                "export_chunk_damaged",
+                chunk=name,
+                skipped=result.damage_total,
+                series=sorted({d.series or d.file for d in result.damage})[:MAX_DAMAGE_SHOWN],
+                error=error,
+                rows=converted.points,
+                action="the rest of the chunk is published; restore the damaged file from a "
+                "backup and run `headlined export` to redo it",
+            )
+        for rp in result.wal_deletes:
+            log.warning(
+                "export_wal_has_deletes",
+                chunk=name,
+                retention_policy=rp,
+                action="influx_inspect replays the WAL without its deletes: deleted series may "
+                "appear; export again once InfluxDB has written the WAL into TSM",
+            )
+        if converted.rejected:
+            log.warning(
+                "export_lines_rejected",
+                chunk=name,
+                rejected=converted.rejected,
+                where=str(rejected_dir(self.cfg, chunk) / f"{chunk.stem}.txt"),
+            )
+        log.debug(
+            "export_chunk_done",
+            chunk=name,
+            lines=converted.lines,
+            rows=converted.points,
+            files=len(converted.files),
+        )

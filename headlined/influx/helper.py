@@ -1,0 +1,265 @@
+"""``headlined-inspect``: reads InfluxDB's files for the daemon and streams them back.
+
+It runs where InfluxDB's 0700 directories are readable: as InfluxDB's own user, started
+per connection by ``headlined-inspect.socket`` (systemd sets its user, sandbox and low CPU
+and IO priority), or as a child of the daemon when the daemon itself may read them. It
+answers requests (see :mod:`headlined.influx.protocol`) on stdin/stdout, one after the
+other, until stdin ends:
+
+- ``discover``: databases, retention policies, each TSM file's time range (from its index),
+  WAL segments, shard time ranges from meta.db;
+- ``export``: ``influx_inspect export`` of one database/RP/time range, its output streamed
+  back as it is written (through a pipe: nothing lands on disk here), then its stderr, the
+  blocks of the range whose checksum does not match (influx_inspect does not check), and
+  its exit code;
+- ``wal_range``: the time range of one database/RP's WAL, read by influx_inspect.
+
+It takes no paths to programs from the request: the influx_inspect it runs is
+``$HEADLINED_INFLUX_INSPECT`` (default: ``influx_inspect`` on PATH), so a client can make it
+read InfluxDB's files and nothing else. Only the Python standard library and headlined's
+pure modules are imported: a start costs ~50 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import selectors
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from headlined.influx import datadir
+from headlined.influx.protocol import (
+    CHECKSUM_PREFIX,
+    DATA,
+    FAILURE,
+    MAX_REQUEST,
+    RESULT,
+    STDERR,
+    ProtocolError,
+    Request,
+    decode_request,
+    parse_rfc3339,
+    write_frame,
+    write_json,
+)
+
+BINARY_ENV = "HEADLINED_INFLUX_INSPECT"
+READ_SIZE = 1 << 20
+# F_SETPIPE_SZ (Linux): a 1 MiB pipe means 16x fewer reads and frames than the 64 KiB default.
+_F_SETPIPE_SZ = 1031
+_TIMESTAMP = re.compile(rb" (-?\d+)\s*$")
+
+
+class InspectError(Exception):
+    """influx_inspect is missing or is not influx_inspect."""
+
+
+class Inspect:
+    """The influx_inspect binary, found and probed (``-lponly`` from 1.8.3) on first use."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._probed: tuple[str, bool] | None = None
+
+    def probe(self) -> tuple[str, bool]:
+        """(path, has -lponly); InspectError if it cannot be used."""
+        if self._probed is None:
+            path = shutil.which(self.name)
+            if path is None:
+                raise InspectError(
+                    f"influx_inspect not found: {self.name!r} is not on PATH "
+                    f"(influx.inspect, or {BINARY_ENV} for headlined-inspect.socket)"
+                )
+            try:
+                probe = subprocess.run(
+                    [path, "export", "-h"], capture_output=True, text=True, timeout=30, check=False
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise InspectError(f"{path} export -h failed: {exc}") from None
+            usage = probe.stdout + probe.stderr
+            if "-datadir" not in usage:
+                raise InspectError(f"{path} does not look like influx_inspect: {usage[:200]!r}")
+            self._probed = (path, "-lponly" in usage)
+        return self._probed
+
+
+def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
+    """Answer requests from ``inp`` on ``out`` until ``inp`` ends."""
+    while line := inp.readline(MAX_REQUEST + 1):
+        try:
+            request = decode_request(line)
+        except ProtocolError as exc:
+            write_json(out, FAILURE, {"kind": "bad_request", "error": str(exc)})
+            continue
+        try:
+            if request.op == "discover":
+                found = datadir.discover(
+                    Path(request.data_dir),
+                    Path(request.wal_dir),
+                    list(request.databases),
+                    Path(request.meta_dir) if request.meta_dir else None,
+                )
+                write_json(out, RESULT, found.to_json())
+            elif request.op == "export":
+                code = _export(request, inspect, inp, out, None)
+                if code == 0:
+                    _check_blocks(request, out)
+                write_json(out, RESULT, {"exit": code})
+            else:
+                bounds: list[int] = []
+                code = _export(request, inspect, inp, out, bounds)
+                write_json(out, RESULT, {"exit": code, "range": bounds or None})
+        except datadir.DataDirError as exc:
+            write_json(out, FAILURE, {"kind": exc.kind, "error": str(exc)})
+        except (InspectError, datadir.InfluxFilesError) as exc:
+            write_json(out, FAILURE, {"kind": "inspect", "error": str(exc)})
+
+
+def _check_blocks(request: Request, out: BinaryIO) -> None:
+    """Report, as stderr lines, the chunk's TSM blocks whose checksum does not match.
+
+    The files were just read by influx_inspect, so this second read comes from the page cache.
+    """
+    low = parse_rfc3339(request.start) if request.start else -(2**63)
+    high = parse_rfc3339(request.end) if request.end else 2**63 - 1
+    rp_dir = Path(request.data_dir) / request.database / request.retention_policy
+    if not rp_dir.is_dir():
+        return
+    for path in sorted(rp_dir.glob("*/*.tsm")):
+        try:
+            found = datadir.tsm_time_range(path)
+            if found is None or found[1] < low or high < found[0]:
+                continue
+            bad = datadir.bad_checksums(path, low, high)
+        except datadir.InfluxFilesError:
+            continue  # unreadable: influx_inspect has said so already
+        for block in bad:
+            key = json.dumps(block.key.decode("utf-8", "replace"), ensure_ascii=False)
+            line = f"{CHECKSUM_PREFIX} {key} in {path} (times {block.first_ns}..{block.last_ns})\n"
+            write_frame(out, STDERR, line.encode())
+    out.flush()
+
+
+def _argv(request: Request, path: str, lponly: bool, data_dir: str, fd: int) -> list[str]:
+    argv = [path, "export", "-datadir", data_dir, "-waldir", request.wal_dir]
+    argv += ["-database", request.database, "-retention", request.retention_policy]
+    if request.start:
+        argv += ["-start", request.start]
+    if request.end:
+        argv += ["-end", request.end]
+    # influx_inspect opens -out itself; /proc/self/fd/N reopens the pipe it inherited.
+    argv += ["-out", f"/proc/self/fd/{fd}"]
+    if lponly:
+        argv.append("-lponly")
+    return argv
+
+
+def _export(
+    request: Request, inspect: Inspect, inp: BinaryIO, out: BinaryIO, bounds: list[int] | None
+) -> int:
+    """Run influx_inspect; stream its output (or, given ``bounds``, only its time range)."""
+    path, lponly = inspect.probe()
+    with contextlib.ExitStack() as stack:
+        # A data dir without TSM files makes influx_inspect read the WAL alone; the WAL dir
+        # itself is one (and needs no temporary folder).
+        data_dir = request.data_dir if bounds is None else request.wal_dir
+        read_end, write_end = os.pipe()
+        stack.callback(os.close, read_end)
+        with contextlib.suppress(OSError):  # a smaller pipe still works
+            fcntl.fcntl(read_end, _F_SETPIPE_SZ, READ_SIZE)
+        try:
+            proc = subprocess.Popen(
+                _argv(request, path, lponly, data_dir, write_end),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_end,),
+            )
+        except OSError as exc:
+            raise InspectError(f"cannot start {path}: {exc}") from None
+        finally:
+            os.close(write_end)  # the child's copy is the only writer: EOF when it exits
+        try:
+            _pump(proc, read_end, inp, out, bounds)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        return proc.wait()
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    data_fd: int,
+    inp: BinaryIO,
+    out: BinaryIO,
+    bounds: list[int] | None,
+) -> None:
+    if proc.stderr is None:
+        raise InspectError("influx_inspect was started without a stderr pipe")
+    err_fd = proc.stderr.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(data_fd, selectors.EVENT_READ, DATA)
+    selector.register(err_fd, selectors.EVENT_READ, STDERR)
+    # The client says nothing until the reply is complete: its side becoming readable means it
+    # closed the connection (it stopped, or gave up on this export), even while influx_inspect
+    # is silent; then influx_inspect is stopped at once rather than run on for nobody.
+    selector.register(inp.fileno(), selectors.EVENT_READ, None)
+    partial = b""
+    try:
+        while len(selector.get_map()) > 1:
+            for key, _ in selector.select():
+                if key.data is None:
+                    raise BrokenPipeError("the client closed the connection mid-export")
+                chunk = os.read(key.fd, READ_SIZE)
+                if not chunk:
+                    selector.unregister(key.fd)
+                elif key.data == STDERR or bounds is None:
+                    write_frame(out, key.data, chunk)
+                    out.flush()
+                else:
+                    partial = _scan_times(partial + chunk, bounds)
+        if bounds is not None and partial:
+            _scan_times(partial + b"\n", bounds)
+    finally:
+        selector.close()
+
+
+def _scan_times(data: bytes, bounds: list[int]) -> bytes:
+    """Widen ``bounds`` ([low, high]) by the timestamps of the whole lines; return the rest."""
+    cut = data.rfind(b"\n") + 1
+    for line in data[:cut].splitlines():
+        if line.startswith((b"#", b"CREATE ")):
+            continue
+        match = _TIMESTAMP.search(line)
+        if match:
+            ts = int(match.group(1))
+            if bounds:
+                bounds[0], bounds[1] = min(bounds[0], ts), max(bounds[1], ts)
+            else:
+                bounds += [ts, ts]
+    return data[cut:]
+
+
+def main() -> int:
+    """Entry point of ``headlined-inspect`` (stdin/stdout: the connection)."""
+    inspect = Inspect(os.environ.get(BINARY_ENV) or "influx_inspect")
+    try:
+        serve(sys.stdin.buffer, sys.stdout.buffer, inspect)
+    except BrokenPipeError:
+        return 0  # the daemon closed the connection mid-reply: it stopped or gave up
+    except ProtocolError as exc:
+        print(f"headlined-inspect: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

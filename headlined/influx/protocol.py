@@ -1,0 +1,165 @@
+"""The wire format between the daemon and ``headlined-inspect``, the reader of InfluxDB's files.
+
+InfluxDB keeps each database in a 0700 directory of its own user, so the daemon does not read
+those files itself: ``headlined-inspect`` does, as InfluxDB's user (a socket-activated unit),
+or as a child process of the daemon where the daemon may read them (see
+:mod:`headlined.influx.reader`). Both speak this protocol over one byte stream:
+
+- a request is one JSON object on one line;
+- a reply is a sequence of frames, each a one-byte kind, a 4-byte big-endian length and that
+  many bytes: ``D`` line protocol (an export's output, in order), ``E`` what influx_inspect
+  wrote on stderr, then exactly one of ``R`` (the JSON result) or ``F`` (a JSON error).
+
+Requests on one connection are served one after the other; closing the stream ends it.
+Pure: no I/O beyond the file objects it is handed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, Literal
+
+DATA, STDERR, RESULT, FAILURE = b"D", b"E", b"R", b"F"
+KINDS = frozenset((DATA, STDERR, RESULT, FAILURE))
+_HEADER = struct.Struct(">cI")
+MAX_FRAME = 16 * 1024 * 1024
+MAX_REQUEST = 64 * 1024
+# RFC 3339 as influx_inspect's -start/-end take it (Go's time.RFC3339 accepts fractions).
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
+
+Op = Literal["discover", "export", "wal_range"]
+# How headlined-inspect adds, among influx_inspect's stderr, a block that fails its CRC32.
+CHECKSUM_PREFIX = "headlined-inspect: checksum mismatch in the block of key"
+
+
+def parse_rfc3339(text: str) -> int:
+    """Nanoseconds since the epoch of a time :data:`_RFC3339` accepts (exact: no float)."""
+    if not _RFC3339.fullmatch(text):
+        raise ProtocolError(f"not an RFC 3339 UTC time: {text!r}")
+    whole, _, fraction = text[:-1].partition(".")
+    seconds = int(datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp())
+    return seconds * 1_000_000_000 + int(fraction.ljust(9, "0"))
+
+
+class ProtocolError(Exception):
+    """A malformed request or reply; the message says what was wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the daemon asks for. ``export`` and ``wal_range`` name one database/RP."""
+
+    op: Op
+    data_dir: str
+    wal_dir: str
+    meta_dir: str = ""
+    databases: tuple[str, ...] = ()
+    database: str = ""
+    retention_policy: str = ""
+    start: str = ""
+    end: str = ""
+
+    def encode(self) -> bytes:
+        """One JSON line."""
+        return (
+            json.dumps(
+                {
+                    "op": self.op,
+                    "data_dir": self.data_dir,
+                    "wal_dir": self.wal_dir,
+                    "meta_dir": self.meta_dir,
+                    "databases": list(self.databases),
+                    "database": self.database,
+                    "retention_policy": self.retention_policy,
+                    "start": self.start,
+                    "end": self.end,
+                }
+            ).encode()
+            + b"\n"
+        )
+
+
+def decode_request(line: bytes) -> Request:
+    """Parse and check one request line; ProtocolError says what is wrong with it."""
+    if len(line) > MAX_REQUEST:
+        raise ProtocolError(f"request longer than {MAX_REQUEST} bytes")
+    raw = decode_json(line, "request")
+    op = raw.get("op")
+    if op not in ("discover", "export", "wal_range"):
+        raise ProtocolError(f"unknown op {op!r}")
+    texts = {}
+    for key in ("data_dir", "wal_dir", "meta_dir", "database", "retention_policy", "start", "end"):
+        value = raw.get(key, "")
+        if not isinstance(value, str) or "\x00" in value:
+            raise ProtocolError(f"{key}: not a string")
+        texts[key] = value
+    databases = raw.get("databases", [])
+    if not isinstance(databases, list) or not all(isinstance(d, str) for d in databases):
+        raise ProtocolError("databases: not a list of strings")
+    if not texts["data_dir"] or not texts["wal_dir"]:
+        raise ProtocolError("data_dir and wal_dir are required")
+    if op != "discover" and not (texts["database"] and texts["retention_policy"]):
+        raise ProtocolError(f"{op} needs database and retention_policy")
+    for key in ("start", "end"):
+        if texts[key] and not _RFC3339.fullmatch(texts[key]):
+            raise ProtocolError(f"{key}: not an RFC 3339 UTC time: {texts[key]!r}")
+    return Request(op=op, databases=tuple(databases), **texts)
+
+
+def write_frame(out: BinaryIO, kind: bytes, payload: bytes) -> None:
+    """Write one frame (not flushed); a payload over MAX_FRAME is split into several."""
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown frame kind {kind!r}")
+    if kind in (RESULT, FAILURE) and len(payload) > MAX_FRAME:
+        raise ProtocolError(f"{kind.decode()} frame of {len(payload)} bytes")
+    for at in range(0, max(len(payload), 1), MAX_FRAME):
+        piece = payload[at : at + MAX_FRAME]
+        out.write(_HEADER.pack(kind, len(piece)))
+        out.write(piece)
+
+
+def write_json(out: BinaryIO, kind: bytes, document: dict[str, Any]) -> None:
+    """A ``R`` or ``F`` frame holding ``document``, flushed: the reply is complete."""
+    write_frame(out, kind, json.dumps(document).encode())
+    out.flush()
+
+
+def read_frame(source: BinaryIO) -> tuple[bytes, bytes] | None:
+    """The next frame, or None at a clean end of stream (between frames)."""
+    first = source.read(_HEADER.size)
+    if not first:
+        return None
+    header = first + _read_exactly(source, _HEADER.size - len(first))
+    kind, size = _HEADER.unpack(header)
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown frame kind {kind!r}")
+    if size > MAX_FRAME:
+        raise ProtocolError(f"frame of {size} bytes is over the limit of {MAX_FRAME}")
+    return kind, _read_exactly(source, size)
+
+
+def _read_exactly(source: BinaryIO, size: int) -> bytes:
+    parts = []
+    left = size
+    while left:
+        piece = source.read(left)
+        if not piece:
+            raise ProtocolError(f"stream ended {size - left} bytes into a {size}-byte read")
+        parts.append(piece)
+        left -= len(piece)
+    return b"".join(parts)
+
+
+def decode_json(payload: bytes, what: str = "reply") -> dict[str, Any]:
+    """The JSON object of a request line, or of an ``R`` or ``F`` frame."""
+    try:
+        document = json.loads(payload)
+    except ValueError as exc:
+        raise ProtocolError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ProtocolError(f"{what} is not a JSON object")
+    return document

@@ -1,0 +1,291 @@
+"""How the daemon reaches InfluxDB's files: through ``headlined-inspect``, never directly.
+
+Two ways to reach it, one protocol (:mod:`headlined.influx.protocol`):
+
+- **socket**: ``influx.inspect_socket`` (``/run/headlined-inspect.sock``) exists:
+  ``headlined-inspect.socket`` starts a helper per connection as InfluxDB's user, so the
+  daemon's own unit needs no extra privilege to read InfluxDB's 0700 directories.
+- **local**: no such socket: the daemon starts the helper as its own child, at low CPU and
+  IO priority (``nice``/``ionice``), for data it may read itself (a copy, a test, root).
+
+One connection serves a whole export run, request after request. The blocking reads run on a
+worker thread (a chunk's line protocol goes straight from the connection into the file the
+converter follows); a cancelled call closes the connection to free that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, TypeVar, cast
+
+from headlined import logs
+from headlined.config import InfluxConfig
+from headlined.influx.chunkplan import Chunk
+from headlined.influx.datadir import DataDirError, Discovery
+from headlined.influx.helper import BINARY_ENV
+from headlined.influx.protocol import (
+    DATA,
+    RESULT,
+    STDERR,
+    ProtocolError,
+    Request,
+    decode_json,
+    read_frame,
+)
+from headlined.influx.report import describe_exit
+
+log = logs.get("influx_reader")
+
+T = TypeVar("T")
+CONNECT_TIMEOUT_S = 10.0
+LOCAL_EXIT_S = 10.0  # for a local helper to stop its influx_inspect and exit
+STDERR_KEEP = 1 << 20  # influx_inspect can name thousands of skipped keys: keep a bounded part
+
+
+class ReaderError(Exception):
+    """The helper could not be reached, or failed; the message says why and what to do."""
+
+    def __init__(self, message: str, kind: str = "helper") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """How one influx_inspect run ended: its exit code and what it wrote on stderr."""
+
+    exit_code: int
+    stderr: str
+
+
+class _Connection:
+    """One blocking connection to a helper: requests go out, frames come back."""
+
+    def __init__(
+        self, rfile: BinaryIO, wfile: BinaryIO, close: Callable[[], None], name: str
+    ) -> None:
+        self._rfile = rfile
+        self._wfile = wfile
+        self._close = close
+        self.name = name
+        self.broken = False
+
+    def call(
+        self, request: Request, on_data: Callable[[bytes], None] | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """Send ``request``; pass ``D`` frames to ``on_data``; return (result, stderr)."""
+        try:
+            self._wfile.write(request.encode())
+            self._wfile.flush()
+            return self._reply(on_data)
+        except (OSError, ProtocolError) as exc:
+            self.broken = True
+            raise ReaderError(f"{self.name}: {exc}") from None
+        except ReaderError as exc:
+            if exc.kind == "helper":
+                self.broken = True
+            raise
+
+    def _reply(self, on_data: Callable[[bytes], None] | None) -> tuple[dict[str, Any], str]:
+        stderr = bytearray()
+        while frame := read_frame(self._rfile):
+            kind, payload = frame
+            if kind == DATA:
+                if on_data is None:
+                    raise ProtocolError("line protocol in reply to a request for none")
+                on_data(payload)
+            elif kind == STDERR:
+                stderr += payload[: max(0, STDERR_KEEP - len(stderr))]
+            elif kind == RESULT:
+                return decode_json(payload), stderr.decode("utf-8", "replace")
+            else:
+                failure = decode_json(payload)
+                raise ReaderError(str(failure.get("error")), str(failure.get("kind")))
+        raise ReaderError(f"{self.name} closed the connection mid-reply")
+
+    def close(self) -> None:
+        """End the connection (unblocks a thread waiting on it)."""
+        self.broken = True
+        self._close()
+
+
+def _connect_socket(path: Path) -> _Connection:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_TIMEOUT_S)
+    try:
+        sock.connect(str(path))
+    except OSError as exc:
+        sock.close()
+        hint = (
+            "is headlined-inspect.socket running? systemctl enable --now headlined-inspect.socket"
+            if not isinstance(exc, PermissionError)
+            else "the daemon's user must be in the socket's group (headlined)"
+        )
+        raise ReaderError(f"cannot connect to {path}: {exc.strerror or exc}: {hint}") from None
+    sock.settimeout(None)  # an export streams for as long as it takes; progress is watched
+
+    def close() -> None:
+        with contextlib.suppress(OSError):  # already closed by the other end
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+    return _Connection(
+        sock.makefile("rb"), sock.makefile("wb"), close, f"headlined-inspect at {path}"
+    )
+
+
+def low_priority() -> list[str]:
+    """nice/ionice prefixes: an export must never starve the pollers or influxd."""
+    prefix = []
+    if shutil.which("nice"):
+        prefix += ["nice", "-n", "10"]
+    if shutil.which("ionice"):
+        prefix += ["ionice", "-c", "2", "-n", "7"]
+    return prefix
+
+
+def _spawn_local(inspect: str) -> _Connection:
+    argv = [*low_priority(), sys.executable, "-m", "headlined.influx.helper"]
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, BINARY_ENV: inspect},
+        )
+    except OSError as exc:
+        raise ReaderError(f"cannot start {' '.join(argv)}: {exc}") from None
+    if proc.stdin is None or proc.stdout is None:
+        raise ReaderError("the local headlined-inspect was started without pipes")
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def close() -> None:
+        # Its stdin ending makes it stop influx_inspect and exit; a kill would orphan that.
+        with contextlib.suppress(OSError):
+            stdin.close()
+        try:
+            proc.wait(timeout=LOCAL_EXIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stdout.close()
+
+    return _Connection(
+        cast("BinaryIO", stdout),
+        cast("BinaryIO", stdin),
+        close,
+        "headlined-inspect (local)",
+    )
+
+
+class InfluxReader:
+    """The export's one way to InfluxDB's files (see the module docstring)."""
+
+    def __init__(self, cfg: InfluxConfig) -> None:
+        self.cfg = cfg
+        self._conn: _Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def mode(self) -> Literal["socket", "local"]:
+        """``socket`` when ``influx.inspect_socket`` exists, else ``local``."""
+        sock = self.cfg.inspect_socket
+        return "socket" if sock is not None and sock.is_socket() else "local"
+
+    def _open(self) -> _Connection:
+        if self.mode == "socket" and self.cfg.inspect_socket is not None:
+            return _connect_socket(self.cfg.inspect_socket)
+        return _spawn_local(self.cfg.inspect)
+
+    async def _call(
+        self, request: Request, on_data: Callable[[bytes], None] | None = None
+    ) -> tuple[dict[str, Any], str]:
+        async with self._lock:
+            if self._conn is None or self._conn.broken:
+                if self._conn is not None:
+                    await asyncio.to_thread(self._conn.close)
+                self._conn = await asyncio.to_thread(self._open)
+                log.debug("influx_reader_connected", via=self._conn.name)
+            conn = self._conn
+            work = asyncio.ensure_future(asyncio.to_thread(conn.call, request, on_data))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # The thread blocks on the connection: closing it is what frees the thread.
+                await asyncio.to_thread(conn.close)
+                await asyncio.gather(work, return_exceptions=True)
+                raise
+
+    def _request(self, op: Literal["discover", "export", "wal_range"], **fields: Any) -> Request:
+        meta_dir = self.cfg.meta_dir or self.cfg.data_dir.parent / "meta"
+        return Request(
+            op=op,
+            data_dir=str(self.cfg.data_dir),
+            wal_dir=str(self.cfg.wal_dir),
+            meta_dir=str(meta_dir),
+            **fields,
+        )
+
+    async def discover(self) -> Discovery:
+        """What InfluxDB's directories hold; DataDirError if they cannot be used (yet)."""
+        try:
+            result, _ = await self._call(
+                self._request("discover", databases=tuple(self.cfg.databases))
+            )
+        except ReaderError as exc:
+            if exc.kind in DataDirError.KINDS:
+                raise DataDirError(exc.kind, str(exc)) from None
+            raise
+        try:
+            return Discovery.from_json(result)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReaderError(f"discovery reply not understood: {exc!r}") from None
+
+    async def wal_range(self, database: str, rp: str) -> tuple[int, int] | None:
+        """The time range of a retention policy's WAL data, read by influx_inspect itself."""
+        result, stderr = await self._call(
+            self._request("wal_range", database=database, retention_policy=rp)
+        )
+        code = int(result.get("exit", -1))
+        if code != 0:
+            raise ReaderError(
+                f"reading the WAL of {database}/{rp}: influx_inspect {describe_exit(code)}: "
+                f"{stderr.strip()[-500:] or '(no message)'}"
+            )
+        bounds = result.get("range")
+        return (int(bounds[0]), int(bounds[1])) if bounds else None
+
+    async def export(self, chunk: Chunk, out: Path) -> Exported:
+        """influx_inspect export of ``chunk``, appended to ``out`` as it arrives."""
+        start, end = chunk.inspect_range()
+        request = self._request(
+            "export",
+            database=chunk.database,
+            retention_policy=chunk.retention_policy,
+            start=start,
+            end=end,
+        )
+        with out.open("ab") as f:
+
+            def write(data: bytes) -> None:
+                f.write(data)
+                f.flush()  # the converter follows the file: it must see every byte at once
+
+            result, stderr = await self._call(request, write)
+        return Exported(int(result.get("exit", -1)), stderr)
+
+    async def close(self) -> None:
+        """End the connection (the helper exits)."""
+        async with self._lock:
+            if self._conn is not None:
+                await asyncio.to_thread(self._conn.close)
+                self._conn = None

@@ -1,0 +1,1 @@
+"""The rolling-window feeds: fetch, scan, detect gaps, schedule, journal, DuckDB, Parquet."""
