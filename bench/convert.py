@@ -1,8 +1,8 @@
-"""Benchmark headlined.convert on a real influx_inspect export.
+"""Benchmark headlined.influx.convert on a real influx_inspect export.
 
     .venv/bin/python bench/convert.py [--lines N] [--repeat 3] [--threads T]
 
-The input is a real export: a throwaway influxd (tests/influxdb_server.py) is filled with
+The input is a real export: a throwaway influxd (tests/support/influxdb_server.py) is filled with
 sensor-like data (400 series x 1000 points x 5 fields: 2,000,000 field values, 90% flushed to
 TSM, the rest left in the WAL) and exported with influx_inspect.  The export is cached under
 bench/.cache/, so later runs skip this.  With --lines N above that, a bigger input is made by
@@ -12,7 +12,7 @@ too).
 Measured on the same input, each in a fresh child process, best of --repeat runs:
   baseline  the method used before: DuckDB read_csv of each line into one VARCHAR column plus
             regexp_extract of its timestamp, written to ZSTD Parquet, no parsing;
-  convert   headlined.convert.convert (its peak RSS is the child's own high-water mark);
+  convert   headlined.influx.convert.convert (its peak RSS is the child's own high-water mark);
   parse     lineprotocol.parse per line, timed on a 200,000-line sample and extrapolated.
 It prints throughput, the ratios against the targets (convert vs baseline >= 0.7x, aim 1.2x;
 convert vs parse >= 5x), Parquet sizes (convert's <= 40% of the raw-line Parquet) and peak RSS
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import duckdb
 
-from headlined.convert import convert
+from headlined.influx.convert import convert
 from headlined.lineprotocol import parse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ def make_export() -> Path:
         return EXPORT
     # The test helper lives in the repository, not in the installed package.
     sys.path.insert(0, str(ROOT))
-    from tests.influxdb_server import find_binary, running_influxd  # noqa: PLC0415
+    from tests.support.influxdb_server import find_binary, running_influxd  # noqa: PLC0415
 
     inspect = find_binary("influx_inspect")
     CACHE.mkdir(parents=True, exist_ok=True)

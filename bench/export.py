@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.influxdb_server import running_influxd  # noqa: E402  after the path set-up above
+from tests.support.influxdb_server import running_influxd  # noqa: E402  after the path set-up above
 
 BASE = 1_704_067_200 * 10**9
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/poll_loss.py [--hours 1] [--rss-seconds 60]
 
-1. Loss: the same simulated feeds (headlined.demofeed models, window 200, jittered arrivals,
+1. Loss: the same simulated feeds (headlined.demo.feed models, window 200, jittered arrivals,
    one with bursts) are polled in virtual time by the real SourcePoller (real schedule, gap
    detection, journal and DuckDB; HTTP through an httpx MockTransport) and by a fixed 60 s
    poller. A record is lost when it left the window before any poll saw it.
@@ -36,21 +36,22 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from headlined import fetch, logs
+from headlined import logs
 from headlined.config import SourceConfig
-from headlined.demofeed import (
+from headlined.demo.feed import (
     DemoFeedServer,
     FeedModel,
     FeedSpec,
     Shape,
     source_fragment,
 )
-from headlined.poller import SourcePoller
-from headlined.pollwriter import PollWriter
-from headlined.records import record_key
-from headlined.rejects import RejectSampler
+from headlined.poll import fetch
+from headlined.poll.poller import SourcePoller
+from headlined.poll.records import record_key
+from headlined.poll.rejects import RejectSampler
+from headlined.poll.writer import PollWriter
 from headlined.store import Store
-from tests.daemon_process import Daemon, write_config
+from tests.support.daemon_process import Daemon, write_config
 
 RATES = [1.0, 5.0, 10.0, 20.0, 50.0]
 WINDOW = 200
