@@ -204,12 +204,10 @@ def _publish_rejects(staged_dir: Path, final_dir: Path, stem: str) -> None:
     staged, final = staged_dir / f"{stem}.txt", final_dir / f"{stem}.txt"
     if staged.exists():
         final_dir.mkdir(parents=True, exist_ok=True)
-        staged.replace(final)
+        durable.publish(staged, final)
     elif final.exists():
         final.unlink()
-    else:
-        return
-    durable.fsync(final_dir)
+        durable.fsync(final_dir)
 
 
 def _publish(staging: Path, output_dir: Path) -> list[Path]:
@@ -218,7 +216,6 @@ def _publish(staging: Path, output_dir: Path) -> list[Path]:
     for staged in sorted(staging.rglob("*.parquet")):
         final = output_dir / staged.relative_to(staging)
         final.parent.mkdir(parents=True, exist_ok=True)
-        staged.replace(final)
-        durable.fsync(final.parent)
+        durable.publish(staged, final)
         published.append(final)
     return published

@@ -59,9 +59,7 @@ def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
         final_dir.mkdir(parents=True, exist_ok=True)
         suffix = "" if written.stem in ("data_0", "data") else f"-{written.stem}"
         final = final_dir / f"part-{low + 1:012d}-{high:012d}{suffix}.parquet"
-        durable.fsync(written)
-        written.rename(final)
-        durable.fsync(final_dir)
+        durable.publish(written, final)
     write_meta(conn, WATERMARK, str(high))
     write_meta(conn, PENDING, None)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from headlined import durable
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -32,9 +34,7 @@ class RejectSampler:
             f"at: {now.isoformat()}\nbody_bytes_kept: {min(len(body), self.max_bytes)}"
             f" of {len(body)}\n\n"
         )
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(header.encode() + body[: self.max_bytes])
-        tmp.rename(path)
+        durable.write_atomic(path, header.encode() + body[: self.max_bytes])
         samples = sorted(folder.glob("*.txt"))
         for old in samples[: max(0, len(samples) - self.keep)]:
             old.unlink(missing_ok=True)
