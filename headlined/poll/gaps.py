@@ -81,6 +81,13 @@ class SeenKeys:
         for _ in range(len(order) - self.capacity):
             keys.discard(order.popleft()[0])
 
+    def resize(self, capacity: int) -> None:
+        """Keep at most ``capacity`` keys from now on (the oldest go first)."""
+        self.capacity = capacity
+        order = self._order
+        for _ in range(len(order) - capacity):
+            self._keys.discard(order.popleft()[0])
+
     def newest(self) -> tuple[str, Seen] | None:
         """The most recently added key."""
         if not self._order:

@@ -90,7 +90,7 @@ class SourcePoller:
         self._rejects = rejects
         self._clock = clock
         self._sleep = sleep
-        self._seen = SeenKeys(SEEN_WINDOWS * source.window)
+        self._seen = SeenKeys(self.keys_remembered)
         self._scanner = Scanner(source.records, source.key, source.time)
         self._next_due = 0.0
         self._failing: str | None = None  # the error kind of the current failure streak
@@ -100,6 +100,11 @@ class SourcePoller:
         self._window_check = WindowCheck(source.window)
         self._key_conflict_logged = False
         self._time_checked = source.time is None
+
+    @property
+    def keys_remembered(self) -> int:
+        """How many of the newest keys this source remembers (and a restart restores)."""
+        return SEEN_WINDOWS * self.limits.window
 
     def restore(self, restored: Restored) -> None:
         """Pick up where the last run stopped: schedule state and the newest keys.
@@ -260,6 +265,7 @@ class SourcePoller:
         if advice.kind == "too_large":
             # A window the API never fills hides every gap: detect and schedule by the real one.
             self.limits = replace(self.limits, window=advice.observed)
+            self._seen.resize(self.keys_remembered)
         # Too small a window only costs polls: a note, not a warning.
         emit = log.warning if advice.kind == "too_large" else log.info
         emit(

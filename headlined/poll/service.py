@@ -54,7 +54,7 @@ class PollService:
     async def _add(self, source: config.SourceConfig) -> None:
         poller = SourcePoller(source, self._client, self._writer, self._rejects)
         restored = await self._store.call(
-            lambda conn: restore(conn, source.name, 2 * source.window)
+            lambda conn: restore(conn, source.name, poller.keys_remembered)
         )
         poller.restore(restored)
         self.pollers[source.name] = poller

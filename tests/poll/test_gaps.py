@@ -139,6 +139,15 @@ def test_seen_keys_are_bounded() -> None:
     assert "9" in seen
 
 
+def test_seen_keys_shrink_to_a_smaller_capacity_oldest_first() -> None:
+    seen = SeenKeys(10)
+    seen.remember([Record(str(n), None, {}, None) for n in range(10)])
+    seen.resize(4)
+    assert sorted(seen.view()) == ["6", "7", "8", "9"]
+    seen.remember([Record("10", None, {}, None)])
+    assert sorted(seen.view()) == ["10", "7", "8", "9"]
+
+
 def test_direction_of_untimed_unsequenced_lists_comes_from_the_seen_records() -> None:
     def msg(n: int) -> dict[str, Any]:
         return {"id": f"m{n:04d}"}

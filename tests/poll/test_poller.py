@@ -13,7 +13,7 @@ import pytest
 
 from headlined import logs
 from headlined.config import SourceConfig
-from headlined.poll.poller import SourcePoller
+from headlined.poll.poller import SEEN_WINDOWS, SourcePoller
 from headlined.poll.rejects import RejectSampler
 from headlined.poll.tables import restore
 from headlined.poll.writer import PollWriter
@@ -303,6 +303,9 @@ def test_window_the_api_contradicts_is_said_once_and_a_smaller_one_adopted(
     # Only a smaller real window is adopted: then polls overlap again, and gaps could show.
     assert poller.limits.window == min(api_window, 200)
     assert all(overlap > 0 for (overlap,) in last_overlaps)
+    # The keys remembered (and restored after a restart) follow the window in use.
+    assert poller.keys_remembered == SEEN_WINDOWS * poller.limits.window
+    assert len(poller._seen) == poller.keys_remembered  # full, and no larger
 
 
 @pytest.mark.parametrize(("key", "warned"), [(["station"], True), (["station", "id"], False)])
