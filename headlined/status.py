@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from headlined.config import Config, format_duration
+from headlined.influx import tables
 
 MAX_PROBLEMS = 10  # failed or damaged chunks listed by name
 
@@ -54,43 +55,9 @@ def offline_snapshot(conn: duckdb.DuckDBPyConnection, cfg: Config) -> dict[str, 
         }
     return {
         "sources": sources,
-        "export": offline_export(conn),
-        "export_problems": export_problems(conn),
+        "export": tables.chunk_summary(conn),
+        "export_problems": tables.problems(conn),
     }
-
-
-def offline_export(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Chunk counts by state, rows and lines, per database, from ``export_chunks``."""
-    out: dict[str, Any] = {}
-    for database, state, chunks, rows, lines in conn.execute(
-        """SELECT database, state, count(*), coalesce(sum(rows), 0), coalesce(sum(lines), 0)
-           FROM export_chunks GROUP BY ALL ORDER BY ALL"""
-    ).fetchall():
-        entry = out.setdefault(database, {"chunks": {}, "rows": 0, "lines": 0})
-        entry["chunks"][state] = chunks
-        entry["rows"] += rows
-        entry["lines"] += lines
-    return out
-
-
-def export_problems(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Every failed or damaged chunk with its error (what ``status`` lists by name)."""
-    rows = conn.execute(
-        """SELECT database, retention_policy, strftime(start, '%Y-%m-%dT%H:%MZ'),
-                  strftime("end", '%Y-%m-%dT%H:%MZ'), state, error,
-                  coalesce(json_array_length(damage), 0)
-           FROM export_chunks WHERE state IN ('failed', 'damaged')
-           ORDER BY database, retention_policy, start"""
-    ).fetchall()
-    return [
-        {
-            "chunk": f"{db}/{rp} {start}..{end}",
-            "state": state,
-            "error": error,
-            "skipped": skipped,
-        }
-        for db, rp, start, end, state, error, skipped in rows
-    ]
 
 
 def _ago(seconds: float | None) -> str:

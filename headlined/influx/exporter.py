@@ -12,11 +12,9 @@ foreground), with the same checkpoints.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import duckdb
 import tenacity
@@ -34,6 +32,7 @@ from headlined.influx.chunk import (
 from headlined.influx.chunkplan import Chunk, Extent, outside, plan, rfc3339
 from headlined.influx.datadir import Discovery, Unreadable
 from headlined.influx.reader import InfluxReader, ReaderError
+from headlined.influx.tables import load_chunks, save_plan, set_state
 from headlined.store import Store
 from headlined.supervisor import Heartbeat
 
@@ -111,79 +110,6 @@ class Progress:
         if self.chunks_this_run == 0 or left <= 0:
             return None
         return (time.monotonic() - self.started) / self.chunks_this_run * left
-
-
-def save_plan(conn: duckdb.DuckDBPyConnection, chunks: list[Chunk]) -> None:
-    """Add chunks not yet planned; a chunk left ``running`` by a crash becomes ``pending``."""
-    now = datetime.now(UTC)
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        if chunks:
-            conn.execute(
-                """INSERT OR IGNORE INTO export_chunks
-                   (database, retention_policy, start, "end", state, updated_at)
-                   SELECT * FROM (SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
-                                         unnest(?::TIMESTAMPTZ[]), unnest(?::TIMESTAMPTZ[]),
-                                         'pending', ?::TIMESTAMPTZ)""",
-                [
-                    [c.database for c in chunks],
-                    [c.retention_policy for c in chunks],
-                    [c.start for c in chunks],
-                    [c.end for c in chunks],
-                    now,
-                ],
-            )
-        conn.execute(
-            "UPDATE export_chunks SET state = 'pending', updated_at = ? WHERE state = 'running'",
-            [now],
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def load_chunks(conn: duckdb.DuckDBPyConnection) -> list[tuple[Chunk, str, int]]:
-    """Every planned chunk with its state and rows."""
-    rows = conn.execute(
-        """SELECT database, retention_policy, start, "end", state, coalesce(rows, 0)
-           FROM export_chunks ORDER BY database, retention_policy, start"""
-    ).fetchall()
-    return [
-        (Chunk(d, r, s.astimezone(UTC), e.astimezone(UTC)), state, n)
-        for d, r, s, e, state, n in rows
-    ]
-
-
-def set_state(
-    conn: duckdb.DuckDBPyConnection,
-    chunk: Chunk,
-    state: str,
-    *,
-    lines: int | None = None,
-    rows: int | None = None,
-    files: int | None = None,
-    error: str | None = None,
-    damage: list[dict[str, str | None]] | None = None,
-) -> None:
-    """Checkpoint one chunk; ``damage`` lists what influx_inspect skipped (state damaged)."""
-    conn.execute(
-        """UPDATE export_chunks SET state = ?, lines = ?, rows = ?, files = ?, error = ?,
-                  damage = ?, updated_at = ?
-           WHERE database = ? AND retention_policy = ? AND start = ?""",
-        [
-            state,
-            lines,
-            rows,
-            files,
-            error,
-            None if damage is None else json.dumps(damage),
-            datetime.now(UTC),
-            chunk.database,
-            chunk.retention_policy,
-            chunk.start,
-        ],
-    )
 
 
 class Exporter:
