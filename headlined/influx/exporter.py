@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import tenacity
@@ -85,6 +86,18 @@ class Progress:
         """A pending chunk of ``database`` reached ``state``."""
         self.by_database[database]["pending"] -= 1
         self.count(database, state, rows)
+
+    def finished(self, database: str, state: str, lines: int, rows: int) -> None:
+        """A chunk of ``database`` was published as ``done`` or ``damaged``."""
+        if state == "damaged":
+            self.damaged += 1
+        else:
+            self.done += 1
+        self.chunks_this_run += 1
+        self.move(database, state, rows)
+        self.lines += lines
+        self.rows += rows
+        self.rows_this_run += rows
 
     def snapshot(self) -> dict[str, object]:
         """Per database: chunks by state, rows, speed and ETA (the ``export`` of status)."""
@@ -354,17 +367,11 @@ class Exporter:
         await self._checkpoint(chunk, result)
 
     async def _checkpoint(self, chunk: Chunk, result: ChunkResult) -> None:
-        name = chunk.label
         converted = result.converted
         state = "damaged" if result.damage_total else "done"
-        error = None
+        error = damage_summary(result)
         if result.damage_total:
-            shown = [d.describe() for d in result.damage[:MAX_DAMAGE_SHOWN]]
-            more = result.damage_total - len(shown)
-            error = "influx_inspect skipped: " + "; ".join(shown)
-            if more:
-                error += f"; and {more} more (export_chunks.damage)"
-            self.damaged[name] = [d.describe() for d in result.damage]
+            self.damaged[chunk.label] = [d.describe() for d in result.damage]
         await self.store.call(
             lambda conn: set_state(
                 conn,
@@ -377,45 +384,52 @@ class Exporter:
                 damage=[d.to_json() for d in result.damage] if result.damage_total else None,
             )
         )
-        if result.damage_total:
-            self.progress.damaged += 1
-        else:
-            self.progress.done += 1
-        self.progress.chunks_this_run += 1
-        self.progress.move(chunk.database, state, converted.points)
-        self.progress.lines += converted.lines
-        self.progress.rows += converted.points
-        self.progress.rows_this_run += converted.points
-        if result.damage_total:
-            log.error(
-                "export_chunk_damaged",
-                chunk=name,
-                skipped=result.damage_total,
-                series=sorted({d.series or d.file for d in result.damage})[:MAX_DAMAGE_SHOWN],
-                error=error,
-                rows=converted.points,
-                action="the rest of the chunk is published; restore the damaged file from a "
-                "backup and run `headlined export` to redo it",
-            )
-        for rp in result.wal_deletes:
-            log.warning(
-                "export_wal_has_deletes",
-                chunk=name,
-                retention_policy=rp,
-                action="influx_inspect replays the WAL without its deletes: deleted series may "
-                "appear; export again once InfluxDB has written the WAL into TSM",
-            )
-        if converted.rejected:
-            log.warning(
-                "export_lines_rejected",
-                chunk=name,
-                rejected=converted.rejected,
-                where=str(rejected_dir(self.cfg, chunk) / f"{chunk.stem}.txt"),
-            )
-        log.debug(
-            "export_chunk_done",
-            chunk=name,
-            lines=converted.lines,
+        self.progress.finished(chunk.database, state, converted.lines, converted.points)
+        _log_chunk(chunk, result, error, rejected_dir(self.cfg, chunk) / f"{chunk.stem}.txt")
+
+
+def damage_summary(result: ChunkResult) -> str | None:
+    """``export_chunks.error`` of a damaged chunk: the first few things skipped, and a count."""
+    if not result.damage_total:
+        return None
+    shown = [d.describe() for d in result.damage[:MAX_DAMAGE_SHOWN]]
+    more = result.damage_total - len(shown)
+    summary = "influx_inspect skipped: " + "; ".join(shown)
+    return summary + (f"; and {more} more (export_chunks.damage)" if more else "")
+
+
+def _log_chunk(chunk: Chunk, result: ChunkResult, error: str | None, rejects: Path) -> None:
+    converted = result.converted
+    if result.damage_total:
+        log.error(
+            "export_chunk_damaged",
+            chunk=chunk.label,
+            skipped=result.damage_total,
+            series=sorted({d.series or d.file for d in result.damage})[:MAX_DAMAGE_SHOWN],
+            error=error,
             rows=converted.points,
-            files=len(converted.files),
+            action="the rest of the chunk is published; restore the damaged file from a "
+            "backup and run `headlined export` to redo it",
         )
+    for rp in result.wal_deletes:
+        log.warning(
+            "export_wal_has_deletes",
+            chunk=chunk.label,
+            retention_policy=rp,
+            action="influx_inspect replays the WAL without its deletes: deleted series may "
+            "appear; export again once InfluxDB has written the WAL into TSM",
+        )
+    if converted.rejected:
+        log.warning(
+            "export_lines_rejected",
+            chunk=chunk.label,
+            rejected=converted.rejected,
+            where=str(rejects),
+        )
+    log.debug(
+        "export_chunk_done",
+        chunk=chunk.label,
+        lines=converted.lines,
+        rows=converted.points,
+        files=len(converted.files),
+    )
