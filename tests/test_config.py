@@ -12,8 +12,9 @@ import pytest
 
 from headlined import cli, config
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "headlined.example.yaml"
 REPO = Path(__file__).resolve().parents[1]
+# The contract's example config, copied verbatim: the repository stands alone.
+SPEC = REPO / "tests" / "data" / "headlined.example.yaml"
 
 GOOD_SOURCE = """\
 sources:
