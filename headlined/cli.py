@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from headlined import config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 # At exit the interpreter's cycle collector walks every object still alive (some 40,000:
 # modules, pydantic's and DuckDB's internals) several times, 0.1-0.2 s after the work is done.
@@ -172,8 +173,6 @@ def _query(path: Path | None, sql: str, fmt: str, limit: int) -> int:
     query.write(result, fmt, sys.stdout)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    if result.truncated:
-        print(f"note: only the first {limit} rows are shown (--limit)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -232,7 +231,7 @@ def _run(path: Path | None) -> int:
 
 
 def _demo_feed(port: int) -> int:
-    from headlined.demo import feed as demofeed  # noqa: PLC0415  only this command needs the simulator
+    from headlined.demo import run as demofeed  # noqa: PLC0415  only this command needs the simulator
 
     demofeed.run_demo(port=port)
     return EXIT_OK
@@ -253,7 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "convert": lambda: _convert(args.input, args.outdir, args.precision),
         "demo-feed": lambda: _demo_feed(args.port),
     }
-    return commands[args.command]()
+    try:
+        return commands[args.command]()
+    except KeyboardInterrupt:
+        if args.command == "run":
+            raise  # the daemon stops itself on SIGINT; this is a second Ctrl-C
+        # Ctrl-C is how a person stops a long query, export or feed: no traceback for it.
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 60 s: stay well inside it
 STATUS_EVERY_S = 5.0
 STORE_JOB_DEADLINE_S = 120.0
 QUERY_TIMEOUT_S = 300.0
+# A reply of at most this much JSON: a large query must not leave the daemon large.
+QUERY_REPLY_BYTES = 16 * 2**20
 # A journal this large, left at start, gets systemd's start timeout extended: by the unit's
 # 90 s plus its size at a speed a slow disk and CPU still reach (a fast one applies 30 MB/s).
 JOURNAL_BACKLOG_BYTES = 16 << 20
@@ -206,7 +208,8 @@ class Daemon:
             await service.sync()
         try:
             result = await self._store.read(
-                lambda cur: query.run(cur, sql, influx_dir, limit), limit_s=QUERY_TIMEOUT_S
+                lambda cur: query.run(cur, sql, influx_dir, limit, QUERY_REPLY_BYTES),
+                limit_s=QUERY_TIMEOUT_S,
             )
         except query.QueryError as exc:
             raise ControlError(str(exc)) from None

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,6 +22,7 @@ import duckdb
 from headlined import sql
 
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+FETCH_BATCH = 1000
 
 
 class QueryError(Exception):
@@ -29,12 +31,13 @@ class QueryError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """Column names and rows."""
+    """Column names, their DuckDB types, and rows."""
 
     columns: list[str]
     rows: list[list[Any]]
     truncated: bool
     notes: list[str]
+    types: list[str] = field(default_factory=list)
 
 
 def check_read_only(sql: str) -> None:
@@ -100,27 +103,65 @@ def create_views(conn: duckdb.DuckDBPyConnection, influx_dir: Path | None) -> li
 
 
 def run(
-    conn: duckdb.DuckDBPyConnection, sql: str, influx_dir: Path | None, limit: int = 100_000
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    influx_dir: Path | None,
+    limit: int = 100_000,
+    max_bytes: int | None = None,
 ) -> Result:
-    """Run read-only ``sql``; at most ``limit`` rows come back."""
+    """Run read-only ``sql``; at most ``limit`` rows, and about ``max_bytes`` of them as JSON.
+
+    Rows are fetched in batches (DuckDB streams the rest), so a large result costs the
+    daemon no more than ``max_bytes`` and one batch.
+    """
     check_read_only(sql)
     notes = create_views(conn, influx_dir)
+    rows: list[list[Any]] = []
+    size = 0
+    truncated = False
     try:
         cursor = conn.execute(sql)
-        columns = [d[0] for d in cursor.description or []]
-        rows = cursor.fetchmany(limit + 1)
+        description = cursor.description or []
+        while len(rows) <= limit and (batch := cursor.fetchmany(FETCH_BATCH)):
+            for row in batch:
+                if max_bytes is not None:
+                    size += len(json.dumps(row, default=str, ensure_ascii=False))
+                    if size > max_bytes:
+                        truncated = True
+                        notes.append(
+                            f"the result was cut at {max_bytes // 2**20} MiB ({len(rows)} rows) "
+                            "to keep the daemon small: narrow the query or add LIMIT"
+                        )
+                        break
+                rows.append(list(row))
+            if truncated:
+                break
     except duckdb.Error as exc:
         raise QueryError(str(exc).strip()) from None
-    return Result(columns, [list(r) for r in rows[:limit]], len(rows) > limit, notes)
+    except RuntimeError as exc:
+        # DuckDB turns Ctrl-C during a query into this; the CLI treats it as Ctrl-C.
+        if "interrupted" in str(exc).lower():
+            raise KeyboardInterrupt from None
+        raise
+    if len(rows) > limit:
+        del rows[limit:]
+        truncated = True
+        notes.append(f"only the first {limit} rows are shown (--limit)")
+    return Result(
+        [d[0] for d in description], rows, truncated, notes, [str(d[1]) for d in description]
+    )
 
 
 def write(result: Result, fmt: str, out: TextIO) -> None:
     """Print rows as an aligned table, JSON lines or CSV."""
     if fmt == "json":
+        json_columns = {i for i, t in enumerate(result.types) if t.upper() == "JSON"}
         for row in result.rows:
+            # A JSON column is a JSON value in the output, not a string holding JSON.
+            values = [_json_value(v) if i in json_columns else v for i, v in enumerate(row)]
             out.write(
                 json.dumps(
-                    dict(zip(result.columns, row, strict=True)), default=str, ensure_ascii=False
+                    dict(zip(result.columns, values, strict=True)), default=str, ensure_ascii=False
                 )
                 + "\n"
             )
@@ -130,12 +171,31 @@ def write(result: Result, fmt: str, out: TextIO) -> None:
         writer.writerows(result.rows)
     else:
         cells: list[tuple[str, ...]] = [tuple(result.columns)]
-        cells += [tuple("NULL" if v is None else str(v) for v in row) for row in result.rows]
+        cells += [
+            tuple("NULL" if v is None else _one_line(str(v)) for v in row) for row in result.rows
+        ]
         widths = [min(60, max(len(r[i]) for r in cells)) for i in range(len(result.columns))]
         for line in cells:
             text = "  ".join(c[:60].ljust(w) for c, w in zip(line, widths, strict=True))
             out.write(text.rstrip() + "\n")
         out.write(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})\n")
+
+
+def _json_value(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    """A table cell on one line: control characters as escapes (``\\n``, ``\\x1b``)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def open_offline(database: Path) -> duckdb.DuckDBPyConnection:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from headlined.demo.feed import DemoFeedServer, FeedSpec, Shape
+from headlined.demo.server import DemoFeedServer
+from headlined.demo.spec import FeedSpec, Shape
 from tests.support.daemon_process import Daemon, write_config
 
 pytestmark = pytest.mark.integration
@@ -110,3 +111,80 @@ def test_after_a_crash_query_says_what_the_journal_holds_until_the_next_start(
     assert after.returncode == 0, after.stderr
     assert "journal" not in after.stderr
     assert int(after.stdout.splitlines()[1]) >= 50  # the 10 s of prefill, at least
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_many_requests_add_no_warning_and_a_huge_query_leaves_the_daemon_small(
+    tmp_path: Path,
+) -> None:
+    """100 status/query calls log nothing at warning level; a query of 300,000 rows of 1 KB
+    is cut with a note saying why, and the daemon's RSS stays within 50 MB of where it was."""
+    specs = [FeedSpec("alpha", rate=5.0, shape=Shape.DATA, seed=4, t0=time.time() - 10)]
+    with DemoFeedServer(specs) as server:
+        config = write_config(tmp_path / "h.yaml", server, specs)
+        daemon = Daemon(config)
+        daemon.wait_started()
+        for n in range(50):
+            assert cli(config, "status", "--json").returncode == 0
+            assert cli(config, "query", "--csv", f"select {n}").returncode == 0
+        time.sleep(1)
+        loud = [
+            line
+            for line in daemon.output().splitlines()
+            if '"level": "warning"' in line or '"level": "error"' in line
+        ]
+        assert loud == []
+
+        before = rss_mib(daemon.proc.pid)
+        huge = cli(config, "query", "--csv", "select i, repeat('x', 1000) from range(300000) t(i)")
+        assert huge.returncode == 0, huge.stderr
+        assert "the result was cut at 16 MiB" in huge.stderr
+        assert 10_000 < len(huge.stdout.splitlines()) < 300_000
+        time.sleep(5)
+        after = rss_mib(daemon.proc.pid)
+        assert after - before < 50, (before, after)
+        assert daemon.stop() == 0
+
+
+def test_json_output_keeps_json_values_and_a_table_keeps_one_line_per_row(tmp_path: Path) -> None:
+    specs = [FeedSpec("alpha", rate=5.0, shape=Shape.DATA, seed=5, t0=time.time() - 10)]
+    with DemoFeedServer(specs) as server:
+        config = write_config(tmp_path / "h.yaml", server, specs)
+        daemon = Daemon(config)
+        daemon.wait_started()
+        time.sleep(2)
+        rows = cli(config, "query", "--json", "select payload from messages limit 1")
+        assert rows.returncode == 0, rows.stderr
+        payload = json.loads(rows.stdout.splitlines()[0])["payload"]
+        assert isinstance(payload, dict)  # an object, not a string holding JSON
+        table = cli(config, "query", "select 'a' || chr(10) || 'b' as two_lines, 1 as n")
+        assert table.returncode == 0, table.stderr
+        assert table.stdout.splitlines() == ["two_lines  n", "a\\nb       1", "(1 row)"]
+        assert daemon.stop() == 0
+
+
+def test_ctrl_c_stops_a_long_query_without_a_traceback(tmp_path: Path) -> None:
+    specs = [FeedSpec("alpha", rate=5.0, shape=Shape.DATA, seed=6, t0=time.time() - 10)]
+    with DemoFeedServer(specs) as server:
+        config = write_config(tmp_path / "h.yaml", server, specs)
+        daemon = Daemon(config)
+        daemon.wait_started()
+        assert daemon.stop() == 0  # a state file, and no daemon: the query runs here
+    endless = "select count(*) from range(100000000000) t(i)"
+    query = subprocess.Popen(
+        [sys.executable, "-m", "headlined", "query", "-c", str(config), endless],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    query.send_signal(signal.SIGINT)
+    _, err = query.communicate(timeout=60)
+    assert query.returncode == 130
+    assert "Traceback" not in err
