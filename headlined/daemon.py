@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from headlined import config, logs, query
+from headlined import config, durable, logs, query
 from headlined.control import ControlError, ControlServer, Handler, socket_path
 from headlined.influx.service import ExportService
 from headlined.notify import Notifier
@@ -99,6 +99,14 @@ class Daemon:
         self._started_at = time.time()
         self._store: Store
 
+    def _directories(self) -> list[tuple[Path, str]]:
+        """The directories this daemon writes, with the setting that names each."""
+        cfg = self.loaded.config
+        out = [(cfg.state_dir, "state_dir"), (cfg.parquet_path, "parquet_dir")]
+        if cfg.influx is not None:
+            out.append((cfg.influx.output_dir, "influx.output_dir"))
+        return out
+
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
         store = Store(
@@ -106,6 +114,15 @@ class Daemon:
             heartbeat=self.supervisor.heartbeat("store", STORE_JOB_DEADLINE_S),
             job_deadline=STORE_JOB_DEADLINE_S,
         )
+        reported: list[Path] = []
+        for directory, setting in self._directories():
+            if any(directory.is_relative_to(bad) for bad in reported):
+                continue  # inside one already reported: the same fix covers it
+            if (problem := durable.unwritable(directory, setting)) is not None:
+                log.error("directory_unusable", problem=problem)
+                reported.append(directory)
+        if reported:
+            return 1
         try:
             await store.open()
         except StoreError as exc:

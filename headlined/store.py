@@ -100,10 +100,12 @@ def open_database(path: Path) -> duckdb.DuckDBPyConnection:
             config={"home_directory": str(home), "extension_directory": str(home / "extensions")},
         )
     except duckdb.IOException as exc:
-        raise StoreError(
-            f"{path}: cannot open: {exc}. Is another headlined process using it? "
-            "(DuckDB allows one process per file.)"
-        ) from exc
+        if "lock" in str(exc).lower():
+            raise StoreError(
+                f"{path}: another process holds it (DuckDB allows one per file): stop the other "
+                f"headlined using this state_dir, or give this one its own. ({exc})"
+            ) from None
+        raise StoreError(f"{path}: cannot open: {exc}") from None
     try:
         # Dates of Parquet partitions and of query output must not depend on the host's zone.
         conn.execute("SET TimeZone = 'UTC'")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from headlined.poll.records import Record
 from headlined.poll.tables import Poll, Summary
 from headlined.store import Store
 from headlined.supervisor import Heartbeat, Supervisor
-from tests.support.daemon_process import stored_keys
+from tests.support.daemon_process import stored_keys, without_dac
 from tests.support.notify_socket import NotifyListener
 
 pytestmark = pytest.mark.integration
@@ -183,7 +185,7 @@ def test_storage_locked_by_another_process_exits_1(
         [*daemon_cmd, str(cfg)], capture_output=True, text=True, timeout=30, check=False
     )
     assert second.returncode == 1
-    assert "another headlined process" in second.stdout
+    assert "another process holds it" in second.stdout
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=20)
     assert first.returncode == 0
@@ -268,3 +270,45 @@ def test_watchdog_stops_while_a_component_hangs(
             assert [t for t in pings if t > hung_at + 1.7], "pings resume after the loop frees"
 
     asyncio.run(scenario())
+
+
+NOBODY = 65534
+
+
+@pytest.mark.parametrize("slip", ["owned_by_another_user", "parent_not_writable"])
+def test_a_state_dir_it_may_not_write_is_one_clear_line(
+    tmp_path: Path, daemon_cmd: list[str], slip: str
+) -> None:
+    """A state_dir made by another user, or one to be created where the service user may
+    not write: exit 1, one error naming the path, its owner and mode, and the fix."""
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    state = parent / "state"
+    if slip == "owned_by_another_user":
+        state.mkdir(mode=0o755)
+        os.chown(state, NOBODY, NOBODY)
+        said = (
+            f"{state}: not writable by user root (state_dir; owner nobody, mode 0755): "
+            f"chown -R root: {state}, or choose another state_dir"
+        )
+    else:
+        os.chown(parent, NOBODY, NOBODY)
+        parent.chmod(0o755)
+        said = (
+            f"{state}: does not exist, and user root may not create it in {parent} "
+            f"(state_dir; owner nobody, mode 0755): install -d -o root {state}, "
+            "or choose another state_dir"
+        )
+    cfg = tmp_path / "headlined.yaml"
+    cfg.write_text(f"state_dir: {state}\nsources: []\n")
+    result = subprocess.run(
+        [*without_dac(), *daemon_cmd, str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    errors = [json.loads(line) for line in result.stdout.splitlines() if '"level": "error"' in line]
+    assert [(e["event"], e["problem"]) for e in errors] == [("directory_unusable", said)]

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from headlined.influx.service import WAIT_S
-from tests.support.daemon_process import Daemon, status
+from tests.support.daemon_process import Daemon, status, without_dac
 from tests.support.export_fixture import BASE, DAY, HOUR, Expected, Fixture, normalise, read_dataset
 from tests.support.influxdb_server import InfluxServer, require_binary, running_influxd
 
@@ -625,15 +625,6 @@ def chown_tree(folders: list[Path], uid: int) -> None:
     for folder in folders:
         for path in [folder, *folder.rglob("*")]:
             os.chown(path, uid, uid)
-
-
-def without_dac() -> tuple[str, ...]:
-    """A prefix that runs a command as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
-
-    Tests run as root, who reads everything; so limited, file modes bind it like any user.
-    (Running as nobody cannot work here: the venv's interpreter lives under /root, 0700.)
-    """
-    return (require_binary("setpriv"), "--bounding-set=-dac_override,-dac_read_search")
 
 
 def database_folders(root: Path) -> list[Path]:

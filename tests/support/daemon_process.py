@@ -14,9 +14,11 @@ from typing import Any
 import duckdb
 import yaml
 
-from headlined.demo.feed import DemoFeedServer, FeedSpec, source_fragment
+from headlined.demo.server import DemoFeedServer
+from headlined.demo.spec import FeedSpec, source_fragment
 from headlined.poll import journal
 from headlined.poll.records import record_key
+from tests.support.influxdb_server import require_binary
 
 
 def write_config(path: Path, server: DemoFeedServer, specs: list[FeedSpec], **top: Any) -> Path:
@@ -197,3 +199,13 @@ def status(config: Path) -> dict[str, Any]:
     )
     document: dict[str, Any] = json.loads(result.stdout)
     return document
+
+
+def without_dac() -> tuple[str, ...]:
+    """A prefix that runs a command as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
+
+    Tests run as root, who reads and writes everything; so limited, file modes bind it like
+    any user. (Running as nobody cannot work here: the venv's interpreter lives under /root,
+    0700.)
+    """
+    return (require_binary("setpriv"), "--bounding-set=-dac_override,-dac_read_search")
