@@ -177,7 +177,10 @@ def _query(path: Path | None, sql: str, fmt: str, limit: int) -> int:
 
 
 def _convert(source: Path, outdir: Path, precision: str) -> int:
+    from headlined import logs  # noqa: PLC0415  as above
     from headlined.influx import convert  # noqa: PLC0415  DuckDB work only this command needs
+
+    logs.configure("info")  # the same layout and level as every other command
 
     name = source.name.removesuffix(".gz")
     for extension in (".lp", ".txt", ".line", ".influx"):

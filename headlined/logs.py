@@ -11,11 +11,12 @@ hide one), and the rendered line itself (so a secret inside a repr or traceback 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -79,6 +80,20 @@ class Redactor:
 
 REDACTOR = Redactor()
 
+Sink = Callable[[str, TextIO], None]
+_SINK: Sink | None = None
+
+
+@contextlib.contextmanager
+def lines_through(sink: Sink) -> Iterator[None]:
+    """Write every log line with ``sink(line, stream)`` meanwhile (e.g. above a progress bar)."""
+    global _SINK  # noqa: PLW0603  one process-wide output, like sys.stdout itself
+    previous, _SINK = _SINK, sink
+    try:
+        yield
+    finally:
+        _SINK = previous
+
 
 class LineWriter:
     """The one place that does I/O: scrubs, prefixes and writes one line per event."""
@@ -93,6 +108,9 @@ class LineWriter:
             line = f"<{PRIORITY[level]}>{line}"
         stream = sys.stdout if self._stream is None else self._stream
         try:
+            if _SINK is not None:
+                _SINK(line, stream)
+                return
             stream.write(line + "\n")
             stream.flush()
         except (OSError, ValueError):
@@ -151,7 +169,8 @@ def configure(level: str = "info", stream: TextIO | None = None, mode: Mode | No
     chosen = detect_mode(sys.stdout if stream is None else stream) if mode is None else mode
     renderer: structlog.typing.Processor
     if chosen == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=True)
+        # Time first, as on every other line a person reads.
+        renderer = structlog.dev.ConsoleRenderer(colors=True, timestamp_key="ts")
     else:
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
     structlog.configure(

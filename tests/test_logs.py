@@ -133,3 +133,39 @@ sources:
         out, err = proc.communicate(timeout=30)
     assert "started" in out
     assert secret not in out + err + check.stdout + check.stderr
+
+
+def test_console_lines_start_with_the_time_and_can_go_around_a_progress_bar() -> None:
+    out = io.StringIO()
+    logs.configure("info", stream=out, mode="console")
+    log = logs.get("test")
+    log.info("first", n=1)
+    seen: list[str] = []
+    with logs.lines_through(lambda line, stream: seen.append(line)):
+        log.warning("routed", n=2)
+    log.info("after", n=3)
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in out.getvalue().splitlines()]
+    assert len(plain) == 2
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line) for line in plain), plain
+    assert "first" in plain[0]
+    assert "after" in plain[1]
+    assert len(seen) == 1
+    assert "routed" in seen[0]
+
+
+def test_convert_logs_like_every_other_command(tmp_path: Path) -> None:
+    """No debug line at the default level, and no other layout than the JSON/console one."""
+    source = tmp_path / "in.lp"
+    source.write_text("m,t=a v=1 1704067200000000000\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "headlined", "convert", str(source), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[debug" not in result.stdout + result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert events
+    assert all(e["level"] in ("info", "warning") for e in events)

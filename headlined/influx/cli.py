@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -35,6 +35,11 @@ def _bar(total: int) -> tqdm[Any]:
         file=sys.stderr,
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} chunks [{elapsed}<{remaining}] {postfix}",
     )
+
+
+def _above_bar(line: str, stream: TextIO) -> None:
+    """A log line printed above the progress bar, which is drawn again below it."""
+    tqdm.write(line, file=stream)
 
 
 def _describe(rows: int, lines: int, rate: float | None) -> str:
@@ -76,7 +81,7 @@ async def _run_here(database_path: Path, influx: InfluxConfig, database: str | N
                 file=sys.stderr,
             )
             return EXIT_OK
-        with _bar(total) as bar:
+        with _bar(total) as bar, logs.lines_through(_above_bar):
             watcher = asyncio.create_task(_watch(exporter, bar))
             try:
                 complete = await exporter.run(database)
