@@ -2,24 +2,60 @@
 
 The figures are read at scrape time from the same document ``headlined status`` shows, so
 there is one bookkeeping, not two. Process metrics (CPU, RSS, open files) come from
-prometheus-client's own collectors.
+prometheus-client's own collectors. Names follow Prometheus' conventions: base units in the
+name, ``_total`` on counters, points in time as ``_timestamp_seconds`` (Unix time).
 """
 
 from __future__ import annotations
 
+import platform
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from headlined import __version__
+
 Document = Callable[[], dict[str, Any]]
+
+# Per source, one sample each: name, help, and the figure's key in the status document.
+COUNTERS = (
+    ("headlined_polls_total", "Polls since the source started, failed ones included", "polls"),
+    ("headlined_new_records_total", "Records stored since the source started", "new_records"),
+    ("headlined_gaps_total", "Losses detected (records left the window unseen), ever", "gaps"),
+)
+GAUGES = (
+    ("headlined_records", "Records stored for the source, ever", "records"),
+    ("headlined_poll_interval_seconds", "Current polling interval", "interval_s"),
+    (
+        "headlined_arrival_rate_records_per_second",
+        "Estimated arrival rate of new records, as the schedule uses it",
+        "rate_per_s",
+    ),
+    (
+        "headlined_window_records",
+        "Records in a full window, as gap detection uses it",
+        "window",
+    ),
+    (
+        "headlined_last_success_timestamp_seconds",
+        "When the last successful poll started (Unix time)",
+        "last_success",
+    ),
+)
+# Every export chunk is in one of these; each is shown, at 0 too, so alerts see it resolve.
+EXPORT_STATES = ("pending", "done", "failed", "damaged")
 
 
 class HeadlinedCollector(Collector):
@@ -29,65 +65,33 @@ class HeadlinedCollector(Collector):
         self._document = document
 
     def collect(self) -> Iterator[Metric]:
-        """Yield one family per figure, labelled by source or database."""
+        """Yield every family: build info, per source, the journal, per export database."""
         doc = self._document()
-        now = time.time()
-        sources: dict[str, dict[str, Any]] = doc.get("sources", {})
+        info = GaugeMetricFamily(
+            "headlined_build_info",
+            "Always 1: the running headlined's version and Python's",
+            labels=["version", "python"],
+        )
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info
+        yield from self._sources(doc.get("sources", {}))
+        yield from self._journal(doc.get("journal"))
+        yield from self._export(doc.get("export", {}))
+
+    @staticmethod
+    def _sources(sources: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         families: list[tuple[CounterMetricFamily | GaugeMetricFamily, str]] = [
-            (
-                CounterMetricFamily(
-                    "headlined_polls", "Poll attempts since start", labels=["source"]
-                ),
-                "polls",
-            ),
-            (
-                CounterMetricFamily(
-                    "headlined_new_records", "Records stored since start", labels=["source"]
-                ),
-                "new_records",
-            ),
-            (
-                CounterMetricFamily(
-                    "headlined_poll_errors", "Failed polls since start", labels=["source"]
-                ),
-                "errors",
-            ),
-            (
-                GaugeMetricFamily(
-                    "headlined_records", "Records stored for the source, ever", labels=["source"]
-                ),
-                "records",
-            ),
-            (
-                GaugeMetricFamily(
-                    "headlined_gaps", "Detected losses for the source, ever", labels=["source"]
-                ),
-                "gaps",
-            ),
-            (
-                GaugeMetricFamily(
-                    "headlined_poll_interval_seconds", "Current polling interval", labels=["source"]
-                ),
-                "interval_s",
-            ),
-            (
-                GaugeMetricFamily(
-                    "headlined_arrival_rate", "Estimated records per second", labels=["source"]
-                ),
-                "rate_per_s",
-            ),
-            (
-                GaugeMetricFamily(
-                    "headlined_window_records",
-                    "Records in a full window, as gap detection uses it",
-                    labels=["source"],
-                ),
-                "window",
-            ),
-        ]
-        since = GaugeMetricFamily(
-            "headlined_seconds_since_last_success",
-            "Seconds since the last successful poll",
+            (CounterMetricFamily(name, text, labels=["source"]), key)
+            for name, text, key in COUNTERS
+        ] + [(GaugeMetricFamily(name, text, labels=["source"]), key) for name, text, key in GAUGES]
+        errors = CounterMetricFamily(
+            "headlined_poll_errors_total",
+            "Failed polls since the source started, by error kind and HTTP status (empty: none)",
+            labels=["source", "error_type", "status"],
+        )
+        durations = HistogramMetricFamily(
+            "headlined_poll_duration_seconds",
+            "How long polls took: the request with its retries, decoding and comparing",
             labels=["source"],
         )
         for name, figures in sources.items():
@@ -95,12 +99,17 @@ class HeadlinedCollector(Collector):
                 value = figures.get(key)
                 if value is not None:
                     family.add_metric([name], float(value))
-            if figures.get("last_success") is not None:
-                since.add_metric([name], now - float(figures["last_success"]))
+            for error in figures.get("errors_by_kind", []):
+                status = error["http_status"]
+                labels = [name, error["kind"], "" if status is None else str(status)]
+                errors.add_metric(labels, float(error["polls"]))
+            took = figures.get("poll_duration_s")
+            if took is not None:
+                buckets = [(le, float(n)) for le, n in took["le"].items()]
+                durations.add_metric([name], buckets, float(took["sum"]))
         yield from (family for family, _ in families)
-        yield since
-        yield from self._journal(doc.get("journal"))
-        yield from self._export(doc.get("export", {}))
+        yield errors
+        yield durations
 
     @staticmethod
     def _journal(journal: dict[str, Any] | None) -> Iterator[Metric]:
@@ -112,21 +121,27 @@ class HeadlinedCollector(Collector):
             value=float(journal.get("waiting_polls", 0)),
         )
         yield CounterMetricFamily(
-            "headlined_journal_segments_set_aside",
-            "Journal segments DuckDB refused three times, kept in journal/failed/",
+            "headlined_journal_segments_set_aside_total",
+            "Journal segments DuckDB refused three times, moved to journal/failed/ since start",
             value=float(journal.get("set_aside", 0)),
         )
 
     @staticmethod
     def _export(export: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         chunks = GaugeMetricFamily(
-            "headlined_export_chunks", "Export chunks by state", labels=["database", "state"]
+            "headlined_export_chunks",
+            "Export chunks of the database by state (pending, done, failed, damaged)",
+            labels=["database", "state"],
         )
+        # A gauge: a new run (headlined export) re-exports damaged chunks and counts anew.
         rows = GaugeMetricFamily(
-            "headlined_export_rows", "Rows exported to Parquet", labels=["database"]
+            "headlined_export_rows",
+            "Rows the database's exported chunks hold in Parquet",
+            labels=["database"],
         )
         for database, figures in export.items():
-            for state, count in figures.get("chunks", {}).items():
+            counts: dict[str, int] = dict.fromkeys(EXPORT_STATES, 0) | figures.get("chunks", {})
+            for state, count in counts.items():
                 chunks.add_metric([database, state], float(count))
             rows.add_metric([database], float(figures.get("rows", 0)))
         yield chunks

@@ -1,17 +1,17 @@
 """Polls one rolling-window source forever: fetch, compare, commit, schedule the next poll.
 
-The logic lives in pure modules (:mod:`records`, :mod:`gaps`, :mod:`schedule`); this is the
-loop that feeds them and commits their results to the poll journal. Bad remote input
-never crashes it: every failure is counted in ``fetch_summary``, logged once per streak, and
-its body sampled under ``<state_dir>/rejected/<source>/``.
+The loop around the pure steps (records, gaps, schedule); bad remote input never crashes it.
+See docs/poller.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,29 @@ log = logs.get("poller")
 SEEN_WINDOWS = 4  # how many windows of keys are remembered per source
 COMMIT_SLACK_S = 60.0  # slack past a poll's deadlines before the poller counts as hung
 STATE_EVERY_S = 30.0  # the schedule state is saved at least this often (and at shutdown)
+# Upper bounds (seconds) of the poll durations counted for the metrics' histogram: a loopback
+# feed answers in a millisecond, a slow API retried within its budget takes up to 30 s.
+DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass(slots=True)
+class Durations:
+    """How long polls took, counted per bucket: a histogram without prometheus-client."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS_S) + 1))
+    sum_s: float = 0.0
+
+    def observe(self, ms: float) -> None:
+        """Count one poll that took ``ms`` milliseconds (its fetch_summary.duration_ms)."""
+        self.counts[bisect.bisect_left(DURATION_BUCKETS_S, ms / 1000)] += 1
+        self.sum_s += ms / 1000
+
+    def snapshot(self) -> dict[str, object]:
+        """Polls that took at most ``le`` seconds (cumulative, as Prometheus wants) and the sum."""
+        # Copied in one step: the metrics thread reads this while the loop counts.
+        cumulative = itertools.accumulate(list(self.counts))
+        bounds = [*(str(b) for b in DURATION_BUCKETS_S), "+Inf"]
+        return {"le": dict(zip(bounds, cumulative, strict=True)), "sum": self.sum_s}
 
 
 @dataclass(slots=True)
@@ -55,6 +78,9 @@ class Counters:
     errors: int = 0
     last_poll: float | None = None
     last_error: str | None = None
+    errors_by: dict[tuple[str, int | None], int] = field(default_factory=dict)
+    """Failed polls by error kind and HTTP status (None: no HTTP answer)."""
+    durations: Durations = field(default_factory=Durations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +126,7 @@ class SourcePoller:
         self._window_check = WindowCheck(source.window)
         self._key_conflict_logged = False
         self._time_checked = source.time is None
+        self._first_poll = True
 
     @property
     def keys_remembered(self) -> int:
@@ -134,7 +161,10 @@ class SourcePoller:
         """One poll: fetch (with retries), compare, commit, and schedule the next."""
         started = self._clock()
         started_at = datetime.fromtimestamp(started, UTC)
-        budget = retry_budget(self.state, started, self.limits)
+        # A source's first poll since start makes one attempt: a closed port or a wrong URL
+        # is logged at once, not after the retries (the schedule tries again soon anyway).
+        budget = 0.0 if self._first_poll else retry_budget(self.state, started, self.limits)
+        self._first_poll = False
         tick = time.monotonic()
         try:
             response = await fetch(
@@ -199,6 +229,7 @@ class SourcePoller:
             error,
             response.attempts,
         )
+        self.counters.durations.observe(summary.duration_ms)
         poll = Poll(summary, result.new, result.gap, self._state_to_save(started), started_at)
         if result.gap is not None:
             log.warning(
@@ -286,6 +317,7 @@ class SourcePoller:
         error = f"{kind}: {failure.detail}"
         self.counters.polls += 1
         self.counters.errors += 1
+        self.counters.errors_by[kind, status] = self.counters.errors_by.get((kind, status), 0) + 1
         self.counters.last_error = error
         self.counters.last_poll = started_at.timestamp()
         if self._failing != kind:
@@ -315,6 +347,7 @@ class SourcePoller:
             error,
             failure.attempts,
         )
+        self.counters.durations.observe(summary.duration_ms)
         state = self._state_to_save(started_at.timestamp())
         self._writer.submit(Poll(summary, [], None, state, started_at))
         self._next_due = started_at.timestamp() + wait

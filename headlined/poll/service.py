@@ -1,5 +1,6 @@
-"""The polling side of the daemon: one poller per source, the journal writer, and the
-periodic Parquet copy. Plugs into the daemon as a service (start, reconfigure, shutdown).
+"""The polling side of the daemon: the pollers, the journal writer, the Parquet copy.
+
+A service of the daemon (start, reconfigure, shutdown). See docs/poller.md.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ class PollService:
                     reason="removed" if name not in new else "changed",
                 )
         self._config = loaded.config
+        # What the stopped pollers committed must be in DuckDB before the new ones restore
+        # their keys and counts from it (else a gap count would go down, a key be forgotten).
+        await self._writer.sync()
         for name, source in new.items():
             if old.get(name) != source:
                 await self._add(source)
@@ -138,7 +142,8 @@ class PollService:
         """Per-source figures for ``headlined status``."""
         now = time.time()
         out: dict[str, dict[str, object]] = {}
-        for name, poller in self.pollers.items():
+        # A copy: a scrape reads this on another thread while a reload changes the dict.
+        for name, poller in list(self.pollers.items()):
             c, s = poller.counters, poller.state
             out[name] = {
                 "url": poller.source.url,
@@ -153,7 +158,13 @@ class PollService:
                 "gaps": c.gaps,
                 "polls": c.polls,
                 "errors": c.errors,
+                "errors_by_kind": [
+                    {"kind": kind, "http_status": status, "polls": n}
+                    # Copied in one step: the metrics thread reads this while the loop counts.
+                    for (kind, status), n in list(c.errors_by.items())
+                ],
                 "failing": s.errors > 0,
                 "last_error": c.last_error,
+                "poll_duration_s": c.durations.snapshot(),
             }
         return {"sources": out, "journal": self._writer.snapshot()}
