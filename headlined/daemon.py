@@ -36,6 +36,7 @@ STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 60 s: stay well inside it
 STATUS_EVERY_S = 5.0
 STORE_JOB_DEADLINE_S = 120.0
 QUERY_TIMEOUT_S = 300.0
+METRICS_RETRY_S = 30.0
 # A reply of at most this much JSON: a large query must not leave the daemon large.
 QUERY_REPLY_BYTES = 16 * 2**20
 # A journal this large, left at start, gets systemd's start timeout extended: by the unit's
@@ -97,7 +98,20 @@ class Daemon:
         self._reload = asyncio.Event()
         self._unhealthy_reported: list[str] = []
         self._started_at = time.time()
+        self._metrics_task: asyncio.Task[None] | None = None
+        self.metrics_problem: str | None = None  # why /metrics is not served, for status
         self._store: Store
+
+    def _directories_usable(self) -> bool:
+        """Whether every directory can be written; else one error line per problem."""
+        reported: list[Path] = []
+        for directory, setting in self._directories():
+            if any(directory.is_relative_to(bad) for bad in reported):
+                continue  # inside one already reported: the same fix covers it
+            if (problem := durable.unwritable(directory, setting)) is not None:
+                log.error("directory_unusable", problem=problem)
+                reported.append(directory)
+        return not reported
 
     def _directories(self) -> list[tuple[Path, str]]:
         """The directories this daemon writes, with the setting that names each."""
@@ -114,14 +128,7 @@ class Daemon:
             heartbeat=self.supervisor.heartbeat("store", STORE_JOB_DEADLINE_S),
             job_deadline=STORE_JOB_DEADLINE_S,
         )
-        reported: list[Path] = []
-        for directory, setting in self._directories():
-            if any(directory.is_relative_to(bad) for bad in reported):
-                continue  # inside one already reported: the same fix covers it
-            if (problem := durable.unwritable(directory, setting)) is not None:
-                log.error("directory_unusable", problem=problem)
-                reported.append(directory)
-        if reported:
+        if not self._directories_usable():
             return 1
         try:
             await store.open()
@@ -168,8 +175,7 @@ class Daemon:
             # Handlers stay installed through shutdown: a second SIGINT/SIGTERM (timeout(1)
             # signals the whole process group) must not interrupt the final flush.
             await control.close()
-            if metrics is not None:
-                await asyncio.to_thread(metrics.stop)
+            await self._stop_metrics(metrics)
             await self._shutdown(store)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -210,6 +216,7 @@ class Daemon:
                 "unhealthy": self.supervisor.unhealthy(),
                 "component_errors": self.supervisor.errors(),
                 "status": self.status_line(self.supervisor.unhealthy()),
+                "metrics_problem": self.metrics_problem,
             }
         }
         for service in self._services:
@@ -242,13 +249,35 @@ class Daemon:
         from headlined.metrics import MetricsServer  # noqa: PLC0415
 
         server = MetricsServer(settings.listen, self.status_document)
-        try:
-            server.start()
-        except OSError as exc:
-            log.error("metrics_unavailable", listen=settings.listen, error=str(exc))
-            return None
-        log.info("metrics_listening", url=f"http://{settings.listen}/metrics")
+        self._metrics_task = asyncio.create_task(self._serve_metrics(server, settings.listen))
         return server
+
+    async def _stop_metrics(self, server: MetricsServer | None) -> None:
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+            await asyncio.gather(self._metrics_task, return_exceptions=True)
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+
+    async def _serve_metrics(self, server: MetricsServer, listen: str) -> None:
+        """Bind the endpoint; while its address is taken, say so once and try again."""
+        while True:
+            try:
+                await asyncio.to_thread(server.start)
+            except OSError as exc:
+                problem = f"{listen}: {exc.strerror or exc}; retrying every {METRICS_RETRY_S:g} s"
+                if self.metrics_problem is None:
+                    log.error(
+                        "metrics_unavailable",
+                        problem=problem,
+                        action="free the port or change metrics.listen, then reload",
+                    )
+                self.metrics_problem = problem
+                await asyncio.sleep(METRICS_RETRY_S)
+                continue
+            self.metrics_problem = None
+            log.info("metrics_listening", url=f"http://{listen}/metrics")
+            return
 
     def request_stop(self) -> None:
         """Ask the daemon to shut down (what SIGTERM does)."""

@@ -92,6 +92,8 @@ def render(document: dict[str, Any]) -> str:
             f"headlined: {state} (pid {daemon['pid']}, up "
             f"{format_duration(round(daemon['uptime_s']))}) - {daemon['status']}"
         )
+        if daemon.get("metrics_problem"):
+            lines.append(f"metrics: NOT SERVED: {daemon['metrics_problem']}")
     else:
         lines.append("headlined: not running (figures from the state file)")
     sources = document.get("sources", {})

@@ -7,9 +7,11 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +28,8 @@ from headlined.poll.records import Record
 from headlined.poll.tables import Poll, Summary
 from headlined.store import Store
 from headlined.supervisor import Heartbeat, Supervisor
-from tests.support.daemon_process import stored_keys, without_dac
+from tests.support.daemon_process import Daemon as ProcessDaemon
+from tests.support.daemon_process import status, stored_keys, without_dac
 from tests.support.notify_socket import NotifyListener
 
 pytestmark = pytest.mark.integration
@@ -312,3 +315,33 @@ def test_a_state_dir_it_may_not_write_is_one_clear_line(
     assert "Traceback" not in result.stdout + result.stderr
     errors = [json.loads(line) for line in result.stdout.splitlines() if '"level": "error"' in line]
     assert [(e["event"], e["problem"]) for e in errors] == [("directory_unusable", said)]
+
+
+@pytest.mark.slow
+def test_a_metrics_port_in_use_is_shown_and_taken_once_free(tmp_path: Path) -> None:
+    """The daemon runs on without /metrics, says why once (log and status), and serves it by
+    itself once the port is free."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    cfg = tmp_path / "headlined.yaml"
+    cfg.write_text(
+        f"state_dir: {tmp_path / 'state'}\nsources: []\nmetrics: {{listen: 127.0.0.1:{port}}}\n"
+    )
+    daemon = ProcessDaemon(cfg)
+    try:
+        daemon.wait_started()
+        shown = status(cfg)["daemon"]["metrics_problem"]
+        assert shown.startswith(f"127.0.0.1:{port}: Address already in use; retrying every 30 s")
+        holder.close()
+        deadline = time.monotonic() + 45
+        while status(cfg)["daemon"]["metrics_problem"] is not None:
+            assert time.monotonic() < deadline, daemon.output()
+            time.sleep(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            assert b"headlined_build_info" in reply.read()
+        assert len(daemon.events("metrics_unavailable")) == 1
+        assert daemon.stop() == 0
+    finally:
+        holder.close()
