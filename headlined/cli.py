@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(run)
     check = commands.add_parser("check-config", help="validate the config file")
     _config_arg(check)
+    probe = commands.add_parser(
+        "probe", help="poll each source once, store nothing, and say whether it is usable"
+    )
+    _config_arg(probe)
+    probe.add_argument("sources", nargs="*", metavar="SOURCE", help="only these (default: all)")
+    probe.add_argument("--json", action="store_true", help="one JSON object per source")
     status = commands.add_parser(
         "status", help="per source and per export figures; works while the daemon runs"
     )
@@ -152,6 +158,37 @@ def _status(path: Path | None, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _probe(path: Path | None, names: list[str], as_json: bool) -> int:
+    import asyncio  # noqa: PLC0415  start-up time: only this command and run need them
+    import json  # noqa: PLC0415  as above
+
+    from headlined.poll import fetch, probe  # noqa: PLC0415  as above
+
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_USAGE
+    sources = [s for s in loaded.config.sources if not names or s.name in names]
+    unknown = sorted(set(names) - {s.name for s in loaded.config.sources})
+    if unknown:
+        print(f"{loaded.path}: no source named {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_USAGE
+    if not sources:
+        print(f"{loaded.path}: no sources to probe", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def probe_all() -> list[probe.Probe]:
+        async with fetch.client() as client:
+            return list(await asyncio.gather(*(probe.probe(client, s) for s in sources)))
+
+    probes = asyncio.run(probe_all())
+    if as_json:
+        for one in probes:
+            print(json.dumps(one.to_json(), ensure_ascii=False))
+    else:
+        print(probe.render(probes))
+    return EXIT_OK if all(p.usable for p in probes) else EXIT_FAILURE
+
+
 def _query(path: Path | None, sql: str, fmt: str, limit: int) -> int:
     from headlined import control, query  # noqa: PLC0415  start-up time: DuckDB
 
@@ -215,6 +252,8 @@ def _check_config(path: Path | None) -> int:
         f"{loaded.path}: ok ({len(cfg.sources)} sources"
         f"{', influx export' if cfg.influx else ''}; state in {cfg.state_dir})"
     )
+    for fragment in loaded.fragments:  # so a fragment never applies unnoticed
+        print(f"  + {fragment}")
     return EXIT_OK
 
 
@@ -246,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path: Path | None = getattr(args, "config", None)
     commands: dict[str, Callable[[], int]] = {
         "check-config": lambda: _check_config(path),
+        "probe": lambda: _probe(path, args.sources, args.json),
         "run": lambda: _run(path),
         "status": lambda: _status(path, args.json),
         "query": lambda: _query(

@@ -2,6 +2,25 @@
 
 Validation is pydantic's (it reports every error at once, with a path to the value); we map
 each path back to a YAML line through :mod:`headlined.yamlsource`.
+
+What a config is made of:
+
+- The file (``-c FILE``, ``$HEADLINED_CONFIG``, else /etc/headlined/headlined.yaml), then the
+  fragments ``FILE.d/*.yaml`` (e.g. /etc/headlined/headlined.yaml.d/10-feeds.yaml), if that
+  directory exists, read in file-name order; names starting with "." are skipped. ``.d``
+  beside the file rather than one ``conf.d``: two configs in one directory (a test one, a real
+  one) each get their own. A fragment's ``sources:`` are added after those read before it (a
+  source name used twice is an error naming both places); any other mapping (``influx:``,
+  ``metrics:``) is merged key by key, and any other value (``log_level:``, a key inside
+  ``influx:``) is replaced by the later file's. Errors point into the file that has the value.
+- A file with nothing in it (or only comments) is an error, unless a fragment has something.
+- ``${NAME}`` in a string is the environment variable NAME, else the file NAME in
+  ``$CREDENTIALS_DIRECTORY`` (systemd's LoadCredential=); missing, it is an error.
+  ``${NAME:-default}``: the default when NAME is unset or empty, as in the shell. What a
+  variable brings in is kept out of logs; a default written in the file is not (no secret).
+- A relative path (``state_dir: var/state``; every :class:`~pathlib.Path` field, and
+  ``influx.inspect`` when it has a "/") is relative to the directory of the file that says it,
+  never the working directory, which depends on who starts headlined and from where.
 """
 
 from __future__ import annotations
@@ -10,6 +29,7 @@ import difflib
 import ipaddress
 import os
 import re
+import typing
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +39,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from headlined import yamlsource
-from headlined.yamlsource import Problem
+from headlined.yamlsource import Loc, Problem
 
 DEFAULT_PATH = Path("/etc/headlined/headlined.yaml")
 
@@ -86,6 +106,10 @@ def _check_url(value: object) -> str:
 
 HttpUrl = Annotated[str, pydantic.BeforeValidator(_check_url)]
 
+# Marks a program's name: looked up in $PATH if bare, a path (relative to the file) with a "/".
+_PROGRAM = object()
+Program = Annotated[str, _PROGRAM]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
@@ -137,7 +161,7 @@ class SourceConfig(_Model):
 class InfluxConfig(_Model):
     """Where InfluxDB 1.x keeps its files, and how to export them."""
 
-    inspect: str = "influx_inspect"
+    inspect: Program = "influx_inspect"
     data_dir: Path = Path("/var/lib/influxdb/data")
     wal_dir: Path = Path("/var/lib/influxdb/wal")
     # meta.db gives each shard's time range (for a TSM file too damaged to say); None: the
@@ -214,22 +238,29 @@ class Loaded(BaseModel):
     path: Path
     config: Config
     secrets: frozenset[str]
-    literal_secrets: tuple[str, ...] = ()
-    """Header values written in the file itself rather than through ``${NAME}``."""
+    literal_secrets: tuple[tuple[Path, str], ...] = ()
+    """(file, key) of header values written in a file itself rather than through ``${NAME}``."""
+    fragments: tuple[Path, ...] = ()
+    """The files of ``<path>.d`` read after ``path``, in order."""
 
     def exposure_warning(self) -> str | None:
-        """A warning when the file holds literal secrets and others may read it."""
-        if not self.literal_secrets:
+        """A warning when files hold literal secrets and others may read them."""
+        exposed: dict[Path, list[str]] = {}
+        for file, key in self.literal_secrets:
+            try:
+                mode = file.stat().st_mode
+            except OSError:
+                continue
+            if mode & 0o004:
+                exposed.setdefault(file, []).append(key)
+        if not exposed:
             return None
-        try:
-            mode = self.path.stat().st_mode
-        except OSError:
-            return None
-        if not mode & 0o004:
-            return None
+        which = "; ".join(
+            f"{file} is readable by every user and holds secrets in {', '.join(keys)}"
+            for file, keys in exposed.items()
+        )
         return (
-            f"{self.path} is readable by every user and holds secrets in "
-            f"{', '.join(self.literal_secrets)}: chmod o-r it, or move them to "
+            f"{which}: chmod o-r {'it' if len(exposed) == 1 else 'them'}, or move them to "
             "${NAME} references (environment or LoadCredential=)"
         )
 
@@ -257,35 +288,110 @@ def default_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env["HEADLINED_CONFIG"]) if env.get("HEADLINED_CONFIG") else DEFAULT_PATH
 
 
+def fragment_dir(path: Path) -> Path:
+    """Where the fragments of the config file ``path`` are: ``<path>.d``."""
+    return path.with_name(path.name + ".d")
+
+
 def load(path: Path, environ: Mapping[str, str] | None = None) -> Loaded:
-    """Read, expand and validate a config file; raise :class:`ConfigError` with every problem."""
-    doc = yamlsource.load(path, environ)
-    problems = list(doc.problems)
-    if doc.data is None and problems:
+    """Read, expand, merge and validate a config file and its fragments.
+
+    Raises :class:`ConfigError` with every problem found.
+    """
+    env = os.environ if environ is None else environ
+    fragments, problems = _fragments(path)
+    docs = [yamlsource.load(file, env) for file in (path, *fragments)]
+    problems += [problem for doc in docs for problem in doc.problems]
+    secrets = set().union(*(doc.secrets for doc in docs))
+    if any(doc.data is None for doc in docs):  # unreadable or not YAML: nothing to validate
+        raise ConfigError(_redact(problems, secrets))
+    if all(doc.empty for doc in docs):
+        problems.append(
+            Problem(str(path), 0, "empty", "add at least one source or an influx: section")
+        )
         raise ConfigError(problems)
-    if not isinstance(doc.data, dict):
-        problems.append(Problem(doc.file, 1, "(top level)", "must be a mapping of keys"))
-        raise ConfigError(problems)
-    problems.extend(_duplicate_names(doc))
+    merged = yamlsource.merge(docs, concatenate=frozenset({"sources"}))
+    if merged.problems:
+        raise ConfigError(_redact(problems + merged.problems, secrets))
+    _resolve_paths(merged, Config, merged.data, ())
+    problems.extend(_duplicate_names(merged))
     try:
-        config = Config.model_validate(doc.data)
+        config = Config.model_validate(merged.data)
     except pydantic.ValidationError as exc:
-        problems.extend(_explain(doc, error) for error in exc.errors())
-        raise ConfigError(_redact(problems, doc.secrets)) from None
+        problems.extend(_explain(merged, error) for error in exc.errors())
+        raise ConfigError(_redact(problems, secrets)) from None
     if problems:
-        raise ConfigError(_redact(problems, doc.secrets))
-    secrets = set(doc.secrets)
+        raise ConfigError(_redact(problems, secrets))
     literal = []
     for i, source in enumerate(config.sources):
         secrets.update(v for v in source.headers.values() if v)
-        literal += [
-            yamlsource.format_loc(("sources", i, "headers", name))
-            for name, value in source.headers.items()
-            if value and ("sources", i, "headers", name) not in doc.referenced
-        ]
+        for name, value in source.headers.items():
+            loc: Loc = ("sources", i, "headers", name)
+            if value and not merged.referenced(loc):
+                doc, local = merged.locate(loc)
+                literal.append((Path(doc.file), yamlsource.format_loc(local)))
     return Loaded(
-        path=path, config=config, secrets=frozenset(secrets), literal_secrets=tuple(literal)
+        path=path,
+        config=config,
+        secrets=frozenset(secrets),
+        literal_secrets=tuple(literal),
+        fragments=tuple(fragments),
     )
+
+
+def _fragments(path: Path) -> tuple[list[Path], list[Problem]]:
+    """The ``*.yaml`` files of ``<path>.d`` in name order (none if it does not exist)."""
+    directory = fragment_dir(path)
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return [], []
+    except NotADirectoryError:
+        problem = "is not a directory: config fragments go in a directory, as NAME.yaml files"
+        return [], [Problem(str(directory), 0, "(file)", problem)]
+    except OSError as exc:
+        return [], [Problem(str(directory), 0, "(file)", f"cannot read: {exc}")]
+    # Hidden names are editors' lock and swap files, not config.
+    chosen = [
+        p
+        for p in entries
+        if p.name.endswith(".yaml") and not p.name.startswith(".") and not p.is_dir()
+    ]
+    return sorted(chosen, key=lambda p: p.name), []
+
+
+def _resolve_paths(
+    merged: yamlsource.Merged, model: type[BaseModel], data: dict[str, Any], loc: Loc
+) -> None:
+    """Make each relative path in ``data`` (``model``'s values at ``loc``) relative to the
+    directory of the file it is written in, walking into nested models."""
+    for name, info in model.model_fields.items():
+        value = data.get(name)
+        here = (*loc, name)
+        classes = _classes_in(info.annotation)
+        program = _PROGRAM in info.metadata and isinstance(value, str) and "/" in value
+        if isinstance(value, str) and (Path in classes or program):
+            directory = Path(merged.file_of(here)).absolute().parent
+            # normpath: `../var/state` in /srv/etc reads /srv/var/state in status and logs.
+            data[name] = os.path.normpath(directory / value.strip())
+        for sub in classes:
+            if not issubclass(sub, BaseModel):
+                continue
+            if isinstance(value, dict):
+                _resolve_paths(merged, sub, value, here)
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict):
+                        _resolve_paths(merged, sub, item, (*here, i))
+
+
+def _classes_in(annotation: Any) -> set[type]:
+    """The classes an annotation is made of: ``list[SourceConfig] | None`` → SourceConfig,
+    NoneType."""
+    args = typing.get_args(annotation)
+    if args:
+        return set().union(*(_classes_in(arg) for arg in args))
+    return {annotation} if isinstance(annotation, type) else set()
 
 
 def _redact(problems: list[Problem], secrets: set[str]) -> list[Problem]:
@@ -299,8 +405,8 @@ def _redact(problems: list[Problem], secrets: set[str]) -> list[Problem]:
     return out
 
 
-def _duplicate_names(doc: yamlsource.Document) -> list[Problem]:
-    sources = doc.data.get("sources")
+def _duplicate_names(merged: yamlsource.Merged) -> list[Problem]:
+    sources = merged.data.get("sources")
     if not isinstance(sources, list):
         return []
     seen: dict[str, int] = {}
@@ -310,13 +416,13 @@ def _duplicate_names(doc: yamlsource.Document) -> list[Problem]:
         if not isinstance(name, str):
             continue
         if name in seen:
-            loc = ("sources", i, "name")
+            first: Loc = ("sources", seen[name], "name")
+            where = yamlsource.format_loc(merged.locate(first)[1][:-1])
             problems.append(
-                Problem(
-                    doc.file,
-                    doc.line_of(loc),
-                    yamlsource.format_loc(loc),
-                    f"{name!r} is already the name of sources[{seen[name]}]",
+                merged.problem(
+                    ("sources", i, "name"),
+                    f"{name!r} is already the name of {where} in {merged.position(first)}; "
+                    "give each source its own name",
                 )
             )
         else:
@@ -324,8 +430,8 @@ def _duplicate_names(doc: yamlsource.Document) -> list[Problem]:
     return problems
 
 
-def _explain(doc: yamlsource.Document, error: Any) -> Problem:
-    loc: tuple[str | int, ...] = tuple(error["loc"])
+def _explain(merged: yamlsource.Merged, error: Any) -> Problem:
+    loc: Loc = tuple(error["loc"])
     kind = error["type"]
     message: str = error["msg"]
     if kind == "extra_forbidden":
@@ -336,7 +442,7 @@ def _explain(doc: yamlsource.Document, error: Any) -> Problem:
         message = message.removeprefix("Value error, ")
     elif "input" in error and kind not in ("model_type", "list_type", "dict_type"):
         message = f"{message} (got {error['input']!r})"
-    return Problem(doc.file, doc.line_of(loc), yamlsource.format_loc(loc), message)
+    return merged.problem(loc, message)
 
 
 def _suggestion(loc: tuple[str | int, ...]) -> str:
