@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/poll_loss.py [--hours 1] [--rss-seconds 60]
 
-1. Loss: the same simulated feeds (headlined.demo.feed models, window 200, jittered arrivals,
+1. Loss: the same simulated feeds (headlined.demo.model models, window 200, jittered arrivals,
    one with bursts) are polled in virtual time by the real SourcePoller (real schedule, gap
    detection, journal and DuckDB; HTTP through an httpx MockTransport) and by a fixed 60 s
    poller. A record is lost when it left the window before any poll saw it.
@@ -38,13 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from headlined import logs
 from headlined.config import SourceConfig
-from headlined.demo.feed import (
-    DemoFeedServer,
-    FeedModel,
-    FeedSpec,
-    Shape,
-    source_fragment,
-)
+from headlined.demo.model import FeedModel
+from headlined.demo.server import DemoFeedServer
+from headlined.demo.spec import FeedSpec, Shape, source_fragment
 from headlined.poll import fetch
 from headlined.poll.poller import SourcePoller
 from headlined.poll.records import record_key

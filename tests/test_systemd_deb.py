@@ -25,7 +25,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from headlined.demo.feed import DemoFeedServer, FeedSpec, Shape
+from headlined.demo.server import DemoFeedServer
+from headlined.demo.spec import FeedSpec, Shape
 from tests.support.daemon_process import write_config
 from tests.support.deb_package import (
     CONFFILE,

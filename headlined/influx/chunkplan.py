@@ -1,10 +1,6 @@
-"""Which export chunks to run (pure: no files, no clock).
+"""Which export chunks to run (pure: no files, no clock), aligned like InfluxDB's shards.
 
-A chunk is one ``influx_inspect export`` run: one database, one retention policy, one time
-range ``[start, end)``. Chunk boundaries are multiples of the chunk length counted from Go's
-zero time (0001-01-01, a Monday), exactly as InfluxDB aligns its shard groups: a 7d chunk is
-one default shard, Monday to Monday. Planning the same data again gives the same chunks, so
-a resumed export finds its checkpoints and a chunk's Parquet files keep their names.
+See docs/exporter.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """What an InfluxDB 1.x data directory holds: databases, retention policies, time ranges.
 
-Read straight from the files (influxd need not run): ``<data_dir>/<db>/<rp>/<shard>/*.tsm``.
-A TSM file ends with the offset of its index; each index entry lists, per block, the block's
-min and max time, so the data's time range comes from the index alone, a small part of the
-file. WAL segments (``<wal_dir>/<db>/<rp>/<shard>/_*.wal``) hold the newest writes,
-snappy-compressed; their range is read by ``influx_inspect`` itself (see
-:mod:`headlined.influx.chunk`) and passed in here.
+Read from the files (TSM indexes), influxd need not run. See docs/exporter.md.
 """
 
 from __future__ import annotations

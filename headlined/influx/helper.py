@@ -1,23 +1,8 @@
 """``headlined-inspect``: reads InfluxDB's files for the daemon and streams them back.
 
-It runs where InfluxDB's 0700 directories are readable: as InfluxDB's own user, started
-per connection by ``headlined-inspect.socket`` (systemd sets its user, sandbox and low CPU
-and IO priority), or as a child of the daemon when the daemon itself may read them. It
-answers requests (see :mod:`headlined.influx.protocol`) on stdin/stdout, one after the
-other, until stdin ends:
-
-- ``discover``: databases, retention policies, each TSM file's time range (from its index),
-  WAL segments, shard time ranges from meta.db;
-- ``export``: ``influx_inspect export`` of one database/RP/time range, its output streamed
-  back as it is written (through a pipe: nothing lands on disk here), then its stderr, the
-  blocks of the range whose checksum does not match (influx_inspect does not check), and
-  its exit code;
-- ``wal_range``: the time range of one database/RP's WAL, read by influx_inspect.
-
-It takes no paths to programs from the request: the influx_inspect it runs is
-``$HEADLINED_INFLUX_INSPECT`` (default: ``influx_inspect`` on PATH), so a client can make it
-read InfluxDB's files and nothing else. Only the Python standard library and headlined's
-pure modules are imported: a start costs ~50 ms.
+Answers ``discover``, ``export`` and ``wal_range`` on stdin/stdout until stdin ends; runs the
+influx_inspect of ``$HEADLINED_INFLUX_INSPECT``, never one the client names. Imports only the
+standard library and pure modules, to start fast. See docs/exporter.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
-"""Shard groups from InfluxDB 1.x's meta store: the time range each shard directory covers.
+"""Shard groups from InfluxDB 1.x's ``meta.db``: the time range each shard directory covers.
 
-``<meta_dir>/meta.db`` is the protobuf encoding of message ``Data`` in InfluxDB's
-services/meta/internal/meta.proto. influxd rewrites it whole on every change (to ``meta.dbtmp``,
-then renamed over it) before answering the statement or write that made the change, so a reader
-sees either the old file or the new one, and a new shard group is on disk once a write to it
-succeeded. Each retention policy lists its shard groups, each a time range [start, end) and the
-shards (``<data_dir>/<db>/<rp>/<shard id>/``) holding its points: a shard's range is known even
-when its TSM files cannot be read.
-
-Decoded by hand, only as far as needed: users (with their password hashes), nodes, continuous
-queries and subscriptions are skipped unread. A shard group's TruncatedAt (set by Enterprise's
-truncate-shards) is ignored: it only turns new writes away, points already in the shard may
-reach up to the end time.
+See docs/exporter.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,7 @@
-"""The wire format between the daemon and ``headlined-inspect``, the reader of InfluxDB's files.
+"""The wire format between the daemon and ``headlined-inspect`` (pure).
 
-InfluxDB keeps each database in a 0700 directory of its own user, so the daemon does not read
-those files itself: ``headlined-inspect`` does, as InfluxDB's user (a socket-activated unit),
-or as a child process of the daemon where the daemon may read them (see
-:mod:`headlined.influx.reader`). Both speak this protocol over one byte stream:
-
-- a request is one JSON object on one line;
-- a reply is a sequence of frames, each a one-byte kind, a 4-byte big-endian length and that
-  many bytes: ``D`` line protocol (an export's output, in order), ``E`` what influx_inspect
-  wrote on stderr, then exactly one of ``R`` (the JSON result) or ``F`` (a JSON error).
-
-Requests on one connection are served one after the other; closing the stream ends it.
-Pure: no I/O beyond the file objects it is handed.
+A request is one JSON line; a reply is ``D``/``E`` frames, then one ``R`` or ``F``. See
+docs/exporter.md.
 """
 
 from __future__ import annotations

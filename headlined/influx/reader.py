@@ -1,16 +1,7 @@
-"""How the daemon reaches InfluxDB's files: through ``headlined-inspect``, never directly.
+"""The daemon's way to InfluxDB's files: a connection to ``headlined-inspect``.
 
-Two ways to reach it, one protocol (:mod:`headlined.influx.protocol`):
-
-- **socket**: ``influx.inspect_socket`` (``/run/headlined-inspect.sock``) exists:
-  ``headlined-inspect.socket`` starts a helper per connection as InfluxDB's user, so the
-  daemon's own unit needs no extra privilege to read InfluxDB's 0700 directories.
-- **local**: no such socket: the daemon starts the helper as its own child, at low CPU and
-  IO priority (``nice``/``ionice``), for data it may read itself (a copy, a test, root).
-
-One connection serves a whole export run, request after request. The blocking reads run on a
-worker thread (a chunk's line protocol goes straight from the connection into the file the
-converter follows); a cancelled call closes the connection to free that thread.
+Through ``headlined-inspect.socket`` where it exists, else a local child at low priority.
+See docs/exporter.md.
 """
 
 from __future__ import annotations

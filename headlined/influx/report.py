@@ -1,20 +1,6 @@
 """What influx_inspect says on stderr about data it skipped (pure: text in, findings out).
 
-``influx_inspect export`` exits 0 when it skips data, so its stderr is the only word of it.
-Version 1.6 writes (cmd/influx_inspect/export/export.go):
-
-- ``unable to read key "KEY" in FILE, skipping: ERR``: a TSM block it could not decode; the
-  key's values in that file are missing (``KEY`` is Go-quoted ``SERIES#!~#FIELD``);
-- ``unable to read FILE, skipping: ERR``: a TSM file whose index or header it could not read;
-  every value in that file is missing;
-- ``file FILE corrupt at position N: ERR`` (no newline): a WAL segment cut short; what
-  follows position N in it is missing;
-- ``WARNING: detected deletes in wal file.`` and its explanation: not a loss, but deleted
-  series may come back from the WAL.
-
-headlined-inspect adds one line of its own per block of the chunk whose CRC32 does not match
-(``checksum``: influx_inspect 1.6 exports such a block's values without checking them).
-Anything else on stderr is kept as ``other``: unknown words about the data are never ignored.
+See docs/exporter.md for the messages it knows.
 """
 
 from __future__ import annotations

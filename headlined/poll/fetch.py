@@ -1,9 +1,6 @@
-"""One poll's HTTP request: timeouts, a size cap, and retries that respect the window.
+"""One poll's HTTP request: a timeout, a size cap, and retries that respect the window.
 
-Retries (tenacity) cover what may pass: timeouts, connection errors, 5xx and 429 (whose
-``Retry-After`` is honoured). They stop at the retry budget the scheduler gives, the time at
-which the feed's window would overflow, because retrying later than that cannot save data
-that a fresh poll would not. Other 4xx are not retried: the source is misconfigured.
+See docs/poller.md.
 """
 
 from __future__ import annotations

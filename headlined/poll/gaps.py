@@ -1,8 +1,6 @@
-"""Which records are new, and whether records were lost between two polls (pure logic).
+"""Which records are new, in what order, and whether records were lost (pure logic).
 
-A gap is a full window that shares no record with what was seen before: everything between
-the newest record we had and the oldest one in the new window aged out unseen. Quiet feeds,
-partial windows, reordered records and a source's very first poll are never gaps.
+A gap is a full window sharing no record with what was seen before. See docs/poller.md.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
-"""The poll journal: a poll is committed once its frame is written.
+"""The poll journal: frames (one poll as a line of JSON) appended to numbered segment files.
 
-DuckDB spends about half a millisecond of CPU on every statement, however small, so a
-transaction per poll cost more than the rest of the poll together. Instead each poll (its new
-records, its ``fetch_summary`` row, any gap and schedule state) is one line of JSON, a
-*frame*, appended to a segment file in one ``write``: that is the poll's commit, all or
-nothing (a frame cut short by a crash is dropped at the next start). ``fdatasync`` follows
-within a second, for power cuts. Segments are later applied to DuckDB whole, one
-transaction each (see :func:`headlined.poll.tables.apply_segment`), and deleted.
-
-Framing is pure (:func:`encode`); :class:`Journal` is the file I/O, called from one thread.
+Framing is pure (:func:`encode`); :class:`Journal` is the file I/O. See docs/journal.md.
 """
 
 from __future__ import annotations

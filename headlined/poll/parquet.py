@@ -1,13 +1,7 @@
 """Copies new messages to Parquet, each record exactly once, never half-written.
 
-Layout: ``<parquet_dir>/messages/source=<name>/date=<YYYY-MM-DD>/part-<first>-<last>.parquet``
-(ZSTD), where first..last is the range of internal message ids the file covers and ``date``
-is the record's own time (its first-seen time when it has none), in UTC.
-
-Exactly once across crashes: the id range of a flush is written to ``meta`` *before* any file,
-files are renamed into place under names derived from that range, and the watermark moves
-only after every rename. A flush interrupted anywhere is redone with the same range and the
-same names, so it replaces its own files and never adds a second copy.
+``<parquet_dir>/messages/source=<name>/date=<YYYY-MM-DD>/part-<first>-<last>.parquet``.
+See docs/poller.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """From a response body to keyed, timed records (pure: no I/O).
 
-A record's identity is its ``key`` fields, in config order, as canonical JSON (``[123]``,
-``["a",7]``): stable across restarts and versions, so deduplication never depends on order.
+A record's identity is its key fields' values as canonical JSON (``[123]``, ``["a",7]``).
+See docs/poller.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""When to poll a rolling-window feed next (pure: no clock, no I/O).
+"""When to poll a rolling-window feed next, and how long retries may take (pure).
 
-The rule: between two polls at most about half of the window may turn over, and a burst seen
-before must still fit. Estimates tighten at once (a high-turnover poll or a gap shortens the
-interval immediately) and relax gradually (a quiet feed's interval grows at most 1.5x a poll),
-always clamped to the source's ``[min_interval, max_interval]``.
+See docs/poller.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The poller's SQL: apply journalled polls, and restore a source after a restart.
+"""The poller's SQL: apply journal segments to DuckDB, save and restore a source's state.
 
-These functions run on the store's writer thread (``await store.call(...)``). DuckDB is an
-analytical engine: each statement costs ~0.5 ms of CPU however small, so polls reach it in
-journal segments (see :mod:`headlined.poll.journal`), a handful of set-based statements each.
+Run on the store's writer thread. See docs/journal.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """Commits polls to the journal at once, and applies the journal to DuckDB in bulk.
 
-A poll is committed when its frame is written to the journal (:mod:`headlined.poll.journal`),
-before ``submit`` returns; a thread ``fdatasync``s the journal at most ``sync_every`` seconds
-later. Every ``apply_every`` seconds, or sooner when many records wait, the current segment
-is closed and applied to DuckDB in one transaction (never part of a poll), then deleted.
-Readers that need DuckDB to be current (queries, the Parquet copy, shutdown) call
-:meth:`PollWriter.sync` first. At start, segments left by a crash are applied before any
-source is restored, so nothing committed is missing from what the pollers compare with.
+:class:`PollWriter`: ``submit`` (the commit), ``sync`` (apply now), recovery at start. See
+docs/journal.md.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from headlined.demo.feed import DemoFeedServer, FeedSpec, Shape
+from headlined.demo.server import DemoFeedServer
+from headlined.demo.spec import FeedSpec, Shape
 from tests.support.daemon_process import (
     Daemon,
     first_answers,

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from headlined import control
-from headlined.demo.feed import DemoFeedServer, FeedSpec, Shape
+from headlined.demo.server import DemoFeedServer
+from headlined.demo.spec import FeedSpec, Shape
 from tests.support.daemon_process import (
     Daemon,
     committed_keys,

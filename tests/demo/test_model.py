@@ -1,46 +1,21 @@
-"""Tests for the rolling-window feed simulator: the pure model and the loopback server."""
+"""Tests for the pure feed model: arrivals, windows, record content, faults."""
 
 from __future__ import annotations
 
-import http.client
-import io
 import json
 import math
 import re
-import threading
-import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headlined.demo.feed import (
-    DemoFeedServer,
-    Fault,
-    FeedModel,
-    FeedSpec,
-    Order,
-    Shape,
-    default_specs,
-    run_demo,
-    source_fragment,
-)
+from headlined.demo.model import Fault, FeedModel
+from headlined.demo.spec import FeedSpec, Order, Shape, source_fragment
 
 T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def records_in(body: Any, path: str) -> list[dict[str, Any]]:
@@ -49,9 +24,6 @@ def records_in(body: Any, path: str) -> list[dict[str, Any]]:
         body = body[part]
     assert isinstance(body, list)
     return body
-
-
-# --- model -------------------------------------------------------------------------------
 
 
 def test_model_is_deterministic() -> None:
@@ -246,220 +218,6 @@ def test_request_faults_honour_rates_deterministically() -> None:
     assert {calm.request_fault(n) for n in range(1000)} == {Fault(error=False, delay_s=0.0)}
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"name": "no/slash"}, "feed name"),
-        ({"rate": -1.0}, "rate"),
-        ({"rate": math.inf}, "rate"),
-        ({"window": 0}, "window"),
-        ({"burst": (0.0, 5)}, "burst"),
-        ({"burst": (5.0, 0)}, "burst"),
-        ({"error_rate": 1.5}, "error_rate"),
-        ({"slow_rate": -0.1}, "slow_rate"),
-        ({"jitter": 2.0}, "jitter"),
-        ({"slow_s": -1.0}, "slow_s"),
-        ({"order": "sideways"}, "order"),
-    ],
-)
-def test_spec_rejects_nonsense(kwargs: dict[str, Any], message: str) -> None:
-    arguments: dict[str, Any] = {"name": "a", "rate": 1.0, **kwargs}
-    with pytest.raises(ValueError, match=message):
-        FeedSpec(**arguments)
-
-
 def test_record_numbers_start_at_zero() -> None:
     with pytest.raises(ValueError, match="start at 0"):
         FeedModel(FeedSpec("a", rate=1.0)).record(-1)
-
-
-def test_source_fragments() -> None:
-    assert source_fragment(Shape.DATA) == {"records": "data", "key": ["id"], "time": "created_at"}
-    assert source_fragment(Shape.RESULT_ITEMS) == {
-        "records": "result.items",
-        "key": ["station", "seq"],
-        "time": "ts",
-    }
-    assert source_fragment(Shape.BARE_LIST) == {"records": "", "key": ["uuid"], "time": "time_ms"}
-    assert source_fragment(Shape.NO_TIME) == {
-        "records": "messages",
-        "key": ["msg_id"],
-        "time": None,
-    }
-    source_fragment(Shape.DATA)["key"].append("mutated")
-    assert source_fragment(Shape.DATA)["key"] == ["id"]
-
-
-def test_default_specs() -> None:
-    specs = default_specs(t0=T0)
-    assert [(s.name, s.shape, s.rate) for s in specs[:2]] == [
-        ("a", Shape.DATA, 2.0),
-        ("b", Shape.RESULT_ITEMS, 0.5),
-    ]
-    assert all(s.t0 == T0 for s in specs)
-    # Without t0 the feeds started a minute ago, so a first poll already finds records.
-    assert FeedModel(default_specs()[0]).arrivals_until(time.time()) > 0
-
-
-# --- HTTP server ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0 + 100.0)
-
-
-@pytest.fixture
-def server(clock: FakeClock) -> Iterator[DemoFeedServer]:
-    specs = [
-        FeedSpec("a", rate=2.0, shape=Shape.DATA, seed=1, t0=T0),
-        FeedSpec("b", rate=0.5, shape=Shape.RESULT_ITEMS, seed=2, order="oldest_first", t0=T0),
-        FeedSpec("flaky", rate=1.0, shape=Shape.BARE_LIST, error_rate=0.3, seed=7, t0=T0),
-        FeedSpec("slow", rate=1.0, shape=Shape.NO_TIME, slow_rate=1.0, slow_s=0.2, t0=T0),
-    ]
-    with DemoFeedServer(specs, clock=clock) as running:
-        yield running
-
-
-@pytest.mark.integration
-def test_serves_the_model_window_as_json(server: DemoFeedServer, clock: FakeClock) -> None:
-    with httpx.Client() as client:
-        response = client.get(server.url_for("a"))
-        assert response.status_code == 200
-        assert response.headers["content-type"] == "application/json; charset=utf-8"
-        assert int(response.headers["content-length"]) == len(response.content)
-        assert response.json() == server.model("a").response_at(clock.now)
-        first_newest = response.json()["data"][0]["id"]
-
-        clock.now += 10.0
-        items = client.get(server.url_for("b")).json()["result"]["items"]
-        assert items == server.model("b").window_at(clock.now)
-        assert items[0]["seq"] < items[-1]["seq"]
-        assert client.get(server.url_for("a")).json()["data"][0]["id"] >= first_newest + 19
-    assert server.request_count("a") == 2
-    assert server.request_count("b") == 1
-
-
-@pytest.mark.integration
-def test_keep_alive_reuses_the_connection(server: DemoFeedServer) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    try:
-        conn.request("GET", "/feeds/a")
-        first_socket = conn.sock
-        bodies = [json.loads(conn.getresponse().read())]
-        for _ in range(2):
-            conn.request("GET", "/feeds/a")
-            assert conn.sock is first_socket
-            response = conn.getresponse()
-            assert response.status == 200
-            bodies.append(json.loads(response.read()))
-    finally:
-        conn.close()
-    assert bodies[0] == bodies[2]
-    assert server.request_count("a") == 3
-
-
-@pytest.mark.integration
-def test_lists_feeds(server: DemoFeedServer) -> None:
-    with httpx.Client() as client:
-        listing = client.get(f"{server.base_url}/feeds").json()
-    feeds = {feed["name"]: feed for feed in listing["feeds"]}
-    assert list(feeds) == ["a", "b", "flaky", "slow"]
-    assert feeds["b"]["url"] == server.url_for("b")
-    assert feeds["b"]["source"] == source_fragment(Shape.RESULT_ITEMS)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("path", ["/feeds/nope", "/", "/feedsa", "/feeds/a/extra"])
-def test_unknown_paths_are_404(server: DemoFeedServer, path: str) -> None:
-    with httpx.Client() as client:
-        response = client.get(f"{server.base_url}{path}")
-    assert response.status_code == 404
-    assert "error" in response.json()
-    assert server.request_count("a") == 0
-
-
-@pytest.mark.integration
-def test_error_rate_follows_the_model(server: DemoFeedServer) -> None:
-    model = server.model("flaky")
-    with httpx.Client() as client:
-        responses = [client.get(server.url_for("flaky")) for _ in range(100)]
-    failed = [r.status_code == 500 for r in responses]
-    assert failed == [model.request_fault(n).error for n in range(100)]
-    assert 15 <= sum(failed) <= 45
-    assert {r.status_code for r in responses} == {200, 500}
-    assert all("error" in r.json() for r in responses if r.status_code == 500)
-    assert server.request_count("flaky") == 100
-
-
-@pytest.mark.integration
-def test_slow_responses_are_delayed(server: DemoFeedServer) -> None:
-    with httpx.Client() as client:
-        started = time.monotonic()
-        response = client.get(server.url_for("slow"))
-        elapsed = time.monotonic() - started
-    assert response.status_code == 200
-    assert "messages" in response.json()
-    assert 0.2 <= elapsed < 1.0
-
-
-@pytest.mark.integration
-def test_stop_is_prompt_despite_open_and_pending_connections() -> None:
-    specs = [
-        FeedSpec("a", rate=1.0, t0=T0),
-        FeedSpec("stuck", rate=1.0, slow_rate=1.0, slow_s=30, t0=T0),
-    ]
-    server = DemoFeedServer(specs, clock=FakeClock(T0 + 10)).start()
-    outcome: list[str] = []
-
-    def wait_for_stuck_feed() -> None:
-        with httpx.Client(timeout=10) as client:
-            try:
-                client.get(server.url_for("stuck"))
-                outcome.append("answered")
-            except httpx.HTTPError as exc:
-                outcome.append(type(exc).__name__)
-
-    idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    waiter = threading.Thread(target=wait_for_stuck_feed)
-    try:
-        idle.request("GET", "/feeds/a")
-        idle.getresponse().read()
-        waiter.start()
-        while server.request_count("stuck") == 0:
-            time.sleep(0.005)
-        started = time.monotonic()
-        server.stop()
-        assert time.monotonic() - started < 1.0
-        waiter.join(timeout=2)
-        assert outcome == ["RemoteProtocolError"]
-        with pytest.raises(httpx.ConnectError), httpx.Client() as client:
-            client.get(server.url_for("a"))
-    finally:
-        idle.close()
-        server.stop()
-
-
-@pytest.mark.integration
-def test_server_lifecycle_errors() -> None:
-    server = DemoFeedServer([FeedSpec("a", rate=1.0)])
-    with pytest.raises(RuntimeError, match="not started"):
-        _ = server.port
-    with pytest.raises(ValueError, match="duplicate"):
-        DemoFeedServer([FeedSpec("a", rate=1.0), FeedSpec("a", rate=2.0)])
-    with server:
-        with pytest.raises(KeyError):
-            server.url_for("b")
-        with pytest.raises(RuntimeError, match="only once"):
-            server.start()
-
-
-@pytest.mark.integration
-def test_run_demo_prints_feeds_and_returns_when_stopped() -> None:
-    stop = threading.Event()
-    stop.set()
-    out = io.StringIO()
-    run_demo(0, default_specs(t0=T0), stop=stop, out=out)
-    banner = out.getvalue()
-    assert "/feeds/a " in banner
-    assert "records 'result.items', key ['station', 'seq']" in banner

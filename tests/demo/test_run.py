@@ -1,0 +1,37 @@
+"""Tests for ``headlined demo-feed``: the default feeds and the banner."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+
+from headlined.demo.model import FeedModel
+from headlined.demo.run import default_specs, run_demo
+from headlined.demo.spec import Shape
+
+T0 = 1_700_000_000.0
+
+
+def test_default_specs() -> None:
+    specs = default_specs(t0=T0)
+    assert [(s.name, s.shape, s.rate) for s in specs[:2]] == [
+        ("a", Shape.DATA, 2.0),
+        ("b", Shape.RESULT_ITEMS, 0.5),
+    ]
+    assert all(s.t0 == T0 for s in specs)
+    # Without t0 the feeds started a minute ago, so a first poll already finds records.
+    assert FeedModel(default_specs()[0]).arrivals_until(time.time()) > 0
+
+
+@pytest.mark.integration
+def test_run_demo_prints_feeds_and_returns_when_stopped() -> None:
+    stop = threading.Event()
+    stop.set()
+    out = io.StringIO()
+    run_demo(0, default_specs(t0=T0), stop=stop, out=out)
+    banner = out.getvalue()
+    assert "/feeds/a " in banner
+    assert "records 'result.items', key ['station', 'seq']" in banner
