@@ -278,7 +278,7 @@ def test_watchdog_stops_while_a_component_hangs(
 NOBODY = 65534
 
 
-@pytest.mark.parametrize("slip", ["owned_by_another_user", "parent_not_writable"])
+@pytest.mark.parametrize("slip", ["owned_by_another_user", "parent_not_writable", "parquet_dir"])
 def test_a_state_dir_it_may_not_write_is_one_clear_line(
     tmp_path: Path, daemon_cmd: list[str], slip: str
 ) -> None:
@@ -294,7 +294,7 @@ def test_a_state_dir_it_may_not_write_is_one_clear_line(
             f"{state}: not writable by user root (state_dir; owner nobody, mode 0755): "
             f"chown -R root: {state}, or choose another state_dir"
         )
-    else:
+    elif slip == "parent_not_writable":
         os.chown(parent, NOBODY, NOBODY)
         parent.chmod(0o755)
         said = (
@@ -302,8 +302,18 @@ def test_a_state_dir_it_may_not_write_is_one_clear_line(
             f"(state_dir; owner nobody, mode 0755): install -d -o root {state}, "
             "or choose another state_dir"
         )
+    extra = ""
+    if slip == "parquet_dir":
+        parquet = tmp_path / "parquet"
+        parquet.mkdir(mode=0o755)
+        os.chown(parquet, NOBODY, NOBODY)
+        extra = f"parquet_dir: {parquet}\n"
+        said = (
+            f"{parquet}: not writable by user root (parquet_dir; owner nobody, mode 0755): "
+            f"chown -R root: {parquet}, or choose another parquet_dir"
+        )
     cfg = tmp_path / "headlined.yaml"
-    cfg.write_text(f"state_dir: {state}\nsources: []\n")
+    cfg.write_text(f"state_dir: {state}\nsources: []\n{extra}")
     result = subprocess.run(
         [*without_dac(), *daemon_cmd, str(cfg)],
         capture_output=True,
