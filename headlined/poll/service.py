@@ -9,6 +9,8 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+import duckdb
+
 from headlined import config, logs
 from headlined.control import Handler
 from headlined.poll import fetch, journal
@@ -106,11 +108,29 @@ class PollService:
         return rows
 
     async def _flush_loop(self, heartbeat: Heartbeat) -> None:
+        said: str | None = None
         while True:
             heartbeat.beat(within=self._config.flush_interval + FLUSH_DEADLINE_S)
             await asyncio.sleep(self._config.flush_interval)
             heartbeat.beat(within=FLUSH_DEADLINE_S)
-            await self.flush()
+            try:
+                await self.flush()
+            except (OSError, duckdb.Error) as exc:
+                # The records are safe in DuckDB and the copy resumes where it stopped: say
+                # why once (a folder made unwritable, a full disk), not a traceback a minute.
+                if str(exc) != said:
+                    said = str(exc)
+                    log.error(
+                        "parquet_flush_failed",
+                        dir=str(self._config.parquet_path),
+                        error=said,
+                        action="make parquet_dir writable by the service user (or free "
+                        "space); the copy resumes by itself, nothing is lost",
+                    )
+                continue
+            if said is not None:
+                log.info("parquet_flush_resumed", dir=str(self._config.parquet_path))
+                said = None
 
     async def shutdown(self) -> None:
         """Commit every fetched poll, save schedules, copy to Parquet, close the client."""
