@@ -1,14 +1,18 @@
-"""The .deb from packaging/build-deb, installed for real on this machine.
+"""The .deb from packaging/build-deb, checked by lintian and installed for real on this machine.
 
+lintian finds no error in it (what a virtualenv in /opt must keep is overridden, with the
+reason, in packaging/deb/lintian-overrides), and its manual page describes every command.
 It installs, runs as the service user, keeps an edited conffile across a reinstall, and purges
 clean: nothing left but /var/lib/headlined and the headlined user, which postrm keeps on
-purpose (captured data; Debian leaves system users in place). Needs root; the machine is put
-back as it was found (package purged, and the user and state directory removed if this test
-made them).
+purpose (captured data; Debian leaves system users in place). Installing needs root; the
+machine is put back as it was found (package purged, and the user and state directory removed
+if this test made them).
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import grp
 import os
 import pwd
@@ -18,12 +22,13 @@ import stat
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from headlined import config
+from headlined import cli, config
 from tests.support.deb_package import (
     CONFFILE,
     REPO,
@@ -41,6 +46,7 @@ from tests.support.deb_package import (
 )
 
 SHIPPED_CONFIG = REPO / "packaging" / "deb" / "headlined.yaml"
+MANUAL_PAGE = REPO / "packaging" / "deb" / "headlined.1"
 UNIT = Path("/lib/systemd/system/headlined.service")
 PYC = "python3.*/site-packages/headlined/__pycache__/cli.*.pyc"  # under VENV/lib, by postinst
 MAX_EXPOSURE = 1.5
@@ -94,6 +100,69 @@ def test_shipped_config_and_its_examples_are_valid(tmp_path: Path) -> None:
     assert [s.name for s in loaded.config.sources] == ["headline-a", "headline-b"]
     assert loaded.config.influx is not None
     assert loaded.config.influx.output_dir == STATE / "influx"
+
+
+@pytest.fixture(scope="module")
+def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:
+    """The .deb, built by packaging/build-deb once for this module when a test first asks."""
+    return functools.cache(lambda: build(tmp_path_factory.mktemp("dist")))
+
+
+def _page_text(page: Path) -> str:
+    """The manual page's roff source as words: font escapes dropped, ``\\-`` as ``-``."""
+    return re.sub(r"\\f[BIRP]", "", page.read_text()).replace("\\-", "-")
+
+
+def test_manual_page_describes_every_command_and_option() -> None:
+    """packaging/deb/headlined.1, written by hand, against the parser ``headlined`` runs.
+
+    Each command has an entry under COMMANDS (and no other entry is there), which names each
+    of its options and arguments; a new command or option fails here until it is described.
+    """
+    page = _page_text(MANUAL_PAGE)
+    parser = cli.build_parser()
+    assert "--version" in page
+    section = page.split("\n.SH COMMANDS\n", 1)[1].split("\n.SH ", 1)[0]
+    entries = dict(re.findall(r"^\.TP\n([a-z][a-z-]*)\b(.*?)(?=^\.TP\n|\Z)", section, re.M | re.S))
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(entries) == sorted(commands.choices), "COMMANDS in packaging/deb/headlined.1"
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if action.option_strings:
+                assert any(o in entries[name] for o in action.option_strings), (name, action)
+            else:
+                assert str(action.metavar or action.dest) in entries[name], (name, action)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_deb_has_no_lintian_errors(built_deb: Callable[[], Path]) -> None:
+    """``lintian`` reports no E: for the .deb (its W: lines are listed when it fails).
+
+    Under CI=true a missing lintian fails this (scripts/test installs it). lintian's config
+    files are ignored (--no-cfg), so a user's suppressed tags cannot hide anything.
+    """
+    lintian = tool("lintian")
+    tool("dpkg-deb")
+    deb = built_deb()
+    options = ["--no-cfg", "--fail-on", "none", "--tag-display-limit", "0", "--show-overrides"]
+    result = subprocess.run(
+        [lintian, *options, str(deb)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, f"lintian exited {result.returncode}:\n{result.stderr}"
+    lines = result.stdout.splitlines()
+    errors = [line for line in lines if line.startswith("E: ")]
+    warnings = [line for line in lines if line.startswith("W: ")]
+    assert errors == [], "\n".join(["lintian errors:", *errors, "warnings:", *warnings])
+    # Proof that lintian read the package and its overrides file: the overridden hints.
+    assert any(line.startswith("O: headlined: dir-or-file-in-opt ") for line in lines), lines
 
 
 def _package_paths(deb: Path) -> set[Path]:
@@ -215,11 +284,13 @@ def _check_conffile_survives_reinstall(deb: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_deb_installs_runs_reinstalls_and_purges_clean(tmp_path: Path) -> None:
+def test_deb_installs_runs_reinstalls_and_purges_clean(
+    tmp_path: Path, built_deb: Callable[[], Path]
+) -> None:
     """Build, install, run as the service user, reinstall over an edited conffile, purge."""
     require_installable("dpkg-deb", "systemd-analyze")
     with machine_restored():
-        deb = build(tmp_path / "dist")
+        deb = built_deb()
         in_package = _package_paths(deb)
         existed = {path for path in in_package if exists(path)}
         apt_get("install", "-y", str(deb))
