@@ -8,6 +8,7 @@ models/points_test.go; the quirks are those of models/points.go.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import pytest
@@ -20,13 +21,15 @@ from headlined.lineprotocol import (
     PRECISION_NS,
     LineProtocolError,
     Point,
-    _parse_slow,
-    _plain_point,
-    _scan_line,
-    format_line,
     parse,
     parse_line,
+    parse_series_key,
+    scan_line,
 )
+from headlined.lineprotocol.exact import parse_exact
+from headlined.lineprotocol.fast import plain_point
+from headlined.lineprotocol.grammar import WHITESPACE, series_key_fits
+from tests.support.lineformat import format_line
 
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
@@ -339,6 +342,23 @@ def test_key_length_limit() -> None:
         parse_line("m,t=" + "x" * 65527 + " v=1")
     with pytest.raises(LineProtocolError, match="measurement and tags exceed 65535 bytes"):
         parse_line("m,t=" + "x" * 65532 + " v=1")
+    assert series_key_fits(65530, 1)
+    assert not series_key_fits(65530, 2)
+
+
+# --------------------------------------------------------------------------
+# Series keys
+
+
+def test_parse_series_key() -> None:
+    assert parse_series_key("m") == ("m", {})
+    assert parse_series_key(r"m\ x,t\=k=a\,b,u==v") == ("m x", {"t=k": "a,b", "u": "=v"})
+    assert parse_series_key("m,t=" + "x" * 65531) == ("m", {"t": "x" * 65531})
+    for bad in ["", " m", "#m", "m,t=a b", "m,t", "m,t=a,t=b", "m\\", "m\nx", ",t=a"]:
+        with pytest.raises(LineProtocolError):
+            parse_series_key(bad)
+    with pytest.raises(LineProtocolError, match="exceed 65535 bytes"):
+        parse_series_key("m,t=" + "x" * 65532)
 
 
 # --------------------------------------------------------------------------
@@ -477,7 +497,7 @@ LINES = st.lists(st.sampled_from([
 
 @given(LINES)
 def test_scan_line_matches_influxdb(text: str) -> None:
-    assert _scan_line(text, 0) == reference_scan_line(text, 0)
+    assert scan_line(text, 0) == reference_scan_line(text, 0)
 
 
 def joined(pieces: st.SearchStrategy[str], sep: str = "") -> st.SearchStrategy[str]:
@@ -504,13 +524,40 @@ NEAR_VALID = st.tuples(
 # fmt: on
 
 
+SERIES_KEYS = st.tuples(
+    joined(NAME_BITS),
+    st.lists(st.tuples(joined(NAME_BITS), joined(NAME_BITS)).map("=".join), max_size=3),
+).map(lambda p: ",".join([p[0], *p[1]]))
+
+
+@settings(max_examples=1000)
+@given(st.one_of(SERIES_KEYS, st.text(CHARS, max_size=12)))
+def test_a_series_key_reads_as_the_start_of_a_line(key: str) -> None:
+    """parse_series_key(k) is what parse_line() makes of a line that starts with k."""
+    try:
+        point = parse_line(key + " f=1 0")
+        expected: tuple[str, dict[str, str]] | None = (point.measurement, point.tags)
+    except LineProtocolError:
+        expected = None
+    try:
+        got: tuple[str, dict[str, str]] | None = parse_series_key(key)
+    except LineProtocolError:
+        got = None
+    if key[:1] in tuple(WHITESPACE) or re.search(r"(?<!\\) ", key):
+        # parse_line() skips whitespace before the measurement and the fields: a key
+        # neither starts with it nor holds an unescaped space.
+        assert got is None
+    else:
+        assert got == expected
+
+
 @settings(max_examples=1000)
 @given(NEAR_VALID)
 @example("m mm=1e400,mm=1")  # the overflow hidden by a later duplicate key
 def test_fast_path_agrees_with_exact_parser(line: str) -> None:
-    fast = _plain_point(line, {}, 1, 0)
+    fast = plain_point(line, {}, 1, 0)
     if fast is not None:  # the fast path may decline a line, never read it differently
-        assert repr(fast) == repr(_parse_slow(line, 0, 1, 1, 0))
+        assert repr(fast) == repr(parse_exact(line, 0, 1, 1, 0))
 
 
 @given(st.one_of(LINES, st.text(CHARS), st.binary()))

@@ -1,14 +1,16 @@
 /*
- * headlined.influx._lines: the converter's first pass in C (see headlined/influx/convert.py, "How a line
- * travels", steps 1 and 2).
+ * headlined.influx._lines: the converter's first pass in C (see headlined/influx/convert/read.py
+ * and docs/converter.md, "The data path", steps 1 to 3).
  *
  * A Splitter is fed the input's bytes in pieces of any size.  It cuts them into physical
- * lines, re-encodes each one with the converter's \x02 tokens (or turns it into a marker when
- * it is not UTF-8 or is overlong), classifies it, and splits a bulk line into its series key,
- * field key, value and time.  The rows collect in column buffers that take() hands over as a
- * Batch, which DuckDB reads through the Arrow PyCapsule stream interface (__arrow_c_stream__),
- * so no Arrow library is needed.  The rules are those that the SQL of this pass used to
- * apply, byte for byte; tests/influx/test_convert.py checks the outcome against the exact parser.
+ * lines, classifies each one (a line that is not UTF-8 or is overlong becomes a row of its own
+ * kind, with its bytes in hex), and splits a bulk line into its series key, field key, value and
+ * time.  The rows collect in column buffers that take() hands over as a Batch, which DuckDB reads
+ * through the Arrow PyCapsule stream interface (__arrow_c_stream__), so no Arrow library is
+ * needed and any UTF-8 text (NUL, CR, a BOM) reaches DuckDB as it is.  Values are typed and
+ * checked by the grammar of headlined/lineprotocol/grammar.py, which C cannot import: the code
+ * below follows it by hand, and tests/influx/test_lines.py checks that the two agree;
+ * tests/influx/test_convert.py checks the outcome against the exact parser.
  *
  * Why C: this pass touches every byte of the input; in Python it was the converter's largest
  * cost, and DuckDB's string functions still needed about 1 s for 2M lines.
@@ -474,11 +476,15 @@ static BatchObject *batch_new(Columns *c) {
 
 /* ------------------------------------------------------------------ classification */
 
-#define MAX_LINE (1 << 20) /* bytes of one physical line; longer ones become a marker */
-#define HEAD 200           /* bytes of an overlong line kept in its marker */
+#define MAX_LINE (1 << 20) /* bytes of one physical line; longer ones become K_OVERLONG rows */
+#define HEAD 200           /* bytes of an overlong line kept in its row */
 #define MAX_PAIRS (1 << 20) /* (series key, field key) pairs followed for `unique`: ~50 MiB */
 
-enum { K_BULK = 0, K_SKIP = 1, K_SLOW = 2 };
+/* Kinds of `lines` rows: split in bulk; skipped (blank, comment, header); for the exact parser;
+ * taken out by the converter (part of a line that began earlier, or handed to the exact parser:
+ * never written here); not UTF-8 (raw: the bytes in hex); longer than MAX_LINE (raw:
+ * "<length>:<hex of the first HEAD bytes>"). */
+enum { K_BULK = 0, K_SKIP = 1, K_SLOW = 2, K_TAKEN = 3, K_NOT_UTF8 = 4, K_OVERLONG = 5 };
 
 /* Strict UTF-8, as Python's decoder: no overlong forms, surrogates or values past U+10FFFF. */
 static int is_utf8(const unsigned char *s, size_t n) {
@@ -569,15 +575,15 @@ static int canonical_time(const char *t, size_t n, int64_t low, int64_t high, in
 }
 
 /* One string field as influx_inspect writes it (the key has no escapes), fully matched:
- * [^\\,= "\t\x00\x02][^\\,= "\x02]*="(?:[^"\\]|\\.)*" */
+ * [^\\,= "\t\x00][^\\,= "]*="(?:[^"\\]|\\.)*" */
 static int string_field(const char *f, size_t n) {
     size_t i = 0;
     if (n == 0 || f[0] == '\\' || f[0] == ',' || f[0] == '=' || f[0] == ' ' || f[0] == '"' ||
-        f[0] == '\t' || f[0] == '\0' || f[0] == '\x02') {
+        f[0] == '\t' || f[0] == '\0') {
         return 0;
     }
     for (i = 1; i < n && f[i] != '=' ; i++) {
-        if (f[i] == '\\' || f[i] == ',' || f[i] == ' ' || f[i] == '"' || f[i] == '\x02') {
+        if (f[i] == '\\' || f[i] == ',' || f[i] == ' ' || f[i] == '"') {
             return 0;
         }
     }
@@ -595,26 +601,24 @@ static int string_field(const char *f, size_t n) {
     return 0;
 }
 
-/* Whether every byte is ASCII other than \x00-\x02 and CR: such a line is valid UTF-8 and
- * needs no token, which is nearly every line.  Eight bytes at a time (SWAR: a byte below n
- * sets its top bit in (x - n) & ~x). */
-static int plain_ascii(const char *p, size_t n) {
-    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+/* Whether every byte is ASCII: such a line is valid UTF-8, which is nearly every line.  Eight
+ * bytes at a time. */
+static int is_ascii(const char *p, size_t n) {
+    const uint64_t high = 0x8080808080808080ULL;
     uint64_t found = 0;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t x;
         memcpy(&x, p + i, 8);
-        uint64_t cr = x ^ (ones * '\r');
-        found |= (x & high) | ((x - ones * 3) & ~x & high) | ((cr - ones) & ~cr & high);
+        found |= x & high;
     }
     for (; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        found |= c >= 0x80 || c < 3 || c == '\r';
+        found |= (unsigned char)p[i] >= 0x80;
     }
     return found == 0;
 }
 
+/* Type codes: the order of grammar.TYPES. */
 enum { T_FLOAT, T_INTEGER, T_UNSIGNED, T_STRING, T_BOOLEAN };
 
 /* Whether digits p[0:n] (leading zeros allowed) are at most the number `limit` spells. */
@@ -636,7 +640,7 @@ static int all_digits(const char *p, size_t n) {
     return n > 0;
 }
 
-/* The parser's float pattern, fully: -?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
+/* grammar.FLOAT, fully: -?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
  * `magnitude` bounds the decimal exponent: the value is below 10 ** magnitude. */
 static int float_syntax(const char *p, size_t n, long *magnitude) {
     size_t i = 0, digits = 0;
@@ -676,6 +680,7 @@ static int float_syntax(const char *p, size_t n, long *magnitude) {
 
 static locale_t c_locale;
 
+/* One of grammar.BOOLEANS. */
 static int is_boolean(const char *v, size_t n) {
     switch (n) {
     case 1:
@@ -691,8 +696,9 @@ static int is_boolean(const char *v, size_t n) {
     }
 }
 
-/* A field value's type by its shape, as convert._TYPE_SQL, and whether the exact parser
- * would refuse it (bad syntax, out of range, infinite), as convert._BAD_SQL. */
+/* A field value's type by its shape, and whether the exact parser would refuse it (bad syntax,
+ * out of range, infinite): grammar.parse_value's rules and limits (INT64_MIN/MAX, UINT64_MAX),
+ * as convert/values.py's TYPE_SQL and BAD_SQL also apply them. */
 static int value_type(const char *v, size_t n, int *bad) {
     *bad = 0;
     if (n && v[0] == '"') {
@@ -1254,7 +1260,7 @@ typedef struct {
     long long lines;   /* physical lines so far */
     int final_newline; /* whether the input so far ends with a newline (or is empty) */
     Buf pending;       /* the unfinished last line */
-    Buf scratch;       /* a re-encoded line */
+    Buf scratch;       /* the raw text of a K_NOT_UTF8 or K_OVERLONG row */
     int in_long;       /* skipping the rest of an overlong line whose head is in `pending` */
     size_t long_length;
     int error; /* -1 out of memory, -2 a batch too large: raised once the GIL is back */
@@ -1328,8 +1334,9 @@ static int add_row(SplitterObject *self, int kind, int32_t kid, const char *fk, 
     return err;
 }
 
-static int add_marker(SplitterObject *self, const char *prefix, const unsigned char *head,
-                      size_t n) {
+/* A row of kind K_NOT_UTF8 or K_OVERLONG: `prefix`, then the bytes `head` in hex. */
+static int add_unreadable(SplitterObject *self, int kind, const char *prefix,
+                          const unsigned char *head, size_t n) {
     static const char hex[] = "0123456789abcdef";
     pivot_fail(&self->pivot, "a line for the exact parser");
     self->scratch.len = 0;
@@ -1341,71 +1348,24 @@ static int add_marker(SplitterObject *self, const char *prefix, const unsigned c
         self->scratch.data[self->scratch.len++] = hex[head[i] >> 4];
         self->scratch.data[self->scratch.len++] = hex[head[i] & 15];
     }
-    return add_row(self, K_SLOW, -1, NULL, 0, NULL, 0, NULL, self->scratch.data, self->scratch.len,
+    return add_row(self, kind, -1, NULL, 0, NULL, 0, NULL, self->scratch.data, self->scratch.len,
                    -1, 0);
 }
 
 static int add_long(SplitterObject *self, const unsigned char *head, size_t head_n,
                     size_t length) {
     char prefix[48];
-    snprintf(prefix, sizeof prefix, "\x02L%zu:", length);
-    return add_marker(self, prefix, head, head_n < HEAD ? head_n : HEAD);
+    snprintf(prefix, sizeof prefix, "%zu:", length);
+    return add_unreadable(self, K_OVERLONG, prefix, head, head_n < HEAD ? head_n : HEAD);
 }
 
-/* The line with the reader's tokens: \x02 -> \x02e, CR -> \x02r, \x01 -> \x02d, and a BOM
- * that starts the input -> \x02b (DuckDB's CSV reader mangled these bytes). */
-static int encode(SplitterObject *self, const char *p, size_t n, int first, const char **out,
-                  size_t *out_n) {
-    int bom = first && n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0;
-    size_t i = 0;
-    while (i < n && p[i] != '\x01' && p[i] != '\x02' && p[i] != '\r') {
-        i++;
-    }
-    if (i == n && !bom) {
-        *out = p;
-        *out_n = n;
-        return 0;
-    }
-    Buf *s = &self->scratch;
-    s->len = 0;
-    if (buf_reserve(s, 2 * n + 2) < 0) {
-        return -1;
-    }
-    size_t start = 0;
-    if (bom) {
-        memcpy(s->data, "\x02" "b", 2);
-        s->len = 2;
-        start = 3;
-    }
-    for (size_t j = start; j < n; j++) {
-        char c = p[j];
-        if (c == '\x02' || c == '\r' || c == '\x01') {
-            s->data[s->len++] = '\x02';
-            s->data[s->len++] = c == '\x02' ? 'e' : c == '\r' ? 'r' : 'd';
-        } else {
-            s->data[s->len++] = c;
-        }
-    }
-    *out = s->data;
-    *out_n = s->len;
-    return 0;
-}
-
-static int line(SplitterObject *self, const char *p, size_t n) {
-    int first = self->lines == 0;
+static int line(SplitterObject *self, const char *s, size_t m) {
     self->lines++;
-    if (n == 0) {
+    if (m == 0) {
         return add_row(self, K_SKIP, -1, NULL, 0, NULL, 0, NULL, NULL, 0, -1, 0);
     }
-    const char *s = p;
-    size_t m = n;
-    if (!plain_ascii(p, n)) {
-        if (!is_utf8((const unsigned char *)p, n)) {
-            return add_marker(self, "\x02U", (const unsigned char *)p, n);
-        }
-        if (encode(self, p, n, first, &s, &m) < 0) {
-            return -1;
-        }
+    if (!is_ascii(s, m) && !is_utf8((const unsigned char *)s, m)) {
+        return add_unreadable(self, K_NOT_UTF8, "", (const unsigned char *)s, m);
     }
     const char *quote = memchr(s, '"', m);
     /* The last two spaces: time after the last; fields before it. */
@@ -1423,8 +1383,8 @@ static int line(SplitterObject *self, const char *p, size_t n) {
             f = second + 1;
             f_n = (size_t)(last - second - 1);
             const char *eq = memchr(f, '=', f_n);
-            bulk = eq != NULL && eq > f && memchr(f, '\\', f_n) == NULL &&
-                   memchr(f, '\x02', f_n) == NULL && f[0] != '\t' && f[0] != '\0';
+            bulk = eq != NULL && eq > f && memchr(f, '\\', f_n) == NULL && f[0] != '\t' &&
+                   f[0] != '\0';
         } else {
             /* A string field may hold spaces: the key ends at the first space that is not
              * escaped (a backslash-space pair, scanned left to right, is one unit). */
@@ -1462,11 +1422,11 @@ static int line(SplitterObject *self, const char *p, size_t n) {
         int bad;
         int ty = value_type(v, v_n, &bad);
         if (self->pivot.active) {
-            if (!bad && s == p) {
+            if (!bad) {
                 return pivot_add(&self->pivot, (int32_t)kid, key, key_n, f, eq_at, v, v_n, ty, ts,
                                  self->lines);
             }
-            pivot_fail(&self->pivot, bad ? "a bad value" : "a line with control characters");
+            pivot_fail(&self->pivot, "a bad value");
         }
         if (self->unique && track_time(self, (int32_t)kid, f, eq_at, ts) < 0) {
             return -1;
@@ -1927,7 +1887,13 @@ PyMODINIT_FUNC PyInit__lines(void) {
     if (PyModule_AddObjectRef(m, "Batch", (PyObject *)&BatchType) < 0 ||
         PyModule_AddObjectRef(m, "Splitter", (PyObject *)&SplitterType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_LINE", MAX_LINE) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_PAIRS", MAX_PAIRS) < 0) {
+        PyModule_AddIntConstant(m, "MAX_PAIRS", MAX_PAIRS) < 0 ||
+        PyModule_AddIntConstant(m, "BULK", K_BULK) < 0 ||
+        PyModule_AddIntConstant(m, "SKIP", K_SKIP) < 0 ||
+        PyModule_AddIntConstant(m, "SLOW", K_SLOW) < 0 ||
+        PyModule_AddIntConstant(m, "TAKEN", K_TAKEN) < 0 ||
+        PyModule_AddIntConstant(m, "NOT_UTF8", K_NOT_UTF8) < 0 ||
+        PyModule_AddIntConstant(m, "OVERLONG", K_OVERLONG) < 0) {
         Py_DECREF(m);
         return NULL;
     }

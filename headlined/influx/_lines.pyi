@@ -4,6 +4,13 @@ from typing_extensions import Buffer
 
 MAX_LINE: int
 MAX_PAIRS: int
+# Kinds of `lines` rows (see _lines.c).
+BULK: int
+SKIP: int
+SLOW: int
+TAKEN: int
+NOT_UTF8: int
+OVERLONG: int
 
 class Batch:
     """Rows of the converter's `lines` table, read by DuckDB through __arrow_c_stream__."""

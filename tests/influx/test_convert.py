@@ -23,8 +23,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from headlined.influx import convert as convert_module
-from headlined.influx.convert import ConvertError, ConvertResult, convert, path_segment
+from headlined.influx.convert import ConvertError, ConvertResult, convert, path_segment, pivot, read
 from headlined.lineprotocol import LineProtocolError, Point, parse
 from tests.support.influxdb_server import require_binary, running_influxd
 
@@ -337,12 +336,10 @@ def test_agrees_with_the_exact_parser_through_the_reader_thread(
 # The pivot: the fast path for files of one-field lines, and the general way behind it
 
 # What influx_inspect writes and the pivot takes: tags with escaped spaces, commas and
-# equals signs; plain field keys; values without \r, \n, \x01 or \x02.
-CLEAN_NAMES = st.text(
-    alphabet=[c for c in NAME_ALPHABET if c not in '\\"\r\x01\x02'], min_size=1, max_size=6
-)
+# equals signs (control characters too); plain field keys; values without newlines.
+CLEAN_NAMES = st.text(alphabet=[c for c in NAME_ALPHABET if c not in '\\"'], min_size=1, max_size=6)
 FIELD_NAMES = st.text(alphabet=[*"abcxyzAB019_-.'", "ไ", "🚀", "é"], min_size=1, max_size=6)
-CLEAN_VALUES = VALUE_TEXTS.filter(lambda v: not set(v) & set("\r\n\x01\x02"))
+CLEAN_VALUES = VALUE_TEXTS.filter(lambda v: "\n" not in v)
 
 
 @st.composite
@@ -431,6 +428,17 @@ def test_an_export_takes_the_pivot(tmp_path: Path) -> None:
     assert notes == {'say "hi" \\ ไทย \\n', None}  # None: the point of t=2
 
 
+def pivots_like_the_general_way(tmp_path: Path, text: str) -> None:
+    """The text is pivoted, into parse()'s points merged, and the same rows as the general way."""
+    expected, types = expected_rows(parse(text))
+    pivoted = run(tmp_path, text)
+    assert pivoted.pivoted
+    assert read_output(pivoted, tmp_path / "out", types) == expected
+    (tmp_path / "b").mkdir()
+    general = run(tmp_path / "b", text, pivot=False)
+    assert [table(f) for f in pivoted.files] == [table(f) for f in general.files]
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -447,13 +455,7 @@ def test_the_pivot_takes_later_lines_that_overwrite_as_the_general_way_does(
     tmp_path: Path, text: str
 ) -> None:
     """A later line for a point's field wins, on the fast path too."""
-    expected, types = expected_rows(parse(text))
-    pivoted = run(tmp_path, text)
-    assert pivoted.pivoted
-    assert read_output(pivoted, tmp_path / "out", types) == expected
-    (tmp_path / "b").mkdir()
-    general = run(tmp_path / "b", text, pivot=False)
-    assert [table(f) for f in pivoted.files] == [table(f) for f in general.files]
+    pivots_like_the_general_way(tmp_path, text)
 
 
 @pytest.mark.parametrize(
@@ -466,7 +468,6 @@ def test_the_pivot_takes_later_lines_that_overwrite_as_the_general_way_does(
             id="a late header",
         ),
         pytest.param(f'm a=1 {T0}\nm a="two\nlines" {T0 + 1}\n', id="an exact-path line"),
-        pytest.param(f'm a=1 {T0}\nm a="\x01" {T0 + 1}\n', id="a control character"),
         pytest.param(f"m a=1 {T0}\n m a=2 {T0 + 1}\n", id="an odd series key"),
         pytest.param(f"m,x=1,y=2 a=1 {T0}\nm,y=2,x=1 a=2 {T0}\n", id="one series, two keys"),
         pytest.param(f"{'m' * 300} a=1 {T0}\n", id="a name no directory can have"),
@@ -485,6 +486,17 @@ def test_what_the_pivot_cannot_take_goes_the_general_way(tmp_path: Path, text: s
     assert read_output(result, tmp_path / "out", types) == expected
 
 
+def test_the_pivot_takes_control_characters_and_a_bom(tmp_path: Path) -> None:
+    """Any UTF-8 text reaches DuckDB as it is: such lines are pivoted, with the same rows as the
+    general way and parse()."""
+    text = (
+        f"\ufeffm,t=a\rb a=1 {T0}\n"
+        f'm,t=a\rb s="x\ry\x01z\x02\x00 \\"q\\"" {T0}\n'
+        f"m\x02U,t=\x01 a\x02=2i {T0 + 1}\n"
+    )
+    pivots_like_the_general_way(tmp_path, text)
+
+
 def test_points_past_the_memory_budget_go_the_general_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -493,7 +505,7 @@ def test_points_past_the_memory_budget_go_the_general_way(
     for name in "ab":
         (tmp_path / name).mkdir()
     assert run(tmp_path / "a", text).pivoted
-    monkeypatch.setattr(convert_module, "_PIVOT_BUDGET", 10_000)
+    monkeypatch.setattr(pivot, "PIVOT_BUDGET", 10_000)
     result = run(tmp_path / "b", text)
     assert (result.pivoted, result.points) == (False, 5000)
     assert [r["v"] for r in table(result.files[0])][:3] == [0.0, 3.0, 6.0]
@@ -904,63 +916,63 @@ def test_rejected_lines_are_kept_with_file_line_and_reason(tmp_path: Path) -> No
     ]
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        "+1",
-        "1_000",
-        "\t1",
-        "1\t",
-        "\x0b1",
-        "1\x0c",
-        "inf",
-        "-Infinity",
-        "nan",
-        "NaN",
-        "0x10",
-        "1e",
-        "1e+",
-        ".",
-        "-",
-        "--1",
-        "-+1",
-        "1.5.5",
-        "\u0661",
-        "1d",
-        "0b1",
-        "1e400",
-        "-1e400",
-        "1e-400",
-        "5.",
-        ".5",
-        "-.5",
-        "007.5",
-        "1E5",
-        "1e+5",
-        "4.9e-324",
-        "9" * 310,
-        "9" * 310 + ".5",
-        "+1i",
-        "1_0i",
-        "0x10i",
-        "--1i",
-        "9223372036854775808i",
-        "-9223372036854775809i",
-        "00000000000000000000000001i",
-        "18446744073709551616u",
-        "-1u",
-        "+1u",
-        "0x1u",
-        "000000000000000000000000000042u",
-        "tru",
-        "TRUe",
-        "yes",
-        "t\t",
-    ],
-)
-def test_values_are_accepted_exactly_when_parse_accepts_them(tmp_path: Path, value: str) -> None:
-    """Bulk validation (casts plus exclusions) agrees with the parser on awkward values."""
-    line = f"m v={value} {T0}"
+AWKWARD_VALUES = [
+    "+1",
+    "1_000",
+    "\t1",
+    "1\t",
+    "\x0b1",
+    "1\x0c",
+    "inf",
+    "-Infinity",
+    "nan",
+    "NaN",
+    "0x10",
+    "1e",
+    "1e+",
+    ".",
+    "-",
+    "--1",
+    "-+1",
+    "1.5.5",
+    "\u0661",
+    "1d",
+    "0b1",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "5.",
+    ".5",
+    "-.5",
+    "007.5",
+    "1E5",
+    "1e+5",
+    "4.9e-324",
+    "9" * 310,
+    "9" * 310 + ".5",
+    "+1i",
+    "1_0i",
+    "0x10i",
+    "--1i",
+    "9223372036854775808i",
+    "-9223372036854775809i",
+    "00000000000000000000000001i",
+    "18446744073709551616u",
+    "-1u",
+    "+1u",
+    "0x1u",
+    "000000000000000000000000000042u",
+    "tru",
+    "TRUe",
+    "yes",
+    "t\t",
+    "1\r",
+    "\x011",
+]
+
+
+def accepted_exactly_as_parse_accepts(tmp_path: Path, line: str) -> None:
+    """The one line converts to parse()'s point, or is rejected when parse() refuses it."""
     try:
         expected: list[Point] = parse(line + "\n")
     except LineProtocolError:
@@ -970,6 +982,40 @@ def test_values_are_accepted_exactly_when_parse_accepts_them(tmp_path: Path, val
     if expected:
         rows, types = expected_rows(expected)
         assert read_output(result, tmp_path / "out", types) == rows
+
+
+@pytest.mark.parametrize("value", AWKWARD_VALUES)
+def test_values_are_accepted_exactly_when_parse_accepts_them(tmp_path: Path, value: str) -> None:
+    """Bulk validation (in C, for a one-field line) agrees with the parser on awkward values."""
+    accepted_exactly_as_parse_accepts(tmp_path, f"m v={value} {T0}")
+
+
+@pytest.mark.parametrize("value", AWKWARD_VALUES)
+def test_values_of_multi_field_lines_are_accepted_exactly_when_parse_accepts_them(
+    tmp_path: Path, value: str
+) -> None:
+    """The same for the fields of a multi-field line, which SQL types and checks."""
+    accepted_exactly_as_parse_accepts(tmp_path, f"m v={value},w=1i {T0}")
+
+
+def test_text_like_the_old_markers_is_ordinary_text(tmp_path: Path) -> None:
+    """\\x02U and \\x02L once marked unreadable lines: in a line for the exact parser they are
+    text like any other."""
+    text = f'm\x02U v=1 0{T0}\nm s="\x02L\n" {T0}\nm\x02L,t=\x02U v=2 {T0}\n'
+    result = run(tmp_path, text)
+    expected, types = expected_rows(parse(text))
+    assert (result.lines, result.rejected) == (3, 0)
+    assert read_output(result, tmp_path / "out", types) == expected
+
+
+def test_an_unreadable_line_inside_a_quoted_string_rejects_its_line(tmp_path: Path) -> None:
+    """A line that is not UTF-8 inside a string: the logical line is rejected where it starts,
+    the unreadable line shown as \ufffd; the lines after it convert."""
+    data = b'm s="a\n\xff\nb" 1\nm v=1 2\n'
+    result = run(tmp_path, data)
+    assert (result.lines, result.points, result.rejected) == (2, 1, 1)
+    reason = "invalid UTF-8 or an overlong line inside a quoted string"
+    assert rejected_lines(tmp_path) == [f'{tmp_path / "in.lp"}:1: {reason}: m s="a\\n\ufffd\\nb" 1']
 
 
 def test_multi_line_strings_take_the_following_lines_as_parse_does(tmp_path: Path) -> None:
@@ -1200,8 +1246,8 @@ def test_long_lines_go_into_duckdb_in_batches_of_bounded_size(
 ) -> None:
     # Read 500 bytes at a time, a batch at 1 kB of text; for real 4 MiB and 64 MiB, where
     # lines of 1 MiB strings would otherwise pile up 2^19 of them (past 2 GiB of offsets).
-    monkeypatch.setattr("headlined.influx.convert._CHUNK", 500)
-    monkeypatch.setattr("headlined.influx.convert._BYTES_PER_INSERT", 1000)
+    monkeypatch.setattr(read, "CHUNK", 500)
+    monkeypatch.setattr(read, "BYTES_PER_INSERT", 1000)
     lines = [f'm,n={i % 3} s="{"x" * 300} {i}" {i}' for i in range(40)]
     result = run(tmp_path, "\n".join(lines) + "\n")
     assert result.points == 40

@@ -11,10 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headlined.influx._lines import MAX_LINE, MAX_PAIRS, Batch, Splitter
+from headlined.influx._lines import (
+    BULK,
+    MAX_LINE,
+    MAX_PAIRS,
+    NOT_UTF8,
+    OVERLONG,
+    SKIP,
+    SLOW,
+    Batch,
+    Splitter,
+)
 from headlined.lineprotocol import LineProtocolError, parse_line
 
-BULK, SKIP, SLOW = 0, 1, 2
 LOW, HIGH = -(2**63) + 2, 2**63 - 2
 Row = tuple[Any, ...]
 
@@ -63,10 +72,12 @@ def split(*pieces: bytes) -> tuple[list[Row], Splitter]:
         (b" \t# x", (SKIP, None, None, None, None, " \t# x")),
         (b"CREATE DATABASE db WITH NAME autogen", (SKIP, None, None, None, None, None)),
         (b"", (SKIP, None, None, None, None, None)),
-        (b"m f=1\r 2", (SLOW, None, None, None, None, "m f=1\x02r 2")),
-        (b"m f=\x02\x01 2", (SLOW, None, None, None, None, "m f=\x02e\x02d 2")),
-        (b"m f=\xff 2", (SLOW, None, None, None, None, "\x02U6d20663dff2032")),
-        (b"m f=\xed\xa0\x80 2", (SLOW, None, None, None, None, "\x02U6d20663deda0802032")),
+        # Control characters are text like any other (a bad value: convert rejects it).
+        (b"m f=1\r 2", (BULK, "m", "f", "1\r", 2, None)),
+        (b"m f=\x02\x01 2", (BULK, "m", "f", "\x02\x01", 2, None)),
+        (b"m f=1 2\r", (SLOW, None, None, None, None, "m f=1 2\r")),
+        (b"m f=\xff 2", (NOT_UTF8, None, None, None, None, "6d20663dff2032")),
+        (b"m f=\xed\xa0\x80 2", (NOT_UTF8, None, None, None, None, "6d20663deda0802032")),
         ("m,t=ไทย f=1 2".encode(), (BULK, "m,t=ไทย", "f", "1", 2, None)),
     ],
 )
@@ -84,18 +95,17 @@ def test_time_bounds_are_the_precision_range() -> None:
     assert kinds == [BULK, SLOW, BULK, SLOW]
 
 
-def test_a_bom_is_a_token_on_the_first_line_only() -> None:
+def test_a_bom_is_kept_as_it_is_on_any_line() -> None:
     rows, _ = split(b"\xef\xbb\xbfm f=1 2\n\xef\xbb\xbfm f=1 2\n")
-    assert rows[0] == (BULK, "\x02bm", "f", "1", 2, None)  # its key: for the exact parser
-    assert rows[1] == (BULK, "\ufeffm", "f", "1", 2, None)
+    assert rows == [(BULK, "\ufeffm", "f", "1", 2, None)] * 2
 
 
-def test_overlong_lines_become_markers_wherever_they_are_cut() -> None:
+def test_overlong_lines_become_rows_of_their_own_wherever_they_are_cut() -> None:
     long = b"m f=" + b"x" * MAX_LINE + b" 1"
-    marker = f"\x02L{len(long)}:{long[:200].hex()}"
+    row = (OVERLONG, f"{len(long)}:{long[:200].hex()}")
     data = b"m f=1 1\n" + long + b"\nm f=2 2\n" + long
     whole, splitter = split(data)
-    assert [row[5] for row in whole] == [None, marker, None, marker]
+    assert [(kind, raw) for kind, *_, raw in whole] == [(BULK, None), row, (BULK, None), row]
     assert splitter.lines == 4
     assert not splitter.final_newline
     pieces = [data[i : i + 4099] for i in range(0, len(data), 4099)]
@@ -318,8 +328,7 @@ def test_the_pivot_gives_a_row_per_point_and_a_column_per_field_and_type() -> No
         (b"m a=1x 1\n", "a bad value"),
         (b"m a=1 1\n# CONTEXT-RETENTION-POLICY:x\n", "a context header after the data"),
         (b'm a="open 1\n', "a line for the exact parser"),
-        (b"m a=1 1\n\xff\n", "a line for the exact parser"),  # not UTF-8: a marker
-        (b'm a="\x01" 1\n', "a line with control characters"),
+        (b"m a=1 1\n\xff\n", "a line for the exact parser"),  # not UTF-8: a row of its own
     ],
 )
 def test_the_pivot_fails_on_what_it_cannot_take_and_stops_reading(data: bytes, reason: str) -> None:
@@ -328,6 +337,16 @@ def test_the_pivot_fails_on_what_it_cannot_take_and_stops_reading(data: bytes, r
     lines = splitter.lines
     splitter.feed(b"m z=1 99\n" * 10)
     assert splitter.lines == lines  # the rest is left: the caller converts again
+
+
+def test_the_pivot_takes_control_characters_and_a_bom() -> None:
+    splitter, tables = pivoted('\ufeffm,t=\r a="\x01\x02 \\"" 1\nm,t=\r b=2 1\n'.encode())
+    assert splitter.pivot_failure is None
+    assert tables == [
+        ("\ufeffm", [0], [("a", 3)], [(0, 1, '\x01\x02 "')]),
+        ("m", [1], [("b", 0)], [(1, 1, 2.0)]),
+    ]
+    assert splitter.keys(0) == ["\ufeffm,t=\r", "m,t=\r"]
 
 
 def test_a_later_line_replaces_a_points_value_whatever_its_type() -> None:

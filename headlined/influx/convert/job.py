@@ -1,0 +1,45 @@
+"""What one conversion is asked to do, and what it gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from headlined.influx.convert.paths import Destination
+
+
+class ConvertError(ValueError):
+    """The conversion cannot be done as asked (bad arguments, or input it cannot place)."""
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What one conversion read and wrote."""
+
+    lines: int  # data lines seen (not comments/headers/blank)
+    points: int  # rows written (after merging field-per-line into points)
+    rejected: int
+    files: list[Path]  # final Parquet files written
+    measurements: dict[tuple[str | None, str | None, str], int]  # (db, rp, measurement) -> rows
+    pivoted: bool = False  # whether the fast path (the pivot) wrote it
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The arguments of one convert() call, checked."""
+
+    source: Path
+    destination: Destination
+    precision: str
+    default_database: str | None
+    default_rp: str | None
+    rejected_dir: Path
+    progress: Callable[[int], None] | None
+    growing: Callable[[], bool] | None
+    source_done: Callable[[], None] | None
+
+    def done_reading(self) -> None:
+        """Tell the caller that the source will not be read again."""
+        if self.source_done is not None:
+            self.source_done()
