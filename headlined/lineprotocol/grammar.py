@@ -1,5 +1,6 @@
 """The line-protocol value grammar and its limits: the one definition that the parser and the
-converter's SQL build on, and that headlined/influx/_lines.c follows by hand (tests check it).
+converter's SQL build on, and that headlined/influx/convert/_lines.c follows by hand (tests
+check it).
 
 A field value is typed by its shape: ``"..."`` a string, one of ``BOOLEANS`` a boolean, ``...i``
 an integer, ``...u`` an unsigned integer, anything else a float; a value that breaks its type's

@@ -1,4 +1,4 @@
-"""headlined.influx._lines: the converter's first pass, in C (its outcome vs parse() is in
+"""headlined.influx.convert._lines: the converter's first pass, in C (its outcome vs parse() is in
 test_convert.py; here: each kind of line, and that the way bytes arrive changes nothing)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headlined.influx._lines import (
+from headlined.influx.convert._lines import (
     BULK,
     MAX_LINE,
     MAX_PAIRS,

@@ -1,5 +1,5 @@
 """The first pass: the source (plain, gzip or a FIFO, read once and in order) split by
-headlined.influx._lines into the DuckDB table `lines`, whose row ``rowid`` is physical line
+headlined.influx.convert._lines into the DuckDB table `lines`, whose row ``rowid`` is physical line
 ``rowid + 1``; with a pivot budget, the splitter also pivots one-field lines (see pivot.py)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import IO, Any, cast
 
 import duckdb
 
-from headlined.influx import _lines
+from headlined.influx.convert import _lines
 from headlined.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME
 
 CHUNK = 1 << 22  # bytes read at a time

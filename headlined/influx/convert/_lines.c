@@ -1,5 +1,5 @@
 /*
- * headlined.influx._lines: the converter's first pass in C (see headlined/influx/convert/read.py
+ * headlined.influx.convert._lines: the converter's first pass in C (see headlined/influx/convert/read.py
  * and docs/converter.md, "The data path", steps 1 to 3).
  *
  * A Splitter is fed the input's bytes in pieces of any size.  It cuts them into physical
@@ -455,7 +455,7 @@ static PyMethodDef batch_methods[] = {
 static PySequenceMethods batch_as_sequence = {.sq_length = (lenfunc)batch_len};
 
 static PyTypeObject BatchType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "headlined.influx._lines.Batch",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "headlined.influx.convert._lines.Batch",
     .tp_basicsize = sizeof(BatchObject),
     .tp_dealloc = (destructor)batch_dealloc,
     .tp_as_sequence = &batch_as_sequence,
@@ -1850,11 +1850,11 @@ static PyGetSetDef splitter_getset[] = {
 };
 
 static PyTypeObject SplitterType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "headlined.influx._lines.Splitter",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "headlined.influx.convert._lines.Splitter",
     .tp_basicsize = sizeof(SplitterObject),
     .tp_dealloc = (destructor)splitter_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Splitter(low, high): the converter's first pass; see headlined/influx/_lines.c.",
+    .tp_doc = "Splitter(low, high): the converter's first pass; see headlined/influx/convert/_lines.c.",
     .tp_methods = splitter_methods,
     .tp_getset = splitter_getset,
     .tp_init = (initproc)splitter_init,
@@ -1863,7 +1863,7 @@ static PyTypeObject SplitterType = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "headlined.influx._lines",
+    .m_name = "headlined.influx.convert._lines",
     .m_doc = "The converter's first pass in C: lines into the columns of the `lines` table.",
     .m_size = -1,
 };

@@ -1,4 +1,4 @@
-"""Type stubs of the C extension headlined.influx._lines (see headlined/influx/_lines.c)."""
+"""Type stubs of the C extension headlined.influx.convert._lines (see _lines.c beside it)."""
 
 from typing_extensions import Buffer
 
