@@ -196,6 +196,16 @@ def _check_installed() -> None:
     # md5sums shipped and nothing changed since: postinst's .pyc are not package files.
     assert run([tool("dpkg"), "--verify", "headlined"]) == ""
     assert any((VENV / "lib").glob(PYC))
+    # What the README links to is beside it.
+    doc = Path("/usr/share/doc/headlined")
+    for linked in (
+        "README.md",
+        "docs/exporter.md",
+        "bench/RESULTS.md",
+        "etc/headlined.example.yaml",
+        "etc/prometheus/headlined-alerts.yml",
+    ):
+        assert (doc / linked).is_file(), linked
 
     for unit in (UNIT, UNIT.with_name("headlined-inspect.socket")):
         verify = subprocess.run(

@@ -249,7 +249,7 @@ def test_promtool_check_rules_accepts_the_alerts() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 5 rules found" in result.stdout
 
 
 def test_alerts_use_only_exposed_metrics(live: Scrape) -> None:
@@ -258,6 +258,9 @@ def test_alerts_use_only_exposed_metrics(live: Scrape) -> None:
     assert exprs == {
         "HeadlinedGap": "increase(headlined_gaps_total[1h]) > 0",
         "HeadlinedSourceStale": "time() - headlined_last_success_timestamp_seconds > 600",
+        "HeadlinedSourceNeverSucceeded": (
+            "(headlined_polls_total > 0) unless on(source) headlined_last_success_timestamp_seconds"
+        ),
         "HeadlinedExportChunks": 'headlined_export_chunks{state=~"failed|damaged"} > 0',
         "HeadlinedJournalSegmentSetAside": (
             "increase(headlined_journal_segments_set_aside_total[1h]) > 0"
