@@ -231,7 +231,10 @@ class SourcePoller:
         )
         self.counters.durations.observe(summary.duration_ms)
         poll = Poll(summary, result.new, result.gap, self._state_to_save(started), started_at)
+        added = self._writer.submit(poll)
         if result.gap is not None:
+            # Said once the gap is committed with its poll: a failed commit says nothing, and
+            # the next poll, which compares against the same keys, finds the gap again.
             log.warning(
                 "gap_detected",
                 source=self.source.name,
@@ -240,7 +243,6 @@ class SourcePoller:
                 first_new_key=result.gap.first_new_key,
                 action="records aged out of the window before this poll",
             )
-        added = self._writer.submit(poll)
         self._seen.remember(result.new)
         self._next_due = started + (self.state.interval or self.limits.min_interval)
         self._recovered()
