@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,17 @@ def test_after_a_crash_query_says_what_the_journal_holds_until_the_next_start(
     assert int(after.stdout.splitlines()[1]) >= 50  # the 10 s of prefill, at least
 
 
+@contextlib.contextmanager
+def daemon_polling_alpha(tmp_path: Path, seed: int) -> Iterator[tuple[Path, Daemon]]:
+    """A daemon polling one demo feed (ten seconds of history), started; its config."""
+    specs = [FeedSpec("alpha", rate=5.0, shape=Shape.DATA, seed=seed, t0=time.time() - 10)]
+    with DemoFeedServer(specs) as server:
+        config = write_config(tmp_path / "h.yaml", server, specs)
+        daemon = Daemon(config)
+        daemon.wait_started()
+        yield config, daemon
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -125,11 +138,7 @@ def test_many_requests_add_no_warning_and_a_huge_query_leaves_the_daemon_small(
 ) -> None:
     """100 status/query calls log nothing at warning level; a query of 300,000 rows of 1 KB
     is cut with a note saying why, and the daemon's RSS stays within 50 MB of where it was."""
-    specs = [FeedSpec("alpha", rate=5.0, shape=Shape.DATA, seed=4, t0=time.time() - 10)]
-    with DemoFeedServer(specs) as server:
-        config = write_config(tmp_path / "h.yaml", server, specs)
-        daemon = Daemon(config)
-        daemon.wait_started()
+    with daemon_polling_alpha(tmp_path, seed=4) as (config, daemon):
         for n in range(50):
             assert cli(config, "status", "--json").returncode == 0
             assert cli(config, "query", "--csv", f"select {n}").returncode == 0
@@ -153,11 +162,7 @@ def test_many_requests_add_no_warning_and_a_huge_query_leaves_the_daemon_small(
 
 
 def test_json_output_keeps_json_values_and_a_table_keeps_one_line_per_row(tmp_path: Path) -> None:
-    specs = [FeedSpec("alpha", rate=5.0, shape=Shape.DATA, seed=5, t0=time.time() - 10)]
-    with DemoFeedServer(specs) as server:
-        config = write_config(tmp_path / "h.yaml", server, specs)
-        daemon = Daemon(config)
-        daemon.wait_started()
+    with daemon_polling_alpha(tmp_path, seed=5) as (config, daemon):
         time.sleep(2)
         rows = cli(config, "query", "--json", "select payload from messages limit 1")
         assert rows.returncode == 0, rows.stderr
@@ -170,11 +175,7 @@ def test_json_output_keeps_json_values_and_a_table_keeps_one_line_per_row(tmp_pa
 
 
 def test_ctrl_c_stops_a_long_query_without_a_traceback(tmp_path: Path) -> None:
-    specs = [FeedSpec("alpha", rate=5.0, shape=Shape.DATA, seed=6, t0=time.time() - 10)]
-    with DemoFeedServer(specs) as server:
-        config = write_config(tmp_path / "h.yaml", server, specs)
-        daemon = Daemon(config)
-        daemon.wait_started()
+    with daemon_polling_alpha(tmp_path, seed=6) as (config, daemon):
         assert daemon.stop() == 0  # a state file, and no daemon: the query runs here
     endless = "select count(*) from range(100000000000) t(i)"
     query = subprocess.Popen(
