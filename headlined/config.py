@@ -173,7 +173,13 @@ class InfluxConfig(_Model):
     databases: list[str] = Field(default_factory=list)
     start: datetime | None = None
     end: datetime | None = None
-    chunk: Duration = 7 * 86400.0
+    # Chunks are planned from the data's volume (the TSM indexes): at most about
+    # chunk_points points each; `chunk` (e.g. 7d) also caps how much time one may span.
+    chunk: Duration | None = None
+    chunk_points: int = Field(default=5_000_000, ge=1000)
+    # How often the daemon looks for what changed in InfluxDB and exports it again; null: the
+    # daemon exports once per start (and when `headlined export` asks).
+    follow: Duration | None = 3600.0
     output_dir: Path = Path("/var/lib/headlined/influx")
 
     @field_validator("start", "end")

@@ -57,6 +57,7 @@ def offline_snapshot(conn: duckdb.DuckDBPyConnection, cfg: Config) -> dict[str, 
         "sources": sources,
         "export": tables.chunk_summary(conn),
         "export_problems": tables.problems(conn),
+        "export_field_conflicts": tables.field_conflicts(conn),
     }
 
 
@@ -152,6 +153,13 @@ def render(document: dict[str, Any]) -> str:
                 )
             )
         lines.extend(table(rows))
+    for conflict in document.get("export_field_conflicts") or []:
+        rounds = ", big integers rounded" if conflict["may_round"] else ""
+        lines.append(
+            f"  field {conflict['database']}.{conflict['measurement']}.{conflict['field']}: "
+            f"{'/'.join(conflict['kinds'])} in InfluxDB, one {conflict['type']} column{rounds} "
+            "(export_fields)"
+        )
     problems = document.get("export_problems") or []
     for problem in problems[:MAX_PROBLEMS]:
         lines.append(f"  {problem['state']} {problem['chunk']}: {problem['error'] or '-'}")

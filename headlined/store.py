@@ -81,6 +81,23 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE fetch_summary ADD COLUMN attempts INTEGER;",
     # 3: what influx_inspect skipped in a chunk it could partly read (state 'damaged').
     "ALTER TABLE export_chunks ADD COLUMN damage JSON;",
+    # 4: following InfluxDB (what each chunk was exported from, state 'open') and one schema
+    # per measurement. Chunks exported before have no signature, so they are exported again
+    # once, into the resolved schema with a UTC time.
+    """
+    ALTER TABLE export_chunks ADD COLUMN signature VARCHAR;
+    ALTER TABLE export_chunks ADD COLUMN exported_at TIMESTAMPTZ;
+    CREATE TABLE export_fields (
+        database VARCHAR NOT NULL,
+        measurement VARCHAR NOT NULL,
+        field VARCHAR NOT NULL,
+        kinds VARCHAR[] NOT NULL,
+        type VARCHAR NOT NULL,
+        may_round BOOLEAN NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (database, measurement, field)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

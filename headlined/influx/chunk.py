@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from headlined.influx import convert, report
 from headlined.influx.chunkplan import Chunk, to_ns
 from headlined.influx.datadir import Discovery, Unreadable, shard_of
 from headlined.influx.reader import Exported, InfluxReader
+from headlined.influx.schema import MeasurementSchema
 
 log = logs.get("influx_export")
 
@@ -94,15 +95,18 @@ async def run_chunk(
     discovery: Discovery,
     broken: list[Unreadable],
     *,
+    schema: Mapping[str, MeasurementSchema],
     progress: Callable[[int], None] | None = None,
     threads: int | None = None,
     on_exported: Callable[[], None] | None = None,
 ) -> ChunkResult:
-    """Export and convert one chunk; its files are in place when this returns.
+    """Export and convert one chunk; its files are in place when this returns, and files an
+    earlier export of it wrote that this one did not are gone.
 
     ``broken`` lists the unreadable TSM files of the chunk's retention policy (from
-    discovery). ``threads`` bounds DuckDB's threads (the daemon uses one, leaving a core to
-    the pollers). ``on_exported`` is called once influx_inspect has ended (either way).
+    discovery); ``schema`` the columns of each measurement of its database. ``threads`` bounds
+    DuckDB's threads (the daemon uses one, leaving a core to the pollers). ``on_exported``
+    is called once influx_inspect has ended (either way).
     """
     work = (
         cfg.output_dir / ".work" / f"{convert.path_segment(chunk.database)}-"
@@ -148,6 +152,7 @@ async def run_chunk(
             progress=progress,
             growing=lambda: not finished.is_set(),
             source_done=remove_export,
+            schema=schema,
         )
         await asyncio.gather(*removals)
         said, damage = _judge(await exporting, chunk, discovery, broken)
@@ -157,7 +162,7 @@ async def run_chunk(
         await asyncio.gather(exporting, *removals, return_exceptions=True)
         shutil.rmtree(work, ignore_errors=True)
         raise
-    files = await asyncio.to_thread(_publish, staging, cfg.output_dir)
+    files = await asyncio.to_thread(_publish, staging, cfg.output_dir, chunk)
     await asyncio.to_thread(
         _publish_rejects, work / "rejected", rejected_dir(cfg, chunk), chunk.stem
     )
@@ -210,12 +215,33 @@ def _publish_rejects(staged_dir: Path, final_dir: Path, stem: str) -> None:
         durable.fsync(final_dir)
 
 
-def _publish(staging: Path, output_dir: Path) -> list[Path]:
-    """Rename every staged file to its final place (same file system: atomic)."""
+def _publish(staging: Path, output_dir: Path, chunk: Chunk) -> list[Path]:
+    """Rename every staged file to its final place (same file system: atomic), then remove
+    the chunk's files of measurements this export no longer has (deleted in InfluxDB).
+
+    Each file is swapped whole, so a reader of one measurement sees the chunk's old rows or
+    its new ones, never both or neither.
+    """
     published = []
     for staged in sorted(staging.rglob("*.parquet")):
         final = output_dir / staged.relative_to(staging)
         final.parent.mkdir(parents=True, exist_ok=True)
         durable.publish(staged, final)
         published.append(final)
+    rp_dir = (
+        output_dir
+        / convert.path_segment(chunk.database)
+        / convert.path_segment(chunk.retention_policy)
+    )
+    kept = set(published)
+    for old in sorted(rp_dir.glob(f"*/{chunk.stem}*.parquet")):
+        if old not in kept and _of_stem(old.name, chunk.stem):
+            old.unlink()
+            durable.fsync(old.parent)
     return published
+
+
+def _of_stem(name: str, stem: str) -> bool:
+    """Whether ``name`` is a file the converter writes for ``stem`` (``stem[-N].parquet``)."""
+    rest = name.removeprefix(stem).removesuffix(".parquet")
+    return rest == "" or (rest.startswith("-") and rest[1:].isdigit())

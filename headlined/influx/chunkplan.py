@@ -5,6 +5,7 @@ See docs/exporter.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -69,25 +70,194 @@ def rfc3339(ns: int) -> str:
     return f"{base:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
 
 
+HOUR_NS = 3600 * NS
+DAY_NS = 24 * HOUR_NS
+DEFAULT_SHARD_NS = 7 * DAY_NS  # InfluxDB's shard duration for a retention policy kept forever
+
+
+@dataclass(frozen=True, slots=True)
+class RpData:
+    """What planning needs of one database/retention policy (from discovery)."""
+
+    database: str
+    retention_policy: str
+    shards: tuple[tuple[int, int], ...]
+    """The shard groups' ``[start, end)`` in ns (meta.db), sorted; may be empty."""
+    hours: Mapping[int, int]
+    """Hour index (ns // HOUR_NS) -> estimated points there (an upper bound); absent: none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How big a chunk may be: estimated points, and (``influx.chunk``) a longest span."""
+
+    points: int
+    span_ns: int | None = None
+
+
+@dataclass(slots=True)
+class _Piece:
+    start: int
+    end: int
+    points: int
+    whole: bool  # a whole closed shard group: may be merged with its neighbours
+
+
 def plan(
-    extents: list[Extent], chunk_s: float, start: datetime | None, end: datetime | None
+    data: list[RpData],
+    existing: Mapping[tuple[str, str], list[tuple[int, int]]],
+    budget: Budget,
+    *,
+    now_ns: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> list[Chunk]:
-    """Chunks covering each extent, clipped to the configured ``[start, end)`` if given."""
-    size = int(chunk_s * NS)
+    """New chunks for the data that no planned chunk covers yet (pure).
+
+    Planned chunks keep their ranges for ever (their checkpoints and file names depend on
+    them), so re-planning only fills what is not covered. Each shard group with data is a
+    unit: a closed one whose estimate fits the budget may be merged with its closed
+    neighbours (sparse years become few chunks), a dense one is cut at hour boundaries so
+    each part fits (one hour is the smallest part), and a group still open at ``now_ns`` is
+    cut by day, so that following it re-exports only the days that change. Time without data
+    gets no chunk; ``start``/``end`` clip exactly.
+    """
+    low = None if start is None else to_ns(start)
+    high = None if end is None else to_ns(end)
     chunks: list[Chunk] = []
-    for extent in sorted(extents, key=lambda e: (e.database, e.retention_policy)):
-        low = extent.first_ns if start is None else max(extent.first_ns, to_ns(start))
-        high = extent.last_ns + 1 if end is None else min(extent.last_ns + 1, to_ns(end))
-        if high <= low:
-            continue
-        edge = (low + GO_ZERO_NS) // size * size - GO_ZERO_NS
-        while edge < high:
-            # Clipping to the configured range keeps its edges exact (no data outside it).
-            lo = max(edge, to_ns(start)) if start is not None else edge
-            hi = min(edge + size, to_ns(end)) if end is not None else edge + size
-            chunks.append(Chunk(extent.database, extent.retention_policy, from_ns(lo), from_ns(hi)))
-            edge += size
+    for rp in sorted(data, key=lambda d: (d.database, d.retention_policy)):
+        covered = sorted(existing.get((rp.database, rp.retention_policy), []))
+        pieces: list[_Piece] = []
+        for unit_start, unit_end in _units(rp):
+            lo = unit_start if low is None else max(unit_start, low)
+            hi = unit_end if high is None else min(unit_end, high)
+            if lo >= hi:
+                continue
+            is_open = unit_end > now_ns
+            for part_lo, part_hi in _uncovered(lo, hi, covered):
+                whole = not is_open and (part_lo, part_hi) == (unit_start, unit_end)
+                cuts = _days(part_lo, part_hi, unit_start) if is_open else [(part_lo, part_hi)]
+                for cut_lo, cut_hi in cuts:
+                    pieces += _fit(rp.hours, cut_lo, cut_hi, budget, whole=whole)
+        for lo, hi in _merged(pieces, covered, budget):
+            chunks.append(Chunk(rp.database, rp.retention_policy, from_ns(lo), from_ns(hi)))
     return chunks
+
+
+def _units(rp: RpData) -> list[tuple[int, int]]:
+    """The shard groups holding data: meta.db's, else cells of InfluxDB's default 7-day grid
+    (cut short where they would overlap a known group)."""
+    units: set[tuple[int, int]] = set()
+    for hour, points in rp.hours.items():
+        if not points:
+            continue
+        t = hour * HOUR_NS
+        found = next(((lo, hi) for lo, hi in rp.shards if lo <= t < hi), None)
+        if found is None:
+            lo = (t + GO_ZERO_NS) // DEFAULT_SHARD_NS * DEFAULT_SHARD_NS - GO_ZERO_NS
+            hi = lo + DEFAULT_SHARD_NS
+            lo = max([lo] + [s_hi for _, s_hi in rp.shards if s_hi <= t])
+            hi = min([hi] + [s_lo for s_lo, _ in rp.shards if s_lo > t])
+            found = (lo, hi)
+        units.add(found)
+    return sorted(units)
+
+
+def _uncovered(lo: int, hi: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` minus every covered range."""
+    out = []
+    at = lo
+    for c_lo, c_hi in covered:
+        if c_hi <= at or c_lo >= hi:
+            continue
+        if c_lo > at:
+            out.append((at, c_lo))
+        at = max(at, c_hi)
+        if at >= hi:
+            break
+    if at < hi:
+        out.append((at, hi))
+    return out
+
+
+def _days(lo: int, hi: int, origin: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` cut at each day boundary counted from ``origin``."""
+    out = []
+    at = lo
+    while at < hi:
+        edge = origin + ((at - origin) // DAY_NS + 1) * DAY_NS
+        out.append((at, min(edge, hi)))
+        at = edge
+    return out
+
+
+def _points(hours: Mapping[int, int], lo: int, hi: int) -> list[tuple[int, int]]:
+    """(hour, points) of the hours touching ``[lo, hi)`` that hold data, in order."""
+    first, last = lo // HOUR_NS, (hi - 1) // HOUR_NS
+    if last - first + 1 <= len(hours):
+        found = ((h, hours.get(h, 0)) for h in range(first, last + 1))
+    else:
+        found = ((h, hours[h]) for h in sorted(hours) if first <= h <= last)
+    return [(h, n) for h, n in found if n]
+
+
+def _fit(
+    hours: Mapping[int, int], lo: int, hi: int, budget: Budget, *, whole: bool
+) -> list[_Piece]:
+    """``[lo, hi)`` as pieces within the budget, cut at hour boundaries; none if empty.
+
+    An hour is never cut, so one hour holding more than the budget is a piece of its own.
+    """
+    touched = _points(hours, lo, hi)
+    total = sum(n for _, n in touched)
+    if not total:
+        return []
+    if total <= budget.points and (budget.span_ns is None or hi - lo <= budget.span_ns):
+        return [_Piece(lo, hi, total, whole)]
+    span = budget.span_ns
+    pieces: list[_Piece] = []
+    at, acc, data_end = lo, 0, lo
+    for hour, n in touched:
+        edge = max(hour * HOUR_NS, lo)
+        too_long = span is not None and min(edge + HOUR_NS, hi) - at > span
+        if acc and (acc + n > budget.points or too_long):
+            # A stretch without data longer than a chunk may be is left unplanned.
+            cut = edge if span is None or edge - at <= span else data_end
+            pieces.append(_Piece(at, cut, acc, whole=False))
+            at, acc = edge, 0
+        elif too_long:
+            at = edge
+        acc += n
+        data_end = min((hour + 1) * HOUR_NS, hi)
+    if span is not None and hi - at > span:
+        hi = data_end  # nor is one after the last data
+    pieces.append(_Piece(at, hi, acc, whole=False))
+    return pieces
+
+
+def _merged(
+    pieces: list[_Piece], covered: list[tuple[int, int]], budget: Budget
+) -> list[tuple[int, int]]:
+    """Consecutive whole, closed shard groups joined while the budget allows; the time between
+    two joined groups must be planned by no other chunk."""
+    out: list[_Piece] = []
+    for piece in sorted(pieces, key=lambda p: p.start):
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and prev.whole
+            and piece.whole
+            and prev.points + piece.points <= budget.points
+            and (budget.span_ns is None or piece.end - prev.start <= budget.span_ns)
+            and (
+                prev.end == piece.start
+                or _uncovered(prev.end, piece.start, covered) == [(prev.end, piece.start)]
+            )
+        ):
+            out[-1] = _Piece(prev.start, piece.end, prev.points + piece.points, whole=True)
+        else:
+            out.append(piece)
+    return [(p.start, p.end) for p in out]
 
 
 def outside(extents: list[Extent], start: datetime | None, end: datetime | None) -> list[Extent]:

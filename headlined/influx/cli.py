@@ -20,6 +20,7 @@ from headlined import control, logs
 from headlined.config import InfluxConfig, Loaded
 from headlined.influx.datadir import DataDirError, InfluxFilesError
 from headlined.influx.exporter import EXPECTED, Exporter
+from headlined.influx.tables import load_chunks
 from headlined.store import Store, StoreError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -72,8 +73,9 @@ async def _run_here(database_path: Path, influx: InfluxConfig, database: str | N
         return EXIT_FAILURE
     exporter = Exporter(influx, store, overlap=True)  # in the foreground: as fast as it goes
     try:
-        chunks = await exporter.plan()
-        total = len([c for c in chunks if database in (None, c.database)])
+        await exporter.plan()
+        planned = await store.call(load_chunks)
+        total = len([c for c, _, _ in planned if database in (None, c.database)])
         if total == 0:
             where = f" for {database}" if database else ""
             print(

@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,7 @@ import tenacity
 
 from headlined import logs
 from headlined.config import InfluxConfig
-from headlined.influx import datadir
+from headlined.influx import changes, datadir
 from headlined.influx.chunk import (
     ChunkResult,
     ExportError,
@@ -30,10 +31,19 @@ from headlined.influx.chunk import (
     rejected_dir,
     run_chunk,
 )
-from headlined.influx.chunkplan import Chunk, Extent, outside, plan, rfc3339
-from headlined.influx.datadir import Discovery, Unreadable
+from headlined.influx.chunkplan import NS, Budget, Chunk, Extent, outside, plan, rfc3339, to_ns
+from headlined.influx.datadir import Discovery, Unreadable, WalScan
+from headlined.influx.inventory import measurement_types, rp_data
 from headlined.influx.reader import InfluxReader, ReaderError
-from headlined.influx.tables import load_chunks, save_plan, set_state
+from headlined.influx.schema import Conflict, MeasurementSchema
+from headlined.influx.tables import (
+    ChunkKey,
+    Reconciled,
+    key_of,
+    load_chunks,
+    save_plan,
+    set_state,
+)
 from headlined.store import Store
 from headlined.supervisor import Heartbeat
 
@@ -45,6 +55,10 @@ CHUNK_ATTEMPTS = 3
 EXPECTED = (ExportError, ReaderError, OSError, duckdb.Error)
 MAX_DAMAGE_SHOWN = 5  # skipped series named in a log event or a failure line
 PROGRESS_LOG_S = 60.0
+# Exported and current: done, or open (its time reaches past the export; exported again
+# whenever InfluxDB's files for it change).
+FINISHED = ("done", "open")
+RETYPE_ROUNDS = 2
 
 
 @dataclass(slots=True)
@@ -147,7 +161,15 @@ class Exporter:
         self.damaged: dict[str, list[str]] = {}
         self.reader = InfluxReader(cfg)
         self.discovery: Discovery | None = None
+        self.wal: dict[tuple[str, str], WalScan] = {}
         self.extents: list[Extent] = []
+        # Of the last plan: each database's measurement schemas, each chunk's inputs.
+        self.schemas: dict[str, dict[str, MeasurementSchema]] = {}
+        self.signatures: dict[ChunkKey, str] = {}
+        self._conflicts_said: set[tuple[str, Conflict]] = set()
+        self.conflicts: list[dict[str, object]] = []  # fields whose type differs by shard
+        self._widened = False
+        self._planned_before = False
         self._sleep = sleep
         self._threads = threads
 
@@ -156,9 +178,10 @@ class Exporter:
         await self.reader.close()
 
     async def plan(self) -> list[Chunk]:
-        """Discover the data, plan chunks, and persist the plan (existing checkpoints kept).
+        """Discover the data, plan chunks for what is not planned yet, and send back to
+        ``pending`` every chunk whose data changed in InfluxDB (checkpoints kept).
 
-        DataDirError when InfluxDB's directories cannot be used (yet).
+        Returns the new chunks. DataDirError when InfluxDB's directories cannot be used (yet).
         """
         discovery = await self.reader.discover()
         if self.reader.mode == "socket" and self.cfg.inspect != "influx_inspect":
@@ -169,19 +192,67 @@ class Exporter:
                 "Environment=HEADLINED_INFLUX_INSPECT= in a drop-in for "
                 "headlined-inspect@.service",
             )
-        wal_ranges = {}
+        scans: dict[tuple[str, str], WalScan] = {}
         for item in discovery.found:
             if item.wal_bytes:
                 async for attempt in self._retrying(f"{item.database}/{item.retention_policy}"):
                     with attempt:
-                        found_range = await self.reader.wal_range(
-                            item.database, item.retention_policy
-                        )
-                if found_range is not None:
-                    wal_ranges[(item.database, item.retention_policy)] = found_range
+                        scan = await self.reader.wal_scan(item.database, item.retention_policy)
+                if scan is not None:
+                    scans[(item.database, item.retention_policy)] = scan
         self.discovery = discovery
-        self.extents = datadir.extents(discovery, wal_ranges)
-        for (database, rp), files in datadir.unreadable(discovery).items():
+        self.wal = scans
+        self.extents = datadir.extents(
+            discovery, {key: (scan.first_ns, scan.last_ns) for key, scan in scans.items()}
+        )
+        broken = datadir.unreadable(discovery)
+        self._log_unreadable(broken)
+        if discovery.meta_error is not None and broken:
+            log.warning("influx_meta_unreadable", error=discovery.meta_error)
+        types = measurement_types(discovery, scans)
+        self.schemas = {
+            db: {m: MeasurementSchema.of(t) for m, t in seen.items()} for db, seen in types.items()
+        }
+        planned = await self.store.call(load_chunks)
+        existing: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for chunk, _, _ in planned:
+            existing.setdefault((chunk.database, chunk.retention_policy), []).append(
+                (to_ns(chunk.start), to_ns(chunk.end))
+            )
+        now = datetime.now(UTC)
+        new = plan(
+            rp_data(discovery, scans, broken),
+            existing,
+            Budget(
+                self.cfg.chunk_points,
+                None if self.cfg.chunk is None else int(self.cfg.chunk * NS),
+            ),
+            now_ns=to_ns(now),
+            start=self.cfg.start,
+            end=self.cfg.end,
+        )
+        self._warn_outside()
+        found = {(f.database, f.retention_policy): f for f in discovery.found}
+        signatures: dict[ChunkKey, str] = {}
+        kept: set[ChunkKey] = set()
+        for chunk in [c for c, _, _ in planned] + new:
+            where = (chunk.database, chunk.retention_policy)
+            if where not in found:
+                continue  # not exported now (dropped, or left out of influx.databases)
+            sig = changes.signature(chunk, found[where], broken.get(where, []), scans.get(where))
+            signatures[key_of(chunk)] = sig
+            if sig == changes.NOTHING and not changes.still_held(chunk, discovery.shards):
+                kept.add(key_of(chunk))
+        self.signatures = signatures
+        reconciled = await self.store.call(
+            lambda conn: save_plan(conn, new, signatures, kept=kept, types=types, now=now)
+        )
+        self.conflicts = [conflict_json(db, c) for db, c in reconciled.conflicts]
+        self._log_plan(new, reconciled)
+        return new
+
+    def _log_unreadable(self, broken: dict[tuple[str, str], list[Unreadable]]) -> None:
+        for (database, rp), files in broken.items():
             for bad in files:
                 log.error(
                     "tsm_file_unreadable",
@@ -194,9 +265,8 @@ class Exporter:
                     else f"{rfc3339(bad.first_ns)}..{rfc3339(bad.last_ns)}",
                     action="the chunks it covers fail; every other chunk is exported",
                 )
-        if discovery.meta_error is not None and datadir.unreadable(discovery):
-            log.warning("influx_meta_unreadable", error=discovery.meta_error)
-        chunks = plan(self.extents, self.cfg.chunk, self.cfg.start, self.cfg.end)
+
+    def _warn_outside(self) -> None:
         for extent in outside(self.extents, self.cfg.start, self.cfg.end):
             log.warning(
                 "export_range_excludes_data",
@@ -208,15 +278,47 @@ class Exporter:
                 end=self.cfg.end.isoformat() if self.cfg.end else None,
                 action="widen influx.start/influx.end, or remove them to export all data",
             )
-        await self.store.call(lambda conn: save_plan(conn, chunks))
-        log.info(
-            "export_planned",
-            databases=sorted({c.database for c in chunks}),
-            chunks=len(chunks),
-            chunk_s=self.cfg.chunk,
-            via=self.reader.mode,
-        )
-        return chunks
+
+    def _log_plan(self, new: list[Chunk], reconciled: Reconciled) -> None:
+        for database, conflict in reconciled.conflicts:
+            if (database, conflict) not in self._conflicts_said:
+                self._conflicts_said.add((database, conflict))
+                log.warning(
+                    "export_field_type_conflict",
+                    database=database,
+                    measurement=conflict.measurement,
+                    field=conflict.field,
+                    types=list(conflict.kinds),
+                    column=conflict.resolved,
+                    may_round=conflict.may_round,
+                    where="export_fields",
+                )
+        if reconciled.changed:
+            log.info(
+                "export_changed",
+                chunks=len(reconciled.changed),
+                first=[c.label for c in reconciled.changed[:MAX_DAMAGE_SHOWN]],
+                action="exported again, replacing their files",
+            )
+        if reconciled.retyped:
+            log.warning(
+                "export_schema_changed",
+                databases=sorted({c.database for c in reconciled.retyped}),
+                chunks=len(reconciled.retyped),
+                action="a field's type changed in InfluxDB: every chunk of the database is "
+                "exported again so that all its files keep one schema",
+            )
+        # Said by the first plan, then only when there is news: a quiet follow stays quiet.
+        if not self._planned_before or new or reconciled.changed or reconciled.retyped:
+            self._planned_before = True
+            log.info(
+                "export_planned",
+                databases=sorted({c.database for c in new}),
+                chunks=len(new),
+                changed=len(reconciled.changed),
+                budget_points=self.cfg.chunk_points,
+                via=self.reader.mode,
+            )
 
     def nothing_to_export(self) -> str:
         """Why a plan has no chunk, in words: no data at all, or none within start/end."""
@@ -236,9 +338,20 @@ class Exporter:
         """Run every chunk not ``done`` (of ``database`` if given); True if all are done."""
         if self.discovery is None:  # not planned yet in this process
             await self.plan()
+        for _ in range(RETYPE_ROUNDS):
+            complete = await self._run_planned(database, heartbeat)
+            if not self._widened:
+                return complete
+            # Data written since the plan gave a field another type: plan again (every chunk
+            # of its database goes back to pending) so that its files keep one schema.
+            self._widened = False
+            await self.plan()
+        return await self._run_planned(database, heartbeat)
+
+    async def _run_planned(self, database: str | None, heartbeat: Heartbeat | None) -> bool:
         everything = await self.store.call(load_chunks)
         chosen = [(c, s, n) for c, s, n in everything if database in (None, c.database)]
-        todo = [c for c, state, _ in chosen if state != "done"]
+        todo = [c for c, state, _ in chosen if state not in FINISHED]
         self.progress = Progress(
             total=len(chosen),
             done=len(chosen) - len(todo),
@@ -246,7 +359,7 @@ class Exporter:
             running=True,
         )
         for chunk, state, rows in chosen:
-            self.progress.count(chunk.database, "done" if state == "done" else "pending", rows)
+            self.progress.count(chunk.database, "done" if state in FINISHED else "pending", rows)
         self.failures = {}
         self.damaged = {}
         last_log = time.monotonic()
@@ -342,6 +455,7 @@ class Exporter:
                         chunk,
                         discovery,
                         self._broken(chunk),
+                        schema=self.schemas.get(chunk.database, {}),
                         progress=seen,
                         threads=self._threads,
                         on_exported=exported,
@@ -368,8 +482,30 @@ class Exporter:
 
     async def _checkpoint(self, chunk: Chunk, result: ChunkResult) -> None:
         converted = result.converted
-        state = "damaged" if result.damage_total else "done"
+        if result.damage_total:
+            state = "damaged"
+        else:
+            state = "open" if chunk.end > datetime.now(UTC) else "done"
+        if converted.widened:
+            self._widened = True
+            log.warning(
+                "export_field_type_changed",
+                chunk=chunk.label,
+                fields={"/".join(str(p) for p in k): v for k, v in converted.widened.items()},
+                action="written since the plan: the database is planned and exported again",
+            )
+        if converted.rounded:
+            log.warning(
+                "export_values_rounded",
+                chunk=chunk.label,
+                values={
+                    f"{ident[2]}.{field}": count
+                    for (ident, field), count in converted.rounded.items()
+                },
+                why="integers beyond 2**53 in a field whose other shards hold floats",
+            )
         error = damage_summary(result)
+        signature = self.signatures.get(key_of(chunk), changes.NOTHING)
         if result.damage_total:
             self.damaged[chunk.label] = [d.describe() for d in result.damage]
         await self.store.call(
@@ -382,10 +518,23 @@ class Exporter:
                 files=len(converted.files),
                 error=error,
                 damage=[d.to_json() for d in result.damage] if result.damage_total else None,
+                signature=signature,
             )
         )
         self.progress.finished(chunk.database, state, converted.lines, converted.points)
         _log_chunk(chunk, result, error, rejected_dir(self.cfg, chunk) / f"{chunk.stem}.txt")
+
+
+def conflict_json(database: str, conflict: Conflict) -> dict[str, object]:
+    """A field whose type differs between shards, as ``status`` and ``export_fields`` show it."""
+    return {
+        "database": database,
+        "measurement": conflict.measurement,
+        "field": conflict.field,
+        "kinds": list(conflict.kinds),
+        "type": conflict.resolved,
+        "may_round": conflict.may_round,
+    }
 
 
 def damage_summary(result: ChunkResult) -> str | None:

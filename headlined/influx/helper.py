@@ -1,6 +1,6 @@
 """``headlined-inspect``: reads InfluxDB's files for the daemon and streams them back.
 
-Answers ``discover``, ``export`` and ``wal_range`` on stdin/stdout until stdin ends; runs the
+Answers ``discover``, ``export`` and ``wal_scan`` on stdin/stdout until stdin ends; runs the
 influx_inspect of ``$HEADLINED_INFLUX_INSPECT``, never one the client names. Imports only the
 standard library and pure modules, to start fast. See docs/exporter.md.
 """
@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import selectors
 import shutil
 import subprocess
@@ -39,7 +38,6 @@ BINARY_ENV = "HEADLINED_INFLUX_INSPECT"
 READ_SIZE = 1 << 20
 # F_SETPIPE_SZ (Linux): a 1 MiB pipe means 16x fewer reads and frames than the 64 KiB default.
 _F_SETPIPE_SZ = 1031
-_TIMESTAMP = re.compile(rb" (-?\d+)\s*$")
 
 
 class InspectError(Exception):
@@ -98,9 +96,12 @@ def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
                     _check_blocks(request, out)
                 write_json(out, RESULT, {"exit": code})
             else:
-                bounds: list[int] = []
-                code = _export(request, inspect, inp, out, bounds)
-                write_json(out, RESULT, {"exit": code, "range": bounds or None})
+                scanner = datadir.WalScanner()
+                code = _export(request, inspect, inp, out, scanner)
+                scan = scanner.finish()
+                write_json(
+                    out, RESULT, {"exit": code, "scan": None if scan is None else scan.to_json()}
+                )
         except datadir.DataDirError as exc:
             write_json(out, FAILURE, {"kind": exc.kind, "error": str(exc)})
         except (InspectError, datadir.InfluxFilesError) as exc:
@@ -147,14 +148,18 @@ def _argv(request: Request, path: str, lponly: bool, data_dir: str, fd: int) -> 
 
 
 def _export(
-    request: Request, inspect: Inspect, inp: BinaryIO, out: BinaryIO, bounds: list[int] | None
+    request: Request,
+    inspect: Inspect,
+    inp: BinaryIO,
+    out: BinaryIO,
+    scanner: datadir.WalScanner | None,
 ) -> int:
-    """Run influx_inspect; stream its output (or, given ``bounds``, only its time range)."""
+    """Run influx_inspect; stream its output back, or, given ``scanner``, the WAL's into it."""
     path, lponly = inspect.probe()
     with contextlib.ExitStack() as stack:
         # A data dir without TSM files makes influx_inspect read the WAL alone; the WAL dir
         # itself is one (and needs no temporary folder).
-        data_dir = request.data_dir if bounds is None else request.wal_dir
+        data_dir = request.data_dir if scanner is None else request.wal_dir
         read_end, write_end = os.pipe()
         stack.callback(os.close, read_end)
         with contextlib.suppress(OSError):  # a smaller pipe still works
@@ -172,7 +177,7 @@ def _export(
         finally:
             os.close(write_end)  # the child's copy is the only writer: EOF when it exits
         try:
-            _pump(proc, read_end, inp, out, bounds)
+            _pump(proc, read_end, inp, out, scanner)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -185,7 +190,7 @@ def _pump(
     data_fd: int,
     inp: BinaryIO,
     out: BinaryIO,
-    bounds: list[int] | None,
+    scanner: datadir.WalScanner | None,
 ) -> None:
     if proc.stderr is None:
         raise InspectError("influx_inspect was started without a stderr pipe")
@@ -197,7 +202,6 @@ def _pump(
     # closed the connection (it stopped, or gave up on this export), even while influx_inspect
     # is silent; then influx_inspect is stopped at once rather than run on for nobody.
     selector.register(inp.fileno(), selectors.EVENT_READ, None)
-    partial = b""
     try:
         while len(selector.get_map()) > 1:
             for key, _ in selector.select():
@@ -206,31 +210,13 @@ def _pump(
                 chunk = os.read(key.fd, READ_SIZE)
                 if not chunk:
                     selector.unregister(key.fd)
-                elif key.data == STDERR or bounds is None:
+                elif key.data == STDERR or scanner is None:
                     write_frame(out, key.data, chunk)
                     out.flush()
                 else:
-                    partial = _scan_times(partial + chunk, bounds)
-        if bounds is not None and partial:
-            _scan_times(partial + b"\n", bounds)
+                    scanner.feed(chunk)
     finally:
         selector.close()
-
-
-def _scan_times(data: bytes, bounds: list[int]) -> bytes:
-    """Widen ``bounds`` ([low, high]) by the timestamps of the whole lines; return the rest."""
-    cut = data.rfind(b"\n") + 1
-    for line in data[:cut].splitlines():
-        if line.startswith((b"#", b"CREATE ")):
-            continue
-        match = _TIMESTAMP.search(line)
-        if match:
-            ts = int(match.group(1))
-            if bounds:
-                bounds[0], bounds[1] = min(bounds[0], ts), max(bounds[1], ts)
-            else:
-                bounds += [ts, ts]
-    return data[cut:]
 
 
 def main() -> int:

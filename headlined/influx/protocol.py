@@ -21,7 +21,7 @@ MAX_REQUEST = 64 * 1024
 # RFC 3339 as influx_inspect's -start/-end take it (Go's time.RFC3339 accepts fractions).
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
-Op = Literal["discover", "export", "wal_range"]
+Op = Literal["discover", "export", "wal_scan"]
 # How headlined-inspect adds, among influx_inspect's stderr, a block that fails its CRC32.
 CHECKSUM_PREFIX = "headlined-inspect: checksum mismatch in the block of key"
 
@@ -41,7 +41,7 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What the daemon asks for. ``export`` and ``wal_range`` name one database/RP."""
+    """What the daemon asks for. ``export`` and ``wal_scan`` name one database/RP."""
 
     op: Op
     data_dir: str
@@ -79,7 +79,7 @@ def decode_request(line: bytes) -> Request:
         raise ProtocolError(f"request longer than {MAX_REQUEST} bytes")
     raw = decode_json(line, "request")
     op = raw.get("op")
-    if op not in ("discover", "export", "wal_range"):
+    if op not in ("discover", "export", "wal_scan"):
         raise ProtocolError(f"unknown op {op!r}")
     texts = {}
     for key in ("data_dir", "wal_dir", "meta_dir", "database", "retention_policy", "start", "end"):

@@ -21,12 +21,13 @@ from typing import Any, BinaryIO, Literal, TypeVar, cast
 from headlined import logs
 from headlined.config import InfluxConfig
 from headlined.influx.chunkplan import Chunk
-from headlined.influx.datadir import DataDirError, Discovery
+from headlined.influx.datadir import DataDirError, Discovery, WalScan
 from headlined.influx.helper import BINARY_ENV
 from headlined.influx.protocol import (
     DATA,
     RESULT,
     STDERR,
+    Op,
     ProtocolError,
     Request,
     decode_json,
@@ -216,7 +217,7 @@ class InfluxReader:
                 await asyncio.gather(work, return_exceptions=True)
                 raise
 
-    def _request(self, op: Literal["discover", "export", "wal_range"], **fields: Any) -> Request:
+    def _request(self, op: Op, **fields: Any) -> Request:
         meta_dir = self.cfg.meta_dir or self.cfg.data_dir.parent / "meta"
         return Request(
             op=op,
@@ -241,10 +242,11 @@ class InfluxReader:
         except (KeyError, TypeError, ValueError) as exc:
             raise ReaderError(f"discovery reply not understood: {exc!r}") from None
 
-    async def wal_range(self, database: str, rp: str) -> tuple[int, int] | None:
-        """The time range of a retention policy's WAL data, read by influx_inspect itself."""
+    async def wal_scan(self, database: str, rp: str) -> WalScan | None:
+        """What a retention policy's WAL holds, read by influx_inspect itself: its time range,
+        lines and their digest per hour, and types; None when it holds no point."""
         result, stderr = await self._call(
-            self._request("wal_range", database=database, retention_policy=rp)
+            self._request("wal_scan", database=database, retention_policy=rp)
         )
         code = int(result.get("exit", -1))
         if code != 0:
@@ -252,8 +254,13 @@ class InfluxReader:
                 f"reading the WAL of {database}/{rp}: influx_inspect {describe_exit(code)}: "
                 f"{stderr.strip()[-500:] or '(no message)'}"
             )
-        bounds = result.get("range")
-        return (int(bounds[0]), int(bounds[1])) if bounds else None
+        scan = result.get("scan")
+        if scan is None:
+            return None
+        try:
+            return WalScan.from_json(scan)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReaderError(f"WAL scan reply not understood: {exc!r}") from None
 
     async def export(self, chunk: Chunk, out: Path) -> Exported:
         """influx_inspect export of ``chunk``, appended to ``out`` as it arrives."""

@@ -25,7 +25,8 @@ WAIT_S = 10.0  # how often a daemon waiting for InfluxDB's directories looks aga
 
 
 class ExportService:
-    """Runs the configured InfluxDB export once per start, and again on request."""
+    """Runs the configured InfluxDB export at start, then every ``influx.follow`` (what
+    changed in InfluxDB), and on request."""
 
     def __init__(self, loaded: config.Loaded, store: Store, wait_s: float = WAIT_S) -> None:
         self._store = store
@@ -44,25 +45,26 @@ class ExportService:
             supervisor.add(COMPONENT, self._run, deadline=600)
 
     async def _run(self, heartbeat: Heartbeat) -> None:
-        if self.exporter is None:
+        """Export what is not exported yet; then, with ``influx.follow``, look again at that
+        interval and export what InfluxDB changed."""
+        exporter = self.exporter
+        if exporter is None:
             return
-        self._active = True
-        try:
-            await self._plan_when_ready(self.exporter, heartbeat)
-            heartbeat.beat()
-            complete = await self.exporter.run(self._database, heartbeat)
-        finally:
-            self._active = False
-            await self.exporter.close()
-        if complete:
-            log.info("export_complete", rows=self.exporter.progress.rows)
-        else:
-            log.error(
-                "export_incomplete",
-                failed=sorted(self.exporter.failures),
-                damaged=sorted(self.exporter.damaged),
-                action="fix the cause, then `headlined export` or restart to retry",
-            )
+        while True:
+            self._active = True
+            try:
+                await self._plan_when_ready(exporter, heartbeat)
+                heartbeat.beat()
+                complete = await exporter.run(self._database, heartbeat)
+            finally:
+                self._active = False
+                await exporter.close()
+            self._database = None  # a request for one database is served once
+            _log_outcome(exporter, complete)
+            if self._cfg is None or self._cfg.follow is None:
+                return
+            heartbeat.beat(within=self._cfg.follow + 600)
+            await asyncio.sleep(self._cfg.follow)
 
     async def _plan_when_ready(self, exporter: Exporter, heartbeat: Heartbeat) -> None:
         """Plan; while InfluxDB's directories cannot be used, say why once and look again."""
@@ -167,8 +169,25 @@ class ExportService:
                 for name, skipped in sorted(self.exporter.damaged.items())
             ],
             "export_waiting": self.waiting,
+            "export_field_conflicts": self.exporter.conflicts,
             "export_via": self.exporter.reader.mode,
         }
+
+
+def _log_outcome(exporter: Exporter, complete: bool) -> None:
+    """Say how a pass ended, when it exported something (a quiet follow says nothing)."""
+    progress = exporter.progress
+    if not progress.chunks_this_run:
+        return
+    if complete:
+        log.info("export_complete", rows=progress.rows, chunks_this_run=progress.chunks_this_run)
+    else:
+        log.error(
+            "export_incomplete",
+            failed=sorted(exporter.failures),
+            damaged=sorted(exporter.damaged),
+            action="fix the cause, then `headlined export` or restart to retry",
+        )
 
 
 def _waiting_action(exc: Exception, exporter: Exporter) -> str:

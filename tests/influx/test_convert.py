@@ -2,7 +2,8 @@
 
 The converter must agree with headlined.lineprotocol line for line, so most checks compare its
 Parquet output with what `lineprotocol.parse` gives for the same text, merged into points the
-documented way (a later line wins, a field with several types gets one column per type).
+documented way (a later line wins; a field gets one column, typed by schema.resolve() of the
+types it has in the input, and values of other types are converted into it).
 """
 
 from __future__ import annotations
@@ -24,18 +25,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from headlined.influx.convert import ConvertError, ConvertResult, convert, path_segment, pivot, read
+from headlined.influx.schema import resolve
 from headlined.lineprotocol import LineProtocolError, Point, parse
 from tests.support.influxdb_server import require_binary, running_influxd
 
 T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
 TYPES = ("float", "integer", "unsigned", "string", "boolean")
-SQL_TYPES = {
-    "float": "DOUBLE",
-    "integer": "BIGINT",
-    "unsigned": "UBIGINT",
-    "string": "VARCHAR",
-    "boolean": "BOOLEAN",
-}
+SQL_TYPES = dict(zip(TYPES, ("DOUBLE", "BIGINT", "UBIGINT", "VARCHAR", "BOOLEAN"), strict=True))
 
 # A point as compared here: measurement, tags, time, and each field's (type, value).
 Fields = dict[str, tuple[str, Any]]
@@ -53,32 +49,58 @@ def comparable(kind: str, value: Any) -> tuple[str, Any]:
     return kind, value
 
 
+_DUCK = duckdb.connect()
+
+
+def double_text(value: float) -> str:
+    """A double as the converter writes it into a string column: DuckDB's own text for it."""
+    row = _DUCK.execute("SELECT CAST($1::DOUBLE AS VARCHAR)", [value]).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def converted(kind: str, to: str, value: Any) -> Any:
+    """A parsed value of type `kind` as the documented rule writes it into a `to` column."""
+    if kind == to:
+        return value
+    if to == "float":
+        return float(value)
+    assert to == "string", (kind, to)
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind == "float":
+        return double_text(value)
+    return str(value)
+
+
 def expected_rows(points: list[Point]) -> tuple[set[Row], dict[str, dict[str, set[str]]]]:
-    """Merge points as documented: keyed by series and time, a later point's field wins.
+    """Merge points as documented: keyed by series and time, a later point's field wins, each
+    value converted into its field's one type, resolve() of the field's types in the input.
 
     Returns the merged rows and, per measurement, the types each field had in any point.
     """
-    merged: dict[tuple[str, tuple[tuple[str, str], ...], int], Fields] = {}
+    merged: dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, tuple[str, Any]]] = {}
     types: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for point in points:
         key = (point.measurement, tuple(sorted(point.tags.items())), point.time)
         fields = merged.setdefault(key, {})
         for name, value in point.fields.items():
             kind = point.field_types[name]
-            fields[name] = comparable(kind, value)
+            fields[name] = kind, value
             types[point.measurement][name].add(kind)
-    rows = {(m, tags, t, tuple(sorted(f.items()))) for (m, tags, t), f in merged.items()}
+    rows = set()
+    for (m, tags, t), raw in merged.items():
+        values: Fields = {}
+        for name, (kind, value) in raw.items():
+            to = resolve(types[m][name])
+            values[name] = comparable(to, converted(kind, to, value))
+        rows.add((m, tags, t, tuple(sorted(values.items()))))
     return rows, types
 
 
-def field_columns(types: dict[str, set[str]]) -> dict[str, tuple[str, str]]:
-    """Column -> (type, field key) by the documented rule: one column per type on a conflict."""
-    columns: dict[str, tuple[str, str]] = {}
-    for key in sorted(types):
-        kinds = [kind for kind in TYPES if kind in types[key]]
-        for kind in kinds:
-            columns[f"{key}__{kind}" if len(kinds) > 1 else key] = (kind, key)
-    return columns
+def field_columns(types: dict[str, set[str]]) -> dict[str, str]:
+    """Column -> type by the documented rule: one column per field, resolve() of its types."""
+    return {key: resolve(types[key]) for key in sorted(types)}
 
 
 def read_output(
@@ -100,16 +122,16 @@ def read_output(
         fields = field_columns(types[measurement])
         tags = [name for name in names[1:] if name not in fields]
         assert names == ["time", *sorted(tags), *fields], "time, tags sorted, fields sorted"
-        assert sql_types["time"] == "TIMESTAMP_NS"
-        for name, (kind, _) in fields.items():
+        assert sql_types["time"] == "TIMESTAMPTZ_NS"
+        for name, kind in fields.items():
             assert sql_types[name] == SQL_TYPES[kind], (name, sql_types[name], kind)
         data = table(path)
         for record in data:
-            values: Fields = {}
-            for name, (kind, key) in fields.items():
-                if record[name] is not None:
-                    assert key not in values, f"{key} set in two type columns"
-                    values[key] = comparable(kind, record[name])
+            values: Fields = {
+                name: comparable(kind, record[name])
+                for name, kind in fields.items()
+                if record[name] is not None
+            }
             tag_items = tuple(sorted((t, record[t]) for t in tags if record[t] is not None))
             rows.add((measurement, tag_items, record["time"], tuple(sorted(values.items()))))
         assert len(data) == result.measurements[ident]
@@ -310,7 +332,7 @@ def _no_name_clash(points: list[Point]) -> bool:
         names[point.measurement][1].update(point.fields)
     for tags, fields in names.values():
         folded = [n.casefold() for n in [*tags, *fields, "time"]]
-        if len(set(folded)) != len(folded) or any("__" in f for f in fields):
+        if len(set(folded)) != len(folded):
             return False
     return True
 
@@ -581,7 +603,7 @@ def test_one_field_per_line_merges_into_points(tmp_path: Path) -> None:
     (path,) = result.files
     assert path == tmp_path / "out" / "pm" / "part-00000.parquet"
     assert schema(path) == [
-        ("time", "TIMESTAMP_NS"),
+        ("time", "TIMESTAMPTZ_NS"),
         ("id", "VARCHAR"),
         ("model", "VARCHAR"),
         ("ok", "BOOLEAN"),
@@ -630,7 +652,7 @@ def test_tag_named_like_a_field_gets_the_tag_suffix(tmp_path: Path) -> None:
     result = run(tmp_path, text)
     (path,) = result.files
     assert schema(path) == [
-        ("time", "TIMESTAMP_NS"),
+        ("time", "TIMESTAMPTZ_NS"),
         ("Host_tag", "VARCHAR"),
         ("time_tag", "VARCHAR"),
         ("v_tag", "VARCHAR"),
@@ -655,8 +677,21 @@ def test_tag_named_like_a_field_gets_the_tag_suffix(tmp_path: Path) -> None:
     ]
 
 
-def test_a_field_with_several_types_gets_one_column_per_type(tmp_path: Path) -> None:
-    """The documented lossless rule: <field>__<type> columns; a later line decides the type."""
+@pytest.mark.parametrize("pivot", [True, False])
+def test_fields_named_like_the_converters_own_columns(tmp_path: Path, pivot: bool) -> None:
+    """Fields called like the columns the converter works with (sid, t, kid, ts, o, v, c0)
+    are fields like any other."""
+    names = ("sid", "t", "kid", "ts", "o", "v", "fk", "c0", "t0", "f0")
+    text = "".join(f"m,t=x {name}={index}i {T0}\n" for index, name in enumerate(names))
+    result = run(tmp_path, text, pivot=pivot)
+    assert result.pivoted is pivot
+    (row,) = table(result.files[0])
+    assert row == {"time": T0, "t_tag": "x", **{name: i for i, name in enumerate(names)}}
+
+
+def test_a_field_with_several_types_gets_one_column(tmp_path: Path) -> None:
+    """One column per field, of resolve(its types): a string among them makes it VARCHAR, and
+    the latest line gives the point's value, whatever its type."""
     text = "\n".join(
         [
             f"m f=1.5 {T0}",
@@ -665,23 +700,29 @@ def test_a_field_with_several_types_gets_one_column_per_type(tmp_path: Path) -> 
             f"m f=4.5 {T0 + 3}",
             f"m f=5i {T0 + 3}",  # the same point: the integer wins
             f"m g=7u {T0}",
+            f"m h=7u {T0}",
+            f"m h=-8i {T0 + 1}",  # numbers only: DOUBLE
         ]
     )
-    result = run(tmp_path, text)
-    (path,) = result.files
-    assert schema(path) == [
-        ("time", "TIMESTAMP_NS"),
-        ("f__float", "DOUBLE"),
-        ("f__integer", "BIGINT"),
-        ("f__string", "VARCHAR"),
-        ("g", "UBIGINT"),
-    ]
-    assert [(r["f__float"], r["f__integer"], r["f__string"]) for r in table(path)] == [
-        (1.5, None, None),
-        (None, 2, None),
-        (None, None, "three"),
-        (None, 5, None),
-    ]
+    for pivoted in (True, False):
+        out = tmp_path / str(pivoted)
+        out.mkdir()
+        result = run(out, text, pivot=pivoted)
+        assert result.pivoted is pivoted
+        (path,) = result.files
+        assert schema(path) == [
+            ("time", "TIMESTAMPTZ_NS"),
+            ("f", "VARCHAR"),
+            ("g", "UBIGINT"),
+            ("h", "DOUBLE"),
+        ]
+        assert [(r["f"], r["g"], r["h"]) for r in table(path)] == [
+            ("1.5", 7, 7.0),
+            ("2", None, -8.0),
+            ("three", None, None),
+            ("5", None, None),
+        ]
+        assert (result.widened, result.rounded) == ({}, {})
 
 
 def test_rows_are_sorted_by_tags_then_time(tmp_path: Path) -> None:
@@ -1238,7 +1279,7 @@ def test_real_influx_inspect_export_converts_exactly(tmp_path: Path) -> None:
         )
         assert got == expected
     drift = table(tmp_path / "out" / DB / "autogen" / "drift" / "part-00000.parquet")
-    assert [(r["x__float"], r["x__integer"]) for r in drift] == [(1.5, None), (None, 2)]
+    assert [r["x"] for r in drift] == [1.5, 2.0]  # float and integer: one DOUBLE column
 
 
 def test_long_lines_go_into_duckdb_in_batches_of_bounded_size(

@@ -8,17 +8,22 @@ import pytest
 
 from headlined.influx.datadir import (
     DataDirError,
+    Discovery,
     InfluxFilesError,
+    TsmFile,
     discover,
     extents,
+    hour_of,
     tsm_time_range,
 )
+from headlined.influx.schema import MeasurementTypes
 from tests.support.influxdb_server import require_binary, running_influxd
 
 pytestmark = pytest.mark.integration
 
 BASE = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
 HOUR = 3600 * 10**9
+WEEK = 7 * 24 * HOUR
 
 
 def test_tsm_ranges_databases_and_policies(tmp_path: Path) -> None:
@@ -75,3 +80,57 @@ def test_corrupt_tsm_file_is_reported(tmp_path: Path) -> None:
     truncated.write_bytes(b"\x16\xd1\x16\xd1\x01" + b"\x00\x05\xff" + (5).to_bytes(8, "big"))
     with pytest.raises(InfluxFilesError, match="truncated index"):
         tsm_time_range(truncated)
+
+
+def only_file(discovery: Discovery) -> TsmFile:
+    (found,) = discovery.found
+    (tsm,) = found.tsm
+    return tsm
+
+
+def test_stat_tombstone_volume_and_types_of_real_files(tmp_path: Path) -> None:
+    require_binary("influxd")
+    with running_influxd(tmp_path) as influx:
+        influx.create_database("plant")
+        key = r"m\ x,t\,a=v\=1\ 2"  # measurement "m x", tag "t,a" = "v=1 2"
+        points = [
+            f'{key} n={h}.5,s="at {h}:{m}",b=true {BASE + h * HOUR + m * 60 * 10**9}'
+            for h in range(6)
+            for m in range(0, 60, 10)
+        ]
+        influx.write("plant", [*points, f"other v=1 {BASE}"])
+        influx.flush_to_tsm("plant")
+        influx.write("plant", [f"{key} n=3i {BASE + WEEK}"])  # another shard, in the WAL
+        discovery = discover(influx.data_dir, influx.wal_dir, ["plant"])
+        tsm = only_file(discovery)
+        stat = Path(tsm.path).stat()
+        assert (tsm.size, tsm.mtime_ns, tsm.tombstone) == (stat.st_size, stat.st_mtime_ns, None)
+        data_hours = {hour_of(BASE) + h for h in range(6)}
+        assert set(tsm.volume) == data_hours  # nothing outside the hours holding data
+        assert sum(tsm.volume.values()) >= 3 * len(points)  # an upper bound of the values
+        assert tsm.types == {
+            "m x": MeasurementTypes({"t,a"}, {"n": {"float"}, "s": {"string"}, "b": {"boolean"}}),
+            "other": MeasurementTypes(set(), {"v": {"float"}}),
+        }
+        (found,) = discovery.found
+        assert found.wal_bytes > 0
+        for segment in found.wal:
+            stat = Path(segment.path).stat()
+            assert (segment.size, segment.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+        assert any(
+            s.size and Path(s.path).parent.name != Path(tsm.path).parent.name for s in found.wal
+        )
+
+        influx.query(
+            f'DELETE FROM "m x" WHERE time >= {BASE + HOUR} AND time < {BASE + 2 * HOUR}', "plant"
+        )
+        deleted = only_file(discover(influx.data_dir, influx.wal_dir, ["plant"]))
+        # InfluxDB 1.6 writes 000000001-000000001.tombstone beside 000000001-000000001.tsm; the
+        # TSM file itself stays as it was.
+        assert Path(tsm.path).with_suffix(".tombstone").is_file()
+        assert deleted.tombstone is not None
+        assert (deleted.path, deleted.size, deleted.mtime_ns) == (tsm.path, tsm.size, tsm.mtime_ns)
+        influx.query("DROP SERIES FROM other", "plant")
+        dropped = only_file(discover(influx.data_dir, influx.wal_dir, ["plant"]))
+        assert dropped.tombstone is not None
+        assert dropped.tombstone[0] > deleted.tombstone[0]  # each delete adds to it

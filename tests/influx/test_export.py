@@ -17,7 +17,7 @@ import yaml
 
 from headlined.influx.convert import path_segment
 from tests.support.daemon_process import Daemon
-from tests.support.export_fixture import Fixture, build, normalise, read_dataset
+from tests.support.export_fixture import Fixture, build, export, normalise, read_dataset
 from tests.support.influxdb_server import InfluxServer, require_binary, running_influxd
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,16 +51,6 @@ def write_config(
     path = tmp_path / "headlined.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
     return path
-
-
-def export(config: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "headlined", "export", "-c", str(config), *extra],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def chunk_states(state_dir: Path) -> list[tuple[str, str, str, str | None]]:

@@ -30,7 +30,16 @@ import yaml
 
 from headlined.influx.service import WAIT_S
 from tests.support.daemon_process import Daemon, status, without_dac
-from tests.support.export_fixture import BASE, DAY, HOUR, Expected, Fixture, normalise, read_dataset
+from tests.support.export_fixture import (
+    BASE,
+    DAY,
+    HOUR,
+    Expected,
+    Fixture,
+    export,
+    normalise,
+    read_dataset,
+)
 from tests.support.influxdb_server import InfluxServer, require_binary, running_influxd
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -167,16 +176,6 @@ def write_config(
     path = tmp_path / "headlined.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
     return path
-
-
-def export(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "headlined", "export", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def chunk_rows(state_dir: Path) -> list[ChunkRow]:

@@ -280,15 +280,26 @@ PIVOT = 1 << 24
 Table = tuple[str, list[int], list[tuple[str, int]], list[Row]]  # name, kids, fields, rows
 
 
-def pivoted(data: bytes) -> tuple[Splitter, list[Table]]:
+def points_of(batch: Batch) -> list[Row]:
+    """The rows of a pivoted table, its time (TIMESTAMPTZ_NS) as epoch nanoseconds."""
+    assert _CON.execute("SELECT typeof(ts) FROM batch LIMIT 1").fetchall() in (
+        [],
+        [("TIMESTAMPTZ_NS",)],
+    )
+    return _CON.execute("SELECT * REPLACE (epoch_ns(ts) AS ts) FROM batch").fetchall()
+
+
+def pivoted(
+    data: bytes, low: int = LOW, high: int = HIGH, scale: int = 1
+) -> tuple[Splitter, list[Table]]:
     """The splitter after `data` with the pivot on, and its tables with their rows."""
-    splitter = Splitter(LOW, HIGH, PIVOT)
+    splitter = Splitter(low, high, PIVOT, scale)
     splitter.feed(data)
     splitter.finish()
     if splitter.pivot_failure is not None:
         return splitter, []
     return splitter, [
-        (name, kids, fields, rows_of(batch))
+        (name, kids, fields, points_of(batch))
         for name, kids, fields, batch in splitter.pivot_tables()
     ]
 
@@ -372,6 +383,43 @@ def test_headers_before_the_data_comments_and_blank_lines_keep_the_pivot() -> No
     )
     assert splitter.pivot_failure is None
     assert [rows for *_, rows in tables] == [[(0, 1, 1.0), (0, 2, 2.0)]]
+
+
+def test_the_pivots_times_are_nanoseconds_marked_utc() -> None:
+    """Times in another precision are scaled to nanoseconds, which DuckDB reads as
+    TIMESTAMPTZ_NS with no conversion; the `lines` rows keep the input's units."""
+    low, high = -(2**63) // 1000 + 1, (2**63 - 1) // 1000
+    splitter, tables = pivoted(
+        b"m f=1 -1\nm f=2 1700000000123456\nm f=3 %d\nm f=4 %d\n" % (low, high),
+        low,
+        high,
+        1000,
+    )
+    assert splitter.pivot_failure is None
+    assert tables == [
+        (
+            "m",
+            [0],
+            [("f", 0)],
+            [
+                (0, -1000, 1.0),
+                (0, 1_700_000_000_123_456_000, 2.0),
+                (0, low * 1000, 3.0),
+                (0, high * 1000, 4.0),
+            ],
+        )
+    ]
+    rows, _ = split(b"m f=1 1700000000123456\n")
+    assert rows == [(BULK, "m", "f", "1", 1_700_000_000_123_456, None)]
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "scale"),
+    [(0, 1, 0), (-(2**62), 0, 4), (0, 2**62, 4), (0, 2**63 - 1, 2)],
+)
+def test_the_scale_must_keep_the_times_in_64_bits(low: int, high: int, scale: int) -> None:
+    with pytest.raises(ValueError, match="scale"):
+        Splitter(low, high, PIVOT, scale)
 
 
 def test_the_pivot_fails_past_its_budget() -> None:

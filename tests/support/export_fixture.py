@@ -9,6 +9,8 @@ shards.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +188,7 @@ def read_dataset(out: Path) -> Expected:
         key = (unquote(db), unquote(rp), unquote(measurement))
         described = conn.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()
         types = {row[0]: row[1] for row in described}
-        assert types.pop("time") == "TIMESTAMP_NS", path
+        assert types.pop("time") == "TIMESTAMPTZ_NS", path  # marked UTC
         rows = conn.execute(
             f"SELECT epoch_ns(time), * EXCLUDE (time) FROM read_parquet('{path}')"
         ).fetchall()
@@ -202,7 +204,7 @@ def read_dataset(out: Path) -> Expected:
                 )
             )
             fields = {
-                _field_name(k): v
+                k: v
                 for k, v in values.items()
                 if v is not None and not (types[k] == "VARCHAR" and k in _TAG_KEYS)
             }
@@ -214,14 +216,6 @@ def read_dataset(out: Path) -> Expected:
 _TAG_KEYS = {"id", "model", "station", "ช่อง"}
 
 
-def _field_name(column: str) -> str:
-    # The converter's lossless rule for a field with two types in one file: <field>__<type>.
-    name, sep, kind = column.rpartition("__")
-    if sep and kind in ("float", "integer", "unsigned", "string", "boolean"):
-        return name
-    return column
-
-
 def normalise(expected: Expected) -> dict[str, Any]:
     """A comparable, printable form (JSON keys are strings)."""
     return {
@@ -230,3 +224,14 @@ def normalise(expected: Expected) -> dict[str, Any]:
         }
         for k, points in sorted(expected.items())
     }
+
+
+def export(config: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``headlined export -c CONFIG`` as a user runs it; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "headlined", "export", "-c", str(config), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

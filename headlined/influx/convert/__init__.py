@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +29,9 @@ from headlined.influx.convert.read import Split, read_lines
 from headlined.influx.convert.rejects import Rejects
 from headlined.influx.convert.segments import Segments, check_layout
 from headlined.influx.convert.write import Output
+from headlined.influx.schema import MeasurementSchema
 from headlined.lineprotocol import PRECISION_NS
+from headlined.lineprotocol.grammar import TYPES
 
 __all__ = ["ConvertError", "ConvertResult", "convert", "path_segment"]
 
@@ -53,6 +55,7 @@ def convert(
     pivot: bool = True,
     growing: Callable[[], bool] | None = None,
     source_done: Callable[[], None] | None = None,
+    schema: Mapping[str, MeasurementSchema] | None = None,
 ) -> ConvertResult:
     """Convert line protocol at ``source`` (file, ``.gz`` or FIFO; read once) to Parquet.
 
@@ -64,10 +67,13 @@ def convert(
     still being written, so reaching its end means waiting for more; the conversion ends at
     the first end reached after it returned False.  ``source_done`` is called (from this
     thread) once the source will not be read again, so that it can be removed meanwhile.
+    ``schema`` (measurement -> MeasurementSchema, e.g. from discovery: one database per call)
+    gives the columns and types that every file of a measurement must have, whatever values
+    this input holds; ``ConvertResult.widened`` tells the fields whose values did not fit it.
 
-    Raises ConvertError for a bad ``precision``, ``layout`` or ``file_stem``, or when layout
-    "database" meets data with no database or retention policy (no header and no default);
-    OSError when the source cannot be read.
+    Raises ConvertError for a bad ``precision``, ``layout``, ``file_stem`` or type in
+    ``schema``, or when layout "database" meets data with no database or retention policy (no
+    header and no default); OSError when the source cannot be read.
     """
     if precision not in PRECISION_NS:
         raise ConvertError(f"precision must be one of {', '.join(PRECISION_NS)}, not {precision!r}")
@@ -77,6 +83,14 @@ def convert(
         raise ConvertError(
             f"file_stem {file_stem!r} must be a plain file name of at most 200 bytes"
         )
+    schema = dict(schema or {})
+    for measurement, columns in schema.items():
+        odd = sorted(kind for kind in columns.fields.values() if kind not in TYPES)
+        if odd:
+            raise ConvertError(
+                f"schema of {measurement!r}: field types must be some of {', '.join(TYPES)}, "
+                f"not {odd}"
+            )
     settings = Settings(
         source=source,
         destination=Destination(out_dir, layout, file_stem),
@@ -87,6 +101,7 @@ def convert(
         progress=progress,
         growing=growing,
         source_done=source_done,
+        schema=schema,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     own_work = work_dir is None
@@ -132,7 +147,7 @@ def _convert_once(settings: Settings, config: dict[str, Any], *, pivot: bool) ->
             con, settings.source, settings.rejected_dir, settings.destination.file_stem
         )
         if pivot:
-            return fast_path.write_pivoted(con, split, settings, rejects, mult)
+            return fast_path.write_pivoted(con, split, settings, rejects)
         settings.done_reading()
         return _general_way(con, split, settings, rejects, mult=mult, now=now)
     finally:
@@ -165,6 +180,7 @@ def _general_way(
         file_stem=settings.destination.file_stem,
         series=series,
         rejects=rejects,
+        schema=settings.schema,
     )
     merge = Merge(
         con=con,

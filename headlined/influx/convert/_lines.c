@@ -844,7 +844,9 @@ static void interner_free(Interner *in) {
  * export, nearly always): instead of a `lines` row per line for DuckDB to merge, each line's
  * value goes straight into its point's cell of a per-measurement table, one row per point
  * (series key, time) and a column per (field key, type); a later line for the same point and
- * field replaces the earlier one, as in the general way.  Any line it cannot take that way
+ * field replaces the earlier one, as in the general way.  Times are kept in nanoseconds and
+ * handed to DuckDB as Arrow timestamp[ns, tz=UTC]: its TIMESTAMPTZ_NS as it is, where a cast
+ * would cost a time zone conversion per point.  Any line it cannot take that way
  * (an exact-path line, a bad value, a context header after the data, a table past the memory
  * budget) makes the pivot *fail*: the caller then converts the file again the general way,
  * which decides every such case. */
@@ -1257,6 +1259,7 @@ static int pivot_add(Pivot *p, int32_t kid, const char *key, size_t key_n, const
 typedef struct {
     PyObject_HEAD Columns *columns;
     int64_t low, high; /* bounds of a bulk line's time, in the input's precision */
+    int64_t scale;     /* nanoseconds per unit of that precision: the pivot's times in ns */
     long long lines;   /* physical lines so far */
     int final_newline; /* whether the input so far ends with a newline (or is empty) */
     Buf pending;       /* the unfinished last line */
@@ -1423,8 +1426,8 @@ static int line(SplitterObject *self, const char *s, size_t m) {
         int ty = value_type(v, v_n, &bad);
         if (self->pivot.active) {
             if (!bad) {
-                return pivot_add(&self->pivot, (int32_t)kid, key, key_n, f, eq_at, v, v_n, ty, ts,
-                                 self->lines);
+                return pivot_add(&self->pivot, (int32_t)kid, key, key_n, f, eq_at, v, v_n, ty,
+                                 ts * self->scale, self->lines);
             }
             pivot_fail(&self->pivot, "a bad value");
         }
@@ -1536,13 +1539,18 @@ static int fresh_columns(SplitterObject *self, const Columns *like) {
 }
 
 static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"low", "high", "pivot", NULL};
-    long long low, high, pivot = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LL|L", keywords, &low, &high, &pivot)) {
+    static char *keywords[] = {"low", "high", "pivot", "scale", NULL};
+    long long low, high, pivot = 0, scale = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LL|LL", keywords, &low, &high, &pivot,
+                                     &scale)) {
         return -1;
     }
     if (pivot < 0 || pivot > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "pivot: a budget of 0 (off) to 2 GiB bytes");
+        return -1;
+    }
+    if (scale < 1 || low < INT64_MIN / scale || high > INT64_MAX / scale) {
+        PyErr_SetString(PyExc_ValueError, "scale: at least 1, and low and high scaled fit 64 bits");
         return -1;
     }
     if (self->columns != NULL) {
@@ -1551,6 +1559,7 @@ static int splitter_init(SplitterObject *self, PyObject *args, PyObject *kwargs)
     }
     self->low = low;
     self->high = high;
+    self->scale = scale;
     self->keys.last = -1;
     self->pairs.last = -1;
     self->unique = 1;
@@ -1657,7 +1666,8 @@ static PyObject *splitter_keys(SplitterObject *self, PyObject *arg) {
     return keys;
 }
 
-/* One measurement's points as Arrow columns kid, ts, c0, c1...; moves the buffers out. */
+/* One measurement's points as Arrow columns kid, ts (timestamp[ns, tz=UTC]), c0, c1...; moves
+ * the buffers out. */
 static Columns *pivot_columns(Pivot *p, int32_t table, PyObject *fields) {
     PivotTable *t = &((PivotTable *)p->tables.data)[table];
     Columns *c = columns_alloc(2 + t->n_columns);
@@ -1666,7 +1676,7 @@ static Columns *pivot_columns(Pivot *p, int32_t table, PyObject *fields) {
     }
     c->rows = t->points;
     c->col[0] = (Column){.values = t->kids, .format = "i", .name = "kid"};
-    c->col[1] = (Column){.values = t->times, .format = "l", .name = "ts"};
+    c->col[1] = (Column){.values = t->times, .format = "tsn:UTC", .name = "ts"};
     memset(&t->kids, 0, sizeof t->kids);
     memset(&t->times, 0, sizeof t->times);
     static const char *const formats[] = {"g", "l", "L", "u", "b"};
@@ -1854,7 +1864,8 @@ static PyTypeObject SplitterType = {
     .tp_basicsize = sizeof(SplitterObject),
     .tp_dealloc = (destructor)splitter_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Splitter(low, high): the converter's first pass; see headlined/influx/convert/_lines.c.",
+    .tp_doc = "Splitter(low, high, pivot=0, scale=1): the converter's first pass; see "
+              "headlined/influx/convert/_lines.c.",
     .tp_methods = splitter_methods,
     .tp_getset = splitter_getset,
     .tp_init = (initproc)splitter_init,

@@ -1,14 +1,15 @@
 """The output's shape: a group (one file) per database, retention policy and measurement, the
-series in it, numbered in tag order, and its column names."""
+series in it, numbered in tag order, and its columns: one per tag and one per field."""
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from headlined.influx.schema import MeasurementSchema, may_round, resolve
 from headlined.lineprotocol import LineProtocolError, parse_series_key
 from headlined.lineprotocol.grammar import TYPES
 
@@ -93,14 +94,73 @@ class Series:
         return {sid: index for index, sid in enumerate(sorted(series, key=order))}
 
 
+@dataclass(frozen=True)
+class FieldColumn:
+    """One field's column: exactly one per field key, whatever types its values have."""
+
+    name: str
+    key: str
+    kind: str  # the column's type, one of grammar.TYPES
+    seen: tuple[str, ...]  # types of the field's values in this input (TYPES order); none: NULLs
+
+    @property
+    def may_round(self) -> bool:
+        """Whether some of its values may lose digits in the column (big integers as doubles)."""
+        return may_round(self.seen, self.kind)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns of one group's file after `time`: tags, then fields, each sorted by key."""
+
+    tags: list[tuple[str, int | None]]  # name, index in Group.tag_keys (None: not in this input)
+    fields: list[FieldColumn]
+    widened: dict[str, str]  # field key -> type written, where the schema's type could not hold
+
+
+def columns(group: Group, schema: MeasurementSchema | None) -> Columns:
+    """The columns of ``group`` (whose tag keys Output.prepare set), given the schema of its
+    measurement if there is one.
+
+    With a schema, its tags and fields get columns too (NULL when absent from this input), so
+    every file of the measurement has the same columns and types: a field's type is the
+    schema's, or, when a value here cannot go into that type without loss,
+    resolve(schema's type and the types here), which ``widened`` reports.  Without one, or
+    for a field it does not know, the type is resolve(the types here).
+    """
+    known: Mapping[str, str] = schema.fields if schema is not None else {}
+    types: dict[str, str] = {}
+    widened: dict[str, str] = {}
+    for key in sorted(known.keys() | group.fields.keys()):
+        seen = group.fields.get(key, set())
+        if key in known:
+            types[key] = resolve({known[key], *seen})
+            if types[key] != known[key]:
+                widened[key] = types[key]
+        else:
+            types[key] = resolve(seen)
+    tag_keys = sorted(set(group.tag_keys) | set(schema.tags if schema is not None else ()))
+    field_names, tag_names = column_names(tag_keys, types)
+    index = {tag: i for i, tag in enumerate(group.tag_keys)}
+    return Columns(
+        [(name, index.get(tag)) for name, tag in zip(tag_names, tag_keys, strict=True)],
+        [
+            FieldColumn(
+                name, key, types[key], tuple(k for k in TYPES if k in group.fields.get(key, ()))
+            )
+            for name, key in field_names
+        ],
+        widened,
+    )
+
+
 def column_names(
-    tag_keys: Sequence[str], fields: dict[str, set[str]]
-) -> tuple[list[tuple[str, str, str, bool]], list[str]]:
-    """Field columns (name, key, type, of a conflicting field) and tag column names."""
-    # Type conflicts are kept, never coerced: a field with several types gets a column per type,
-    # <field>__<type>, in the order of TYPES, and no plain one.  Names are unique also ignoring
-    # case (DuckDB matches them so): a tag key that is also a field key (or "time") gets _tag, a
-    # field column that would be "time" gets _field, and any clash left _2, _3... in order.
+    tag_keys: Sequence[str], fields: Iterable[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Field columns (name, key), in key order, and tag column names, in ``tag_keys`` order."""
+    # Names are unique also ignoring case (DuckDB matches them so): a tag key that is also a
+    # field key (or "time") gets _tag, a field named "time" gets _field, and any clash left
+    # _2, _3... in order.
     taken = {"time"}
 
     def claim(name: str) -> str:
@@ -111,16 +171,11 @@ def column_names(
         taken.add(name.casefold())
         return name
 
-    field_columns: list[tuple[str, str, str, bool]] = []
-    for key in sorted(fields):
-        kinds = [kind for kind in TYPES if kind in fields[key]]
-        multi = len(kinds) > 1
-        for kind in kinds:
-            name = f"{key}__{kind}" if multi else key
-            if name.casefold() == "time":
-                name += "_field"
-            field_columns.append((claim(name), key, kind, multi))
-    folded_fields = {key.casefold() for key in fields} | {"time"}
+    keys = sorted(fields)
+    field_columns = [
+        (claim(f"{key}_field" if key.casefold() == "time" else key), key) for key in keys
+    ]
+    folded_fields = {key.casefold() for key in keys} | {"time"}
     tag_columns = [
         claim(f"{tag}_tag" if tag.casefold() in folded_fields else tag) for tag in tag_keys
     ]

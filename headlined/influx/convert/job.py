@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from headlined.influx.convert.groups import GroupId
 from headlined.influx.convert.paths import Destination
+from headlined.influx.schema import MeasurementSchema
 
 
 class ConvertError(ValueError):
@@ -21,8 +23,14 @@ class ConvertResult:
     points: int  # rows written (after merging field-per-line into points)
     rejected: int
     files: list[Path]  # final Parquet files written
-    measurements: dict[tuple[str | None, str | None, str], int]  # (db, rp, measurement) -> rows
+    measurements: dict[GroupId, int]  # (db, rp, measurement) -> rows
     pivoted: bool = False  # whether the fast path (the pivot) wrote it
+    # (db, rp, measurement) -> {field: type written}, for fields whose values did not fit the
+    # type the given schema said (data written after the schema was read).
+    widened: dict[GroupId, dict[str, str]] = field(default_factory=dict)
+    # ((db, rp, measurement), field) -> integer or unsigned values written into a float column
+    # that lost digits (beyond 2**53); nonzero counts only.
+    rounded: dict[tuple[GroupId, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class Settings:
     progress: Callable[[int], None] | None
     growing: Callable[[], bool] | None
     source_done: Callable[[], None] | None
+    schema: Mapping[str, MeasurementSchema]  # measurement -> the columns its files must have
 
     def done_reading(self) -> None:
         """Tell the caller that the source will not be read again."""

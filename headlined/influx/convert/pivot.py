@@ -9,19 +9,13 @@ from pathlib import Path
 import duckdb
 
 from headlined import sql
-from headlined.influx.convert.groups import (
-    Group,
-    GroupId,
-    Series,
-    SeriesId,
-    column_names,
-    series_of_key,
-)
+from headlined.influx.convert.groups import Columns, Group, GroupId, Series, SeriesId, series_of_key
 from headlined.influx.convert.job import ConvertResult, Settings
 from headlined.influx.convert.read import PivotTable, Split
 from headlined.influx.convert.rejects import Rejects
 from headlined.influx.convert.segments import Segments, check_layout
-from headlined.influx.convert.write import Output, copy_parquet
+from headlined.influx.convert.values import cast_sql, lost_sql
+from headlined.influx.convert.write import Output, Written, copy_parquet, null_sql, tag_sql
 from headlined.lineprotocol.grammar import TYPES, series_key_fits
 
 PIVOT_BUDGET = 256 << 20  # bytes the pivoted points may take before the general way takes over
@@ -32,7 +26,7 @@ class NoPivotError(Exception):
 
 
 def write_pivoted(
-    con: duckdb.DuckDBPyConnection, split: Split, settings: Settings, rejects: Rejects, mult: int
+    con: duckdb.DuckDBPyConnection, split: Split, settings: Settings, rejects: Rejects
 ) -> ConvertResult:
     """Write the points that the splitter pivoted; NoPivotError when it cannot."""
     # Every check comes before the source is let go and the first file is written, so the
@@ -54,12 +48,12 @@ def write_pivoted(
         file_stem=settings.destination.file_stem,
         series=Series(bulk_series, {}),
         rejects=rejects,
+        schema=settings.schema,
     )
-
     return output.write(
         groups,
         targets,
-        lambda group, target: _write_table(con, tables, group, target, mult),
+        lambda group, columns, target: _write_table(con, tables, group, columns, target),
         lines=split.pivot_lines,
         pivoted=True,
     )
@@ -98,25 +92,62 @@ def _write_table(
     con: duckdb.DuckDBPyConnection,
     tables: dict[GroupId, PivotTable],
     group: Group,
+    columns: Columns,
     target: Path,
-    mult: int,
-) -> int:
+) -> Written:
     """One measurement's pivoted points to Parquet, as Merge.write writes merged ones."""
     # Popped: the points are freed once DuckDB has them.
     _, _, fields, batch = tables.pop(group.ident)
-    field_columns, tag_columns = column_names(group.tag_keys, group.fields)
     cell = {(fk, TYPES[ty]): f"p.c{index}" for index, (fk, ty) in enumerate(fields)}
-    columns = [f'make_timestamp_ns(p.ts * {mult}) AS "time"']
-    columns += [f"g.t{index} AS {sql.ident(name)}" for index, name in enumerate(tag_columns)]
-    columns += [f"{cell[key, kind]} AS {sql.ident(name)}" for name, key, kind, _ in field_columns]
+    values = []
+    for column in columns.fields:
+        # A later line empties the point's other cells of the field (see _lines.c): at most one
+        # cell of a point's field holds a value, the latest line's, whatever its type.
+        cells = [cast_sql(kind, column.kind, cell[column.key, kind]) for kind in column.seen]
+        if not cells:
+            value = null_sql(column.kind)
+        elif len(cells) == 1:
+            value = cells[0]
+        else:
+            value = f"coalesce({', '.join(cells)})"
+        values.append(f"{value} AS {sql.ident(column.name)}")
     # `batch` (read by DuckDB by its name in this frame) is copied into a table first:
     # DuckDB scans one Arrow array in one thread, and the join and sort then ran about
     # 0.1 s slower per 400K points than from a table.
     con.execute("CREATE OR REPLACE TABLE points AS SELECT * FROM batch")
     del batch  # its memory goes before the sort needs more
-    return copy_parquet(
+    rounded = _rounded(con, columns, cell)
+    rows = copy_parquet(
         con,
-        f"SELECT {', '.join(columns)} FROM points p JOIN group_keys k ON p.kid = k.kid "
+        # The splitter gave the times as TIMESTAMPTZ_NS already.
+        f'SELECT p.ts AS "time", {", ".join([*tag_sql(columns, "g"), *values])} '
+        "FROM points p JOIN group_keys k ON p.kid = k.kid "
         "JOIN group_tags g ON k.sid = g.sid ORDER BY k.sid, p.ts",
         target,
     )
+    return Written(rows, rounded)
+
+
+def _rounded(
+    con: duckdb.DuckDBPyConnection, columns: Columns, cell: dict[tuple[str, str], str]
+) -> dict[str, int]:
+    """Per field of a float column, the integer and unsigned values in `points` that are not
+    exactly a double (the cells of a point's field hold one value, so none counts twice)."""
+    checks = [
+        (column.key, lost_sql(kind, cell[column.key, kind]))
+        for column in columns.fields
+        if column.may_round
+        for kind in column.seen
+        if kind in ("integer", "unsigned")
+    ]
+    if not checks:
+        return {}
+    (counts,) = con.execute(
+        "SELECT "
+        + ", ".join(f"count(*) FILTER (WHERE {lost})" for _, lost in checks)
+        + " FROM points p"
+    ).fetchall()
+    rounded: dict[str, int] = {}
+    for (key, _), count in zip(checks, counts, strict=True):
+        rounded[key] = rounded.get(key, 0) + int(count)
+    return rounded

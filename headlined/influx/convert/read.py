@@ -36,7 +36,7 @@ MAX_LINE = _lines.MAX_LINE  # bytes of one physical line; longer ones are reject
 LINE_COLUMNS = "kid, fk, v, ts, raw"
 
 # A pivoted measurement: its name as written, its key numbers, its (field key, type code)
-# columns, and its points (kid, ts, then a column per field and type).
+# columns, and its points (kid, ts as TIMESTAMPTZ_NS, then a column per field and type).
 PivotTable = tuple[str, list[int], list[tuple[str, int]], _lines.Batch]
 
 
@@ -88,7 +88,7 @@ def read_lines(
         "raw VARCHAR, ty UTINYINT, bad BOOLEAN)"
     )
     low = -(-MIN_NANO_TIME // mult)  # ceil: the scaled time must stay in range
-    splitter = _lines.Splitter(low, MAX_NANO_TIME // mult, pivot_budget)
+    splitter = _lines.Splitter(low, MAX_NANO_TIME // mult, pivot_budget, mult)
     batches: queue.Queue[_lines.Batch | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
     failure: list[BaseException] = []

@@ -1,11 +1,13 @@
 """SQL over raw field-value text ``v``: its type by shape, whether the parser would refuse it,
-and its typed value, all built from headlined.lineprotocol.grammar."""
+and its typed value, all built from headlined.lineprotocol.grammar; and typed values converted
+into a field's column type (headlined.influx.schema.resolve says which)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from headlined import sql
+from headlined.influx.schema import EXACT_IN_DOUBLE
 from headlined.lineprotocol.grammar import (
     BOOLEANS,
     FLOAT,
@@ -21,6 +23,13 @@ from headlined.lineprotocol.grammar import (
 )
 
 TYPE_CODES = {name: code for code, name in enumerate(TYPES)}
+SQL_TYPES = {
+    "float": "DOUBLE",
+    "integer": "BIGINT",
+    "unsigned": "UBIGINT",
+    "string": "VARCHAR",
+    "boolean": "BOOLEAN",
+}
 
 
 def _in_list(values: Iterable[str]) -> str:
@@ -30,14 +39,19 @@ def _in_list(values: Iterable[str]) -> str:
 _TRUE = [spelling for spelling, value in BOOLEANS.items() if value]
 _NUMBER_BODY = "substr(v, 1, strlen(v) - 1)"
 
-# The type code of `v` by its shape.
-TYPE_SQL = (
-    f"CASE WHEN starts_with(v, {sql.literal(STRING_QUOTE)}) THEN {TYPE_CODES['string']} "
-    f"WHEN v IN {_in_list(BOOLEANS)} THEN {TYPE_CODES['boolean']} "
-    f"WHEN suffix(v, {sql.literal(INTEGER_SUFFIX)}) THEN {TYPE_CODES['integer']} "
-    f"WHEN suffix(v, {sql.literal(UNSIGNED_SUFFIX)}) THEN {TYPE_CODES['unsigned']} "
-    f"ELSE {TYPE_CODES['float']} END"
-)
+
+def type_sql(v: str) -> str:
+    """SQL: the type code of the raw value text `v` by its shape."""
+    return (
+        f"CASE WHEN starts_with({v}, {sql.literal(STRING_QUOTE)}) THEN {TYPE_CODES['string']} "
+        f"WHEN {v} IN {_in_list(BOOLEANS)} THEN {TYPE_CODES['boolean']} "
+        f"WHEN suffix({v}, {sql.literal(INTEGER_SUFFIX)}) THEN {TYPE_CODES['integer']} "
+        f"WHEN suffix({v}, {sql.literal(UNSIGNED_SUFFIX)}) THEN {TYPE_CODES['unsigned']} "
+        f"ELSE {TYPE_CODES['float']} END"
+    )
+
+
+TYPE_SQL = type_sql("v")
 
 
 def _refused(pattern: str, in_range: str) -> str:
@@ -81,6 +95,50 @@ def value_sql(kind: str, v: str) -> str:
         f"(CASE WHEN contains({inner}, '\\') THEN "
         f"regexp_replace({inner}, '\\\\([\"\\\\])', '\\1', 'g') ELSE {inner} END)"
     )
+
+
+def cast_sql(kind: str, to: str, x: str) -> str:
+    """SQL turning `x`, a typed value of type ``kind``, into column type ``to``.
+
+    Only what headlined.influx.schema.resolve() can ask for: integers and unsigned into
+    DOUBLE (the nearest double), anything into VARCHAR (integers as their digits, booleans as
+    ``true``/``false``, doubles as DuckDB prints them, which reads back as the same double).
+    """
+    if kind == to:
+        return x
+    if to == "string" or (to == "float" and kind in ("integer", "unsigned")):
+        return f"CAST({x} AS {SQL_TYPES[to]})"
+    raise ValueError(f"a {kind} value cannot be written as {to}")
+
+
+def column_sql(kinds: Sequence[str], to: str, v: str) -> str:
+    """SQL turning raw value text `v`, of one of ``kinds``, into column type ``to``."""
+    if len(kinds) == 1:
+        return cast_sql(kinds[0], to, value_sql(kinds[0], v))
+    cases = " ".join(
+        f"WHEN {TYPE_CODES[kind]} THEN {cast_sql(kind, to, value_sql(kind, v))}" for kind in kinds
+    )
+    return f"CASE {type_sql(v)} {cases} END"
+
+
+def lost_sql(kind: str, x: str) -> str:
+    """SQL: whether `x`, an integer or unsigned value, is not exactly a double (beyond 2**53)."""
+    # HUGEINT holds every double that an integer or unsigned rounds to, 2**63 and 2**64 too.
+    outside = f"{x} > {EXACT_IN_DOUBLE}"
+    if kind == "integer":
+        outside = f"{x} NOT BETWEEN {-EXACT_IN_DOUBLE} AND {EXACT_IN_DOUBLE}"
+    return f"({outside} AND CAST(CAST({x} AS DOUBLE) AS HUGEINT) <> {x})"
+
+
+def text_lost_sql(kinds: Sequence[str], v: str) -> str:
+    """SQL: whether raw value text `v`, of one of ``kinds`` (integer or unsigned among them),
+    is an integer or unsigned value that is not exactly a double."""
+    cases = " ".join(
+        f"WHEN {TYPE_CODES[kind]} THEN {lost_sql(kind, value_sql(kind, v))}"
+        for kind in kinds
+        if kind in ("integer", "unsigned")
+    )
+    return f"CASE {type_sql(v)} {cases} ELSE false END"
 
 
 def value_text(value: FieldValue, kind: str) -> str:

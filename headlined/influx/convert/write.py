@@ -5,18 +5,53 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
 from headlined import durable, logs, sql
-from headlined.influx.convert.groups import Group, GroupId, Series, SeriesId, group_order
+from headlined.influx.convert.groups import (
+    Columns,
+    Group,
+    GroupId,
+    Series,
+    SeriesId,
+    columns,
+    group_order,
+)
 from headlined.influx.convert.job import ConvertResult
 from headlined.influx.convert.rejects import Rejects
+from headlined.influx.convert.values import SQL_TYPES
+from headlined.influx.schema import MeasurementSchema
 
 log = logs.get("convert")
+
+
+class Written(NamedTuple):
+    """What writing one group's file gave: its rows, and per field the values that lost digits
+    (big integers in a float column; zero counts may be left out)."""
+
+    rows: int
+    rounded: dict[str, int]
+
+
+def tag_sql(columns: Columns, tags: str) -> list[str]:
+    """SQL for the tag columns: from `tags` (the table group_tags) or NULL when this input has no
+    such tag."""
+    return [
+        f"{tags}.t{index} AS {sql.ident(name)}"
+        if index is not None
+        else f"NULL::VARCHAR AS {sql.ident(name)}"
+        for name, index in columns.tags
+    ]
+
+
+def null_sql(kind: str) -> str:
+    """SQL: a NULL of the column type of ``kind`` (a schema's field absent from this input)."""
+    return f"NULL::{SQL_TYPES[kind]}"
 
 
 def copy_parquet(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> int:
@@ -53,6 +88,7 @@ class Output:
     file_stem: str
     series: Series
     rejects: Rejects
+    schema: Mapping[str, MeasurementSchema]  # measurement -> the columns its files must have
     _sid_of: dict[SeriesId, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -89,27 +125,41 @@ class Output:
         self,
         groups: dict[GroupId, Group],
         targets: dict[GroupId, Path],
-        write: Callable[[Group, Path], int],
+        write: Callable[[Group, Columns, Path], Written],
         *,
         lines: int,
         pivoted: bool,
     ) -> ConvertResult:
-        """Write each group that has a target with ``write`` (group, file -> rows), remove stale
-        files, write the rejected lines; ``lines``: data lines seen, for the result."""
+        """Write each group that has a target with ``write`` (group, its columns, file), remove
+        stale files, write the rejected lines; ``lines``: data lines seen, for the result."""
         files: list[Path] = []
         written: dict[Path, set[str]] = defaultdict(set)
         measurements: dict[GroupId, int] = {}
+        widened: dict[GroupId, dict[str, str]] = {}
+        rounded: dict[tuple[GroupId, str], int] = {}
         for ident in sorted(targets, key=group_order):
             target = targets[ident]
-            self.prepare(groups[ident])
-            measurements[ident] = write(groups[ident], target)
+            group = groups[ident]
+            self.prepare(group)
+            plan = columns(group, self.schema.get(group.measurement))
+            if plan.widened:
+                widened[ident] = plan.widened
+            measurements[ident], lost = write(group, plan, target)
+            rounded.update(((ident, key), count) for key, count in lost.items() if count)
             files.append(target)
             written[target.parent].add(target.name)
         for directory, names in written.items():
             _remove_stale(directory, self.file_stem, names)
         self.rejects.write()
         result = ConvertResult(
-            lines, sum(measurements.values()), self.rejects.count, files, measurements, pivoted
+            lines,
+            sum(measurements.values()),
+            self.rejects.count,
+            files,
+            measurements,
+            pivoted,
+            widened,
+            rounded,
         )
         log.info(
             "converted",
@@ -119,5 +169,6 @@ class Output:
             rejected=result.rejected,
             files=len(files),
             pivoted=result.pivoted,
+            rounded=sum(rounded.values()),
         )
         return result
