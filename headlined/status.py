@@ -144,7 +144,8 @@ def render(document: dict[str, Any]) -> str:
             rows.append(
                 (
                     database,
-                    f"{chunks.get('done', 0)}/{total}",
+                    # An open chunk (its time not over yet) is exported as far as it goes.
+                    f"{chunks.get('done', 0) + chunks.get('open', 0)}/{total}",
                     str(chunks.get("failed", 0)),
                     str(chunks.get("damaged", 0)),
                     str(e.get("rows", 0)),

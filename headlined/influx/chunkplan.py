@@ -84,7 +84,7 @@ class RpData:
     shards: tuple[tuple[int, int], ...]
     """The shard groups' ``[start, end)`` in ns (meta.db), sorted; may be empty."""
     hours: Mapping[int, int]
-    """Hour index (ns // HOUR_NS) -> estimated points there (an upper bound); absent: none."""
+    """Hour index (ns // HOUR_NS) -> estimated points (lines) there; absent: none."""
 
 
 @dataclass(frozen=True, slots=True)

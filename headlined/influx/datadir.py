@@ -36,9 +36,14 @@ from headlined.lineprotocol.scan import scan_line
 TSM_MAGIC = 0x16D116D1
 _FOOTER = struct.Struct(">Q")
 _ENTRY = struct.Struct(">qqqI")  # min time, max time, block offset, block size
-# tsm1's MaxPointsPerBlock: no block holds more, so counting each block as this many points
-# gives an upper bound of a file's points.
+# tsm1's MaxPointsPerBlock (1.6): what a block counts for before a sample of the file's
+# blocks says how full they are.
 BLOCK_POINTS = 1000
+# Blocks of a file whose points are counted (from their timestamp headers) to scale that
+# bound: sparse data (a week of hourly readings) fills a block to a sixth.
+SAMPLED_BLOCKS = 64
+# How many values one simple8b word holds, by its selector (its top 4 bits).
+_SIMPLE8B = (240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3, 2, 1)
 # The kinds of tsm1's block type byte (BlockFloat64 = 0 ... BlockUnsigned = 4).
 BLOCK_TYPES = ("float", "integer", "boolean", "string", "unsigned")
 FIELD_SEPARATOR = b"#!~#"  # between the series key and the field in a TSM index key
@@ -82,8 +87,9 @@ class TsmFile:
     ``size`` and ``mtime_ns`` are the file's (from os.stat, also for an unreadable file when
     stat works; 0 when not), ``tombstone`` the (size, mtime_ns) of the ``.tombstone`` file
     beside it (DELETE and DROP SERIES write there; None: no tombstone). ``volume`` maps each
-    hour (:func:`hour_of`) to an upper bound of the points the file holds in it
-    (:func:`spread`), ``types`` each measurement to its tag keys and field kinds. Both count
+    hour (:func:`hour_of`) to an estimate of the points the file holds in it (each block
+    spread as :func:`spread` spreads it, scaled by how full a sample of its blocks is),
+    ``types`` each measurement to its tag keys and field kinds. Both count
     what the index lists, tombstoned data included.
     """
 
@@ -526,6 +532,7 @@ def _summarize(
     # How many keys have each layout of block times: the fields of a series, and often all
     # series, share one, so ranges and volume are worked out once per layout.
     layouts: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+    keyed: list[tuple[int, int]] = []  # (first entry, entries) of each key, for sampling
     types: dict[str, MeasurementTypes] = {}
     fields: dict[str, set[str]] | None = None
     current: bytes | None = None
@@ -534,9 +541,11 @@ def _summarize(
         if count <= _FLAT_MAX:  # _times, inlined: this loop runs once per key of the index
             if not count:
                 continue  # a key without blocks holds nothing
+            keyed.append((at, count))
             entries = (flat.get(count) or _flat(count)).unpack_from(index, at)
             layout = (entries[0::4], entries[1::4])
         else:
+            keyed.append((at, count))
             layout = _times(index, at, count)
         layouts[layout] = layouts.get(layout, 0) + 1
         sep = key.find(FIELD_SEPARATOR)
@@ -563,7 +572,89 @@ def _summarize(
         return None, None, {}, types
     low = min(min(firsts) for firsts, _ in layouts)
     high = max(max(lasts) for _, lasts in layouts)
-    return low, high, _volume(path, layouts), types
+    volume = _volume(path, layouts)
+    fill = _fill(path, index, keyed)
+    if fill != 1.0:
+        volume = {hour: max(1, round(points * fill)) for hour, points in volume.items()}
+    return low, high, volume, types
+
+
+def _fill(path: Path, index: bytes, keyed: list[tuple[int, int]]) -> float:
+    """How many points the blocks of a file hold on average, as a share of BLOCK_POINTS,
+    from a sample of SAMPLED_BLOCKS blocks spread evenly over the index; 1.0 when it cannot
+    be told."""
+    total = sum(count for _, count in keyed)
+    if not total:
+        return 1.0
+    wanted = sorted({i * total // SAMPLED_BLOCKS for i in range(min(SAMPLED_BLOCKS, total))})
+    offsets: list[tuple[int, int]] = []
+    seen = 0
+    it = iter(wanted)
+    target = next(it, None)
+    for at, count in keyed:
+        while target is not None and target < seen + count:
+            _, _, offset, size = _ENTRY.unpack_from(index, at + (target - seen) * _ENTRY.size)
+            offsets.append((offset, size))
+            target = next(it, None)
+        seen += count
+    counted = []
+    try:
+        with path.open("rb") as f:
+            for offset, size in sorted(offsets):
+                f.seek(offset)
+                head = f.read(min(size, 16))
+                length, at = _uvarint(head, 5)
+                if length is None:
+                    continue
+                # Only the timestamps: their count is the block's points.
+                rest = min(size, at + length) - len(head)
+                points = block_points(head + f.read(rest) if rest > 0 else head)
+                if points is not None:
+                    counted.append(points)
+    except OSError:
+        return 1.0  # the bound stays: planning errs towards smaller chunks
+    if not counted:
+        return 1.0
+    # Above 1 too: later InfluxDB 1.x compacts cold shards into blocks of up to 100,000.
+    return max(sum(counted) / len(counted) / BLOCK_POINTS, 1 / BLOCK_POINTS)
+
+
+def block_points(block: bytes) -> int | None:
+    """The number of points of a TSM block, from its timestamp header; None if unreadable.
+
+    A block is its CRC32 (4 bytes), its type (1), the uvarint length of its timestamps, then
+    the timestamps, encoded by tsm1 one of three ways (the top 4 bits of their first byte):
+    0 raw (8 bytes each), 1 the first raw then simple8b words of deltas, 2 run-length (the
+    first, the delta and the count, as uvarints after the first).
+    """
+    length, at = _uvarint(block, 5)
+    if length is None or length < 1:
+        return None
+    times = block[at : at + length]
+    encoding = times[0] >> 4 if times else -1
+    if encoding == 0:
+        return (len(times) - 1) // 8 if len(times) == length else None
+    if encoding == 1:
+        if len(times) != length:
+            return None
+        return 1 + sum(_SIMPLE8B[times[i] >> 4] for i in range(9, len(times) - 7, 8))
+    if encoding == 2:
+        _, after = _uvarint(times, 9)
+        count, _ = _uvarint(times, after)
+        return count
+    return None
+
+
+def _uvarint(data: bytes, at: int) -> tuple[int | None, int]:
+    """A Go uvarint at ``at``: (value, where the next byte is), or (None, at) if cut short."""
+    value = shift = 0
+    for pos in range(at, min(len(data), at + 10)):
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos + 1
+        shift += 7
+    return None, at
 
 
 def _volume(

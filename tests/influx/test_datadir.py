@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from headlined.influx.datadir import (
     Discovery,
     InfluxFilesError,
     TsmFile,
+    block_points,
+    blocks,
     discover,
     extents,
     hour_of,
@@ -134,3 +137,31 @@ def test_stat_tombstone_volume_and_types_of_real_files(tmp_path: Path) -> None:
         dropped = only_file(discover(influx.data_dir, influx.wal_dir, ["plant"]))
         assert dropped.tombstone is not None
         assert dropped.tombstone[0] > deleted.tombstone[0]  # each delete adds to it
+
+
+def test_points_per_block_are_read_from_the_timestamps(tmp_path: Path) -> None:
+    """block_points agrees with InfluxQL over every block of real files: regular times
+    (run-length), irregular ones (simple8b), and blocks full (1000) and partial."""
+    require_binary("influxd")
+    rng = random.Random(3)  # noqa: S311  reproducible irregular times, not cryptography
+    with running_influxd(tmp_path) as influx:
+        influx.create_database("plant")
+        regular = [f"r,id={s} v={i}.5 {BASE + i * 10**9}" for s in range(3) for i in range(2500)]
+        at = BASE
+        irregular = []
+        for i in range(1700):
+            at += rng.randrange(1, 10**12)
+            irregular.append(f"j v={i}i {at}")
+        influx.write("plant", regular + irregular)
+        influx.flush_to_tsm("plant")
+        counted = 0
+        for path in influx.tsm_files("plant"):
+            with path.open("rb") as f:
+                for block in blocks(path):
+                    f.seek(block.offset)
+                    points = block_points(f.read(block.size))
+                    assert points is not None
+                    assert 0 < points <= 1000
+                    counted += points
+        assert counted == influx.count_values("plant", "r") + influx.count_values("plant", "j")
+        assert counted == len(regular) + len(irregular)
