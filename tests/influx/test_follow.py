@@ -301,3 +301,35 @@ def test_time_reads_as_utc_in_pyarrow_polars_and_duckdb(
         assert typed is not None
         assert typed[0] == "TIMESTAMPTZ_NS"
         assert typed[1] == frame["time"].cast(polars.Int64).min()
+
+
+def test_chunks_exported_before_signatures_are_exported_once_more_then_kept(
+    tmp_path: Path, influx: InfluxServer
+) -> None:
+    """A state file from before (schema version 3: no signature, no export_fields) keeps its
+    checkpoints: each chunk is exported once more, into place, then left alone."""
+    config = write_config(tmp_path, influx)
+    out = tmp_path / "out"
+    assert export(config).returncode == 0
+    state = tmp_path / "state" / "headlined.duckdb"
+    conn = duckdb.connect(str(state))
+    planned = conn.execute("SELECT count(*) FROM export_chunks").fetchone()
+    conn.execute("UPDATE export_chunks SET signature = NULL, exported_at = NULL")
+    conn.execute("DELETE FROM export_fields")
+    conn.close()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    again = export(config)
+    assert again.returncode == 0, again.stderr
+    conn = duckdb.connect(str(state), read_only=True)
+    rows = conn.execute(
+        "SELECT count(*), count(signature), count(exported_at) FROM export_chunks"
+    ).fetchone()
+    conn.close()
+    assert planned is not None
+    assert rows == (planned[0], planned[0], planned[0])
+    assert_mirror(influx, out, "live")
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    assert stamps.keys() == before.keys()
+    assert all(stamps[p] != before[p] for p in stamps)  # every file written anew
+    assert export(config).returncode == 0  # nothing changed: nothing exported again
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == stamps
