@@ -252,7 +252,8 @@ def test_installed_service_exports_debian_influxdb_while_polling(
         [booted.news],
         state_dir=str(STATE),
         parquet_dir=str(STATE / "parquet"),
-        influx={"output_dir": str(EXPORT_DIR)},  # everything else: the shipped defaults
+        # Small chunks, so that polling goes on across several; else the shipped defaults.
+        influx={"output_dir": str(EXPORT_DIR), "chunk_points": 10_000},
     )
     # The package enables the socket; the container's preset starts only what tests start.
     c.systemctl("start", "headlined-inspect.socket")
