@@ -1,8 +1,9 @@
 """``headlined query``: read-only SQL over everything stored.
 
 The state tables (``messages``, ``fetch_summary``, ``gaps``, ``export_chunks``,
-``export_fields``) are queried in the DuckDB file itself; each exported measurement is a view ``"<database>"."<measurement>"``
-over its Parquet files (every retention policy, with a ``retention_policy`` column).
+``export_fields``) are queried in the DuckDB file itself; each exported measurement is a
+view ``"<database>"."<measurement>"`` over its Parquet files (every retention policy, with a
+``retention_policy`` column).
 The same code runs inside the daemon (on a cursor of its connection, via the control socket)
 and in the CLI (on a read-only connection when no daemon holds the file).
 """

@@ -5,6 +5,7 @@ See docs/exporter.md.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -148,11 +149,20 @@ def _units(rp: RpData) -> list[tuple[int, int]]:
     """The shard groups holding data: meta.db's, else cells of InfluxDB's default 7-day grid
     (cut short where they would overlap a known group)."""
     units: set[tuple[int, int]] = set()
+    # Shard groups one after another (as InfluxDB makes them): the one holding an hour is
+    # found by bisection, not by a scan of all of them per hour (4 years of hours times 209
+    # groups took 0.6 s). Overlapping ones are scanned, the first holding it found first.
+    starts = [lo for lo, _ in rp.shards]
+    apart = all(a[1] <= b[0] for a, b in zip(rp.shards, rp.shards[1:], strict=False))
     for hour, points in rp.hours.items():
         if not points:
             continue
         t = hour * HOUR_NS
-        found = next(((lo, hi) for lo, hi in rp.shards if lo <= t < hi), None)
+        if apart:
+            at = bisect.bisect_right(starts, t) - 1
+            found = rp.shards[at] if at >= 0 and t < rp.shards[at][1] else None
+        else:
+            found = next(((lo, hi) for lo, hi in rp.shards if lo <= t < hi), None)
         if found is None:
             lo = (t + GO_ZERO_NS) // DEFAULT_SHARD_NS * DEFAULT_SHARD_NS - GO_ZERO_NS
             hi = lo + DEFAULT_SHARD_NS

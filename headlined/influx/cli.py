@@ -66,13 +66,18 @@ def run(loaded: Loaded, database: str | None) -> int:
 
 async def _run_here(database_path: Path, influx: InfluxConfig, database: str | None) -> int:
     store = Store(database_path)
+    exporter = Exporter(influx, store, overlap=True)  # in the foreground: as fast as it goes
+    # The helper starts (a Python of its own) while the state file opens.
+    connecting = asyncio.create_task(exporter.reader.connect())
     try:
         await store.open()
     except StoreError as exc:
         print(f"headlined export: {exc}", file=sys.stderr)
+        await asyncio.gather(connecting, return_exceptions=True)
+        await exporter.close()
         return EXIT_FAILURE
-    exporter = Exporter(influx, store, overlap=True)  # in the foreground: as fast as it goes
     try:
+        await asyncio.gather(connecting, return_exceptions=True)  # plan() says what failed
         await exporter.plan()
         planned = await store.call(load_chunks)
         total = len([c for c, _, _ in planned if database in (None, c.database)])

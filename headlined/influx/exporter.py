@@ -159,7 +159,9 @@ class Exporter:
         self.progress = Progress()
         self.failures: dict[str, str] = {}
         self.damaged: dict[str, list[str]] = {}
-        self.reader = InfluxReader(cfg)
+        # In the foreground (overlap) the helper is not niced: at nice 10 its influx_inspect
+        # lost the CPU to the converter it feeds.
+        self.reader = InfluxReader(cfg, polite=not overlap)
         self.discovery: Discovery | None = None
         self.wal: dict[tuple[str, str], WalScan] = {}
         self.extents: list[Extent] = []

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import selectors
 import shutil
+import stat
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,12 +28,14 @@ from headlined.influx.protocol import (
     CHECKSUM_PREFIX,
     DATA,
     FAILURE,
+    MAX_FRAME,
     MAX_REQUEST,
     RESULT,
     STDERR,
     ProtocolError,
     Request,
     decode_request,
+    frame_header,
     parse_rfc3339,
     write_frame,
     write_json,
@@ -91,9 +98,14 @@ def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
                 )
                 write_json(out, RESULT, found.to_json())
             elif request.op == "export":
+                # The blocks are checked while influx_inspect exports (the files are read
+                # twice at once, from the page cache), not after it.
+                check = _BlockCheck(request)
                 code = _export(request, inspect, inp, out, None)
                 if code == 0:
-                    _check_blocks(request, out)
+                    for line in check.result():
+                        write_frame(out, STDERR, line)
+                    out.flush()
                 write_json(out, RESULT, {"exit": code})
             else:
                 scanner = datadir.WalScanner()
@@ -108,29 +120,50 @@ def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
             write_json(out, FAILURE, {"kind": "inspect", "error": str(exc)})
 
 
-def _check_blocks(request: Request, out: BinaryIO) -> None:
-    """Report, as stderr lines, the chunk's TSM blocks whose checksum does not match.
+class _BlockCheck:
+    """The chunk's TSM blocks whose checksum does not match, as stderr lines, found on a
+    thread of their own (started at once)."""
 
-    The files were just read by influx_inspect, so this second read comes from the page cache.
-    """
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._lines: list[bytes] = []
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="block-check", daemon=True)
+        self._thread.start()
+
+    def result(self) -> list[bytes]:
+        """The lines (waits for the check to end)."""
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+        return self._lines
+
+    def _run(self) -> None:
+        try:
+            self._lines = _bad_blocks(self._request)
+        except BaseException as exc:  # noqa: BLE001 - raised again by result()
+            self._failure = exc
+
+
+def _bad_blocks(request: Request) -> list[bytes]:
+    """The stderr lines naming the chunk's blocks whose checksum does not match."""
     low = parse_rfc3339(request.start) if request.start else -(2**63)
     high = parse_rfc3339(request.end) if request.end else 2**63 - 1
     rp_dir = Path(request.data_dir) / request.database / request.retention_policy
     if not rp_dir.is_dir():
-        return
+        return []
+    lines = []
     for path in sorted(rp_dir.glob("*/*.tsm")):
         try:
-            found = datadir.tsm_time_range(path)
-            if found is None or found[1] < low or high < found[0]:
-                continue
+            # One pass over the index: a file outside the range has no block wanted.
             bad = datadir.bad_checksums(path, low, high)
         except datadir.InfluxFilesError:
             continue  # unreadable: influx_inspect has said so already
         for block in bad:
             key = json.dumps(block.key.decode("utf-8", "replace"), ensure_ascii=False)
             line = f"{CHECKSUM_PREFIX} {key} in {path} (times {block.first_ns}..{block.last_ns})\n"
-            write_frame(out, STDERR, line.encode())
-    out.flush()
+            lines.append(line.encode())
+    return lines
 
 
 def _argv(request: Request, path: str, lponly: bool, data_dir: str, fd: int) -> list[str]:
@@ -202,11 +235,14 @@ def _pump(
     # closed the connection (it stopped, or gave up on this export), even while influx_inspect
     # is silent; then influx_inspect is stopped at once rather than run on for nobody.
     selector.register(inp.fileno(), selectors.EVENT_READ, None)
+    splicing = scanner is None and _can_splice(out)
     try:
         while len(selector.get_map()) > 1:
             for key, _ in selector.select():
                 if key.data is None:
                     raise BrokenPipeError("the client closed the connection mid-export")
+                if splicing and key.data == DATA and _splice_frame(key.fd, out):
+                    continue
                 chunk = os.read(key.fd, READ_SIZE)
                 if not chunk:
                     selector.unregister(key.fd)
@@ -219,9 +255,37 @@ def _pump(
         selector.close()
 
 
+def _can_splice(out: BinaryIO) -> bool:
+    """Whether ``out`` is a pipe or a socket, which splice(2) can move a pipe's bytes into."""
+    try:
+        mode = os.fstat(out.fileno()).st_mode
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+    return hasattr(os, "splice") and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+
+
+def _splice_frame(data_fd: int, out: BinaryIO) -> bool:
+    """One ``D`` frame of what the pipe ``data_fd`` holds, its bytes moved into ``out`` by
+    splice(2), never copied through this process; False at the pipe's end (a read tells)."""
+    (ready,) = struct.unpack("i", fcntl.ioctl(data_fd, termios.FIONREAD, b"\0\0\0\0"))
+    if ready <= 0:
+        return False
+    size = min(ready, MAX_FRAME)
+    out.write(frame_header(DATA, size))
+    out.flush()
+    out_fd = out.fileno()
+    while size:  # the bytes are in the pipe already: only a full `out` makes this wait
+        size -= os.splice(data_fd, out_fd, size)
+    return True
+
+
 def main() -> int:
     """Entry point of ``headlined-inspect`` (stdin/stdout: the connection)."""
     inspect = Inspect(os.environ.get(BINARY_ENV) or "influx_inspect")
+    # Probed now, while the client still gets ready, not at its first export; a failure is
+    # told in reply to the requests that need influx_inspect.
+    with contextlib.suppress(InspectError):
+        inspect.probe()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer, inspect)
     except BrokenPipeError:

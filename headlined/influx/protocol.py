@@ -100,6 +100,13 @@ def decode_request(line: bytes) -> Request:
     return Request(op=op, databases=tuple(databases), **texts)
 
 
+def frame_header(kind: bytes, size: int) -> bytes:
+    """The header of a frame of ``size`` bytes (for a payload written by other means)."""
+    if kind not in KINDS or not 0 <= size <= MAX_FRAME:
+        raise ProtocolError(f"no frame of kind {kind!r} and {size} bytes")
+    return _HEADER.pack(kind, size)
+
+
 def write_frame(out: BinaryIO, kind: bytes, payload: bytes) -> None:
     """Write one frame (not flushed); a payload over MAX_FRAME is split into several."""
     if kind not in KINDS:
@@ -120,6 +127,15 @@ def write_json(out: BinaryIO, kind: bytes, document: dict[str, Any]) -> None:
 
 def read_frame(source: BinaryIO) -> tuple[bytes, bytes] | None:
     """The next frame, or None at a clean end of stream (between frames)."""
+    header = read_header(source)
+    if header is None:
+        return None
+    kind, size = header
+    return kind, _read_exactly(source, size)
+
+
+def read_header(source: BinaryIO) -> tuple[bytes, int] | None:
+    """The next frame's kind and size (its payload follows), or None at a clean end."""
     first = source.read(_HEADER.size)
     if not first:
         return None
@@ -129,7 +145,12 @@ def read_frame(source: BinaryIO) -> tuple[bytes, bytes] | None:
         raise ProtocolError(f"unknown frame kind {kind!r}")
     if size > MAX_FRAME:
         raise ProtocolError(f"frame of {size} bytes is over the limit of {MAX_FRAME}")
-    return kind, _read_exactly(source, size)
+    return kind, size
+
+
+def read_payload(source: BinaryIO, size: int) -> bytes:
+    """The ``size`` bytes of the payload after a header read by read_header."""
+    return _read_exactly(source, size)
 
 
 def _read_exactly(source: BinaryIO, size: int) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shutil
 import socket
@@ -31,7 +32,8 @@ from headlined.influx.protocol import (
     ProtocolError,
     Request,
     decode_json,
-    read_frame,
+    read_header,
+    read_payload,
 )
 from headlined.influx.report import describe_exit
 
@@ -63,22 +65,36 @@ class _Connection:
     """One blocking connection to a helper: requests go out, frames come back."""
 
     def __init__(
-        self, rfile: BinaryIO, wfile: BinaryIO, close: Callable[[], None], name: str
+        self,
+        rfile: BinaryIO,
+        wfile: BinaryIO,
+        close: Callable[[], None],
+        name: str,
+        *,
+        splice: bool = False,
     ) -> None:
+        """``splice``: ``rfile`` is an unbuffered pipe, whose ``D`` payloads can be moved
+        into a sink file by splice(2), never copied through this process."""
         self._rfile = rfile
         self._wfile = wfile
         self._close = close
         self.name = name
         self.broken = False
+        self._splice = splice and hasattr(os, "splice")
 
     def call(
-        self, request: Request, on_data: Callable[[bytes], None] | None = None
+        self,
+        request: Request,
+        on_data: Callable[[bytes], None] | None = None,
+        sink: int | None = None,
     ) -> tuple[dict[str, Any], str]:
-        """Send ``request``; pass ``D`` frames to ``on_data``; return (result, stderr)."""
+        """Send ``request``; pass ``D`` frames to ``on_data``, or append them to the file
+        descriptor ``sink`` (not opened for appending: splice(2) refuses those); return
+        (result, stderr)."""
         try:
             self._wfile.write(request.encode())
             self._wfile.flush()
-            return self._reply(on_data)
+            return self._reply(on_data, sink)
         except (OSError, ProtocolError) as exc:
             self.broken = True
             raise ReaderError(f"{self.name}: {exc}") from None
@@ -87,10 +103,19 @@ class _Connection:
                 self.broken = True
             raise
 
-    def _reply(self, on_data: Callable[[bytes], None] | None) -> tuple[dict[str, Any], str]:
+    def _reply(
+        self, on_data: Callable[[bytes], None] | None, sink: int | None
+    ) -> tuple[dict[str, Any], str]:
         stderr = bytearray()
-        while frame := read_frame(self._rfile):
-            kind, payload = frame
+        while header := read_header(self._rfile):
+            kind, size = header
+            if kind == DATA and sink is not None:
+                if self._splice:
+                    _splice_exactly(self._rfile.fileno(), sink, size)
+                else:
+                    _write_all(sink, read_payload(self._rfile, size))
+                continue
+            payload = read_payload(self._rfile, size)
             if kind == DATA:
                 if on_data is None:
                     raise ProtocolError("line protocol in reply to a request for none")
@@ -108,6 +133,20 @@ class _Connection:
         """End the connection (unblocks a thread waiting on it)."""
         self.broken = True
         self._close()
+
+
+def _splice_exactly(source: int, sink: int, size: int) -> None:
+    while size:
+        moved = os.splice(source, sink, size)
+        if not moved:
+            raise ProtocolError(f"stream ended {size} bytes before the end of a frame")
+        size -= moved
+
+
+def _write_all(sink: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(sink, view) :]
 
 
 def _connect_socket(path: Path) -> _Connection:
@@ -145,20 +184,23 @@ def low_priority() -> list[str]:
     return prefix
 
 
-def _spawn_local(inspect: str) -> _Connection:
-    argv = [*low_priority(), sys.executable, "-m", "headlined.influx.helper"]
+def _spawn_local(inspect: str, *, polite: bool = True) -> _Connection:
+    prefix = low_priority() if polite else []
+    argv = [*prefix, sys.executable, "-m", "headlined.influx.helper"]
     try:
+        # Unbuffered: the reply's line protocol is spliced from the pipe itself.
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, BINARY_ENV: inspect},
+            bufsize=0,
         )
     except OSError as exc:
         raise ReaderError(f"cannot start {' '.join(argv)}: {exc}") from None
     if proc.stdin is None or proc.stdout is None:
         raise ReaderError("the local headlined-inspect was started without pipes")
-    stdin, stdout = proc.stdin, proc.stdout
+    stdin, stdout = io.BufferedWriter(cast("io.RawIOBase", proc.stdin)), proc.stdout
 
     def close() -> None:
         # Its stdin ending makes it stop influx_inspect and exit; a kill would orphan that.
@@ -176,14 +218,18 @@ def _spawn_local(inspect: str) -> _Connection:
         cast("BinaryIO", stdin),
         close,
         "headlined-inspect (local)",
+        splice=True,
     )
 
 
 class InfluxReader:
     """The export's one way to InfluxDB's files (see the module docstring)."""
 
-    def __init__(self, cfg: InfluxConfig) -> None:
+    def __init__(self, cfg: InfluxConfig, *, polite: bool = True) -> None:
+        """``polite``: a local helper runs at low CPU and IO priority (the daemon's case);
+        ``headlined export`` in the foreground gives it the converter's own priority."""
         self.cfg = cfg
+        self._polite = polite
         self._conn: _Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -196,19 +242,32 @@ class InfluxReader:
     def _open(self) -> _Connection:
         if self.mode == "socket" and self.cfg.inspect_socket is not None:
             return _connect_socket(self.cfg.inspect_socket)
-        return _spawn_local(self.cfg.inspect)
+        return _spawn_local(self.cfg.inspect, polite=self._polite)
+
+    async def connect(self) -> None:
+        """Reach the helper now rather than at the first request (ReaderError if it cannot
+        be: the first request tries again)."""
+        async with self._lock:
+            await self._connected()
+
+    async def _connected(self) -> _Connection:
+        if self._conn is None or self._conn.broken:
+            if self._conn is not None:
+                await asyncio.to_thread(self._conn.close)
+                self._conn = None
+            self._conn = await asyncio.to_thread(self._open)
+            log.debug("influx_reader_connected", via=self._conn.name)
+        return self._conn
 
     async def _call(
-        self, request: Request, on_data: Callable[[bytes], None] | None = None
+        self,
+        request: Request,
+        on_data: Callable[[bytes], None] | None = None,
+        sink: int | None = None,
     ) -> tuple[dict[str, Any], str]:
         async with self._lock:
-            if self._conn is None or self._conn.broken:
-                if self._conn is not None:
-                    await asyncio.to_thread(self._conn.close)
-                self._conn = await asyncio.to_thread(self._open)
-                log.debug("influx_reader_connected", via=self._conn.name)
-            conn = self._conn
-            work = asyncio.ensure_future(asyncio.to_thread(conn.call, request, on_data))
+            conn = await self._connected()
+            work = asyncio.ensure_future(asyncio.to_thread(conn.call, request, on_data, sink))
             try:
                 return await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -272,13 +331,14 @@ class InfluxReader:
             start=start,
             end=end,
         )
-        with out.open("ab") as f:
-
-            def write(data: bytes) -> None:
-                f.write(data)
-                f.flush()  # the converter follows the file: it must see every byte at once
-
-            result, stderr = await self._call(request, write)
+        # Written straight into the file's descriptor (by splice(2) from a local helper's
+        # pipe): the converter follows the file, it must see every byte at once.
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+            result, stderr = await self._call(request, sink=fd)
+        finally:
+            os.close(fd)
         return Exported(int(result.get("exit", -1)), stderr)
 
     async def close(self) -> None:

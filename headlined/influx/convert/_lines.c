@@ -871,6 +871,22 @@ typedef struct {
 } PivotTable;
 
 typedef struct {
+    int64_t time;
+    int32_t kid;
+    int32_t point; /* point number + 1, 0 for an empty slot */
+} PointSlot;
+
+/* Where a series key's points are: while `hashed` is 0, they are points first..last of its
+ * table (first -1: none yet), one after another with their times increasing, as an export
+ * lists the first field of a series; then a point is found by a binary search there, and a
+ * later time is appended without a look in the hash table.  Any other order moves the key's
+ * points into the hash table (`hashed` 1) for good. */
+typedef struct {
+    int32_t first, last;
+    int32_t hashed;
+} KidRun;
+
+typedef struct {
     int active;              /* asked for, and not failed */
     const char *failure;     /* why it failed (static text), or NULL */
     int64_t budget;          /* bytes the tables may take */
@@ -879,14 +895,14 @@ typedef struct {
     long long taken;         /* lines taken (one that replaced an earlier value included) */
     Interner measurements;   /* a series key's measurement, as written (escapes and all) */
     Buf kid_table;           /* int32 measurement number of each series key */
+    Buf kid_runs;            /* KidRun of each series key */
     Buf tables;              /* PivotTable, by measurement number */
     Interner column_keys;    /* (table int32, type byte, field key) -> column number */
     Buf columns;             /* PivotColumn, by column number */
     Buf column_key;          /* the key of the current line's column */
-    /* (series key number, time) -> point number in its table: open addressing */
-    int64_t *slot_times;
-    int32_t *slot_kids;
-    int32_t *slot_points; /* point number + 1, 0 for an empty slot */
+    /* (series key number, time) -> point number in its table: open addressing, a slot's
+     * three parts side by side (one cache line per probe, not three) */
+    PointSlot *slots;
     size_t n_slots, n_points;
     int32_t last_table, last_point; /* the point of the line before, for a guess */
 } Pivot;
@@ -913,12 +929,11 @@ static void pivot_free(Pivot *p) {
         free(columns[i].chars.data);
     }
     free(p->kid_table.data);
+    free(p->kid_runs.data);
     free(p->tables.data);
     free(p->columns.data);
     free(p->column_key.data);
-    free(p->slot_times);
-    free(p->slot_kids);
-    free(p->slot_points);
+    free(p->slots);
     /* What the properties tell outlives the tables. */
     int active = p->active;
     const char *failure = p->failure;
@@ -952,35 +967,48 @@ static uint64_t point_hash(int32_t kid, int64_t ts) {
 
 static int point_slots_grow(Pivot *p) {
     size_t n_slots = p->n_slots ? p->n_slots * 2 : 1 << 16;
-    int64_t *times = malloc(n_slots * sizeof *times);
-    int32_t *kids = malloc(n_slots * sizeof *kids);
-    int32_t *points = calloc(n_slots, sizeof *points);
-    if (times == NULL || kids == NULL || points == NULL) {
-        free(times);
-        free(kids);
-        free(points);
+    PointSlot *slots = calloc(n_slots, sizeof *slots);
+    if (slots == NULL) {
         return -1;
     }
     for (size_t i = 0; i < p->n_slots; i++) {
-        if (p->slot_points[i] != 0) {
-            size_t at = point_hash(p->slot_kids[i], p->slot_times[i]) & (n_slots - 1);
-            while (points[at] != 0) {
+        if (p->slots[i].point != 0) {
+            size_t at = point_hash(p->slots[i].kid, p->slots[i].time) & (n_slots - 1);
+            while (slots[at].point != 0) {
                 at = (at + 1) & (n_slots - 1);
             }
-            times[at] = p->slot_times[i];
-            kids[at] = p->slot_kids[i];
-            points[at] = p->slot_points[i];
+            slots[at] = p->slots[i];
         }
     }
-    p->used += (int64_t)((n_slots - p->n_slots) * 16);
-    free(p->slot_times);
-    free(p->slot_kids);
-    free(p->slot_points);
-    p->slot_times = times;
-    p->slot_kids = kids;
-    p->slot_points = points;
+    p->used += (int64_t)((n_slots - p->n_slots) * sizeof(PointSlot));
+    free(p->slots);
+    p->slots = slots;
     p->n_slots = n_slots;
     return 0;
+}
+
+/* Puts point `point` (kid, ts) into the hash table, which has room. */
+static void point_slot_put(Pivot *p, int32_t kid, int64_t ts, int32_t point) {
+    size_t at = point_hash(kid, ts) & (p->n_slots - 1);
+    while (p->slots[at].point != 0) {
+        at = (at + 1) & (p->n_slots - 1);
+    }
+    p->slots[at].kid = kid;
+    p->slots[at].time = ts;
+    p->slots[at].point = point + 1;
+    p->n_points++;
+}
+
+/* A new point (kid, ts) at the end of `t`; -1 out of memory. */
+static int64_t point_append(Pivot *p, PivotTable *t, int32_t table, int32_t kid, int64_t ts) {
+    if (t->points >= INT32_MAX - 1 || buf_add(&t->kids, &kid, sizeof kid) < 0 ||
+        buf_add(&t->times, &ts, sizeof ts) < 0) {
+        return -1;
+    }
+    p->used += 12 + 8 * t->n_columns;
+    p->last_table = table;
+    p->last_point = (int32_t)t->points++;
+    return p->last_point;
 }
 
 /* The point (kid, ts) of `table`, added when new; -1 out of memory. */
@@ -995,30 +1023,64 @@ static int64_t pivot_point(Pivot *p, int32_t table, int32_t kid, int64_t ts) {
             return guess;
         }
     }
+    KidRun *run = &((KidRun *)p->kid_runs.data)[kid];
+    if (!run->hashed) {
+        const int64_t *times = (const int64_t *)t->times.data;
+        if (run->first < 0) {
+            int64_t point = point_append(p, t, table, kid, ts);
+            run->first = run->last = (int32_t)point;
+            return point;
+        }
+        int32_t lo = run->first, hi = run->last;
+        if (ts > times[hi]) {
+            if (hi == t->points - 1) { /* the run ends the table: it grows */
+                int64_t point = point_append(p, t, table, kid, ts);
+                run->last = (int32_t)point;
+                return point;
+            }
+        } else {
+            while (lo < hi) { /* the first time >= ts */
+                int32_t mid = lo + (hi - lo) / 2;
+                if (times[mid] < ts) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if (times[lo] == ts) {
+                p->last_table = table;
+                p->last_point = lo;
+                return lo;
+            }
+        }
+        /* Out of order: the key's points go into the hash table, for good. */
+        while ((p->n_points + (size_t)(run->last - run->first + 2)) * 2 > p->n_slots) {
+            if (point_slots_grow(p) < 0) {
+                return -1;
+            }
+        }
+        for (int32_t at = run->first; at <= run->last; at++) {
+            point_slot_put(p, kid, times[at], at);
+        }
+        run->hashed = 1;
+    }
     if ((p->n_points + 1) * 2 > p->n_slots && point_slots_grow(p) < 0) {
         return -1;
     }
     size_t at = point_hash(kid, ts) & (p->n_slots - 1);
-    while (p->slot_points[at] != 0) {
-        if (p->slot_kids[at] == kid && p->slot_times[at] == ts) {
+    while (p->slots[at].point != 0) {
+        if (p->slots[at].kid == kid && p->slots[at].time == ts) {
             p->last_table = table;
-            p->last_point = p->slot_points[at] - 1;
+            p->last_point = p->slots[at].point - 1;
             return p->last_point;
         }
         at = (at + 1) & (p->n_slots - 1);
     }
-    if (t->points >= INT32_MAX - 1 || buf_add(&t->kids, &kid, sizeof kid) < 0 ||
-        buf_add(&t->times, &ts, sizeof ts) < 0) {
-        return -1;
+    int64_t point = point_append(p, t, table, kid, ts);
+    if (point >= 0) {
+        point_slot_put(p, kid, ts, (int32_t)point);
     }
-    p->slot_kids[at] = kid;
-    p->slot_times[at] = ts;
-    p->slot_points[at] = (int32_t)t->points + 1;
-    p->n_points++;
-    p->used += 12 + 8 * t->n_columns;
-    p->last_table = table;
-    p->last_point = (int32_t)t->points++;
-    return p->last_point;
+    return point;
 }
 
 /* The column of (table, type, field key); -1 out of memory, -2 too many. */
@@ -1203,7 +1265,9 @@ static int pivot_add(Pivot *p, int32_t kid, const char *key, size_t key_n, const
             return -1;
         }
         int32_t t32 = (int32_t)table;
-        if (buf_add(&p->kid_table, &t32, sizeof t32) < 0) {
+        KidRun run = {.first = -1, .last = -1, .hashed = 0};
+        if (buf_add(&p->kid_table, &t32, sizeof t32) < 0 ||
+            buf_add(&p->kid_runs, &run, sizeof run) < 0) {
             return -1;
         }
         if (interner_count(&p->measurements) > tables) {
