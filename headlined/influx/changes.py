@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from headlined.influx.chunkplan import HOUR_NS, Chunk, to_ns
+from headlined.influx.chunkplan import Chunk, hours_touching, to_ns
 from headlined.influx.datadir import Found, Unreadable, WalScan
 
 NOTHING = ""  # the signature of a time InfluxDB holds no file or WAL line for
@@ -39,13 +39,7 @@ def signature(
             parts.append(f"tsm {_name(tsm.path)} {tsm.size} {tsm.mtime_ns} {tsm.tombstone}")
     parts += [f"bad {_name(b.path)} {b.error}" for b in broken if b.covers(lo, hi)]
     if wal is not None:
-        first, last = lo // HOUR_NS, (hi - 1) // HOUR_NS
-        hours = (
-            (h for h in range(first, last + 1) if h in wal.hours)
-            if last - first < len(wal.hours)
-            else (h for h in sorted(wal.hours) if first <= h <= last)
-        )
-        for hour in hours:
+        for hour in hours_touching(wal.hours, lo, hi):
             lines, digest = wal.hours[hour]
             parts.append(f"wal {hour} {lines} {digest}")
     if not parts:

@@ -201,14 +201,18 @@ def _days(lo: int, hi: int, origin: int) -> list[tuple[int, int]]:
     return out
 
 
-def _points(hours: Mapping[int, int], lo: int, hi: int) -> list[tuple[int, int]]:
-    """(hour, points) of the hours touching ``[lo, hi)`` that hold data, in order."""
+def hours_touching(hours: Mapping[int, object], lo: int, hi: int) -> list[int]:
+    """The hours of ``hours`` (hour index -> anything) that ``[lo, hi)`` touches, in order:
+    by walking the range or the mapping, whichever is shorter."""
     first, last = lo // HOUR_NS, (hi - 1) // HOUR_NS
     if last - first + 1 <= len(hours):
-        found = ((h, hours.get(h, 0)) for h in range(first, last + 1))
-    else:
-        found = ((h, hours[h]) for h in sorted(hours) if first <= h <= last)
-    return [(h, n) for h, n in found if n]
+        return [h for h in range(first, last + 1) if h in hours]
+    return [h for h in sorted(hours) if first <= h <= last]
+
+
+def _points(hours: Mapping[int, int], lo: int, hi: int) -> list[tuple[int, int]]:
+    """(hour, points) of the hours touching ``[lo, hi)`` that hold data, in order."""
+    return [(h, hours[h]) for h in hours_touching(hours, lo, hi) if hours[h]]
 
 
 def _fit(
