@@ -21,7 +21,8 @@ Then, per database, in the same script and on the same files, runs alternating, 
   with the default config: no ``chunk:`` unless ``--chunk`` is given (nor any other
   influx setting but the paths, unless ``--set``), so the chunks are whatever headlined
   plans by default (counted from ``export_chunks`` afterwards).
-Prints per database the times and their ratio (target <= 1.5), the least CPU time (user +
+Prints per database the times and their ratio (target <= 1.5; best against best, and each
+run against the baseline of its run, with their median), the least CPU time (user +
 system, children included) a run took (a busy machine disturbs it less than the time), the
 chunks run, the peak RSS of `headlined export` (its largest process: wait4's ru_maxrss
 covers its children, the helper and influx_inspect), the Parquet size against the
@@ -40,6 +41,7 @@ import math
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -433,6 +435,11 @@ def measure(
         runs = rate(lines, variant.times, variant.cpu)
         print(f"headlined export end to end{label} : {ours:6.2f} s  ({runs})")
         print(f"ratio headlined / influx_inspect{label}: {ours / base:.2f}  (target <= {TARGET})")
+        paired = sorted(t / b for t, b in zip(variant.times, base_times, strict=True))
+        print(
+            f"ratio per run (each against the baseline of its run){label}: "
+            f"{spread(paired)}; median {statistics.median(paired):.2f}"
+        )
         print(f"chunks run by headlined export{label}: {variant.chunks}")
         print(f"peak RSS of headlined export{label}: {variant.peak / 1024:.0f} MB")
         print(

@@ -1,12 +1,14 @@
 """One chunk: exported by influx_inspect (through :mod:`headlined.influx.reader`), converted
 while it arrives, judged by what influx_inspect said on stderr, then published.
 
-The line protocol arrives in a temporary file under ``<output_dir>/.work/`` (so temporary disk
-is bounded by one chunk, never the database), and the converter follows that file as it
-grows, so the export and the conversion overlap; the conversion ends at the file's end once
-the export has ended. The converter writes into a staging folder; only when influx_inspect
-exited 0, its stderr named nothing this chunk cannot do without, and the conversion finished,
-are the files renamed into ``<output_dir>/<db>/<rp>/<measurement>/`` (rejected lines into
+The line protocol arrives in a pipe that the converter's pivot reads as it comes, so the
+export and the conversion overlap and nothing of it reaches the disk. When the pivot gives
+up (rare in an export), the chunk is exported again into a temporary file under
+``<output_dir>/.work/`` (temporary disk bounded by one chunk, never the database), which the
+converter follows as it grows and converts the general way. The converter writes into a
+staging folder; only when influx_inspect exited 0, its stderr named nothing this chunk cannot
+do without, and the conversion finished, are the files renamed into
+``<output_dir>/<db>/<rp>/<measurement>/`` (rejected lines into
 ``<output_dir>/_rejected/<db>/<rp>/<chunk>.txt``), so a failed or killed chunk never leaves
 partial Parquet where queries look.
 
@@ -19,7 +21,11 @@ published and what was skipped is recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import fcntl
+import functools
+import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -37,6 +43,7 @@ from headlined.influx.schema import MeasurementSchema
 log = logs.get("influx_export")
 
 MAX_DAMAGE = 200  # skipped keys kept per chunk; the count says how many more there were
+PIPE_SIZE = 1 << 20  # the export's pipe to the converter, as the helper's own (1 MiB)
 
 
 class ExportError(Exception):
@@ -115,51 +122,29 @@ async def run_chunk(
     shutil.rmtree(work, ignore_errors=True)
     staging = work / "out"
     staging.mkdir(parents=True)
-    exported = work / "export.lp"
-    exported.touch()  # so that the converter can open it before the first bytes arrive
-    finished = threading.Event()  # set once the export has ended: the file is whole
-
-    def ended(_: object) -> None:
-        finished.set()
-        if on_exported is not None:
-            on_exported()
-
-    exporting = asyncio.create_task(reader.export(chunk, exported))
-    exporting.add_done_callback(ended)
-    loop = asyncio.get_running_loop()
-    removals: list[asyncio.Task[None]] = []
-
-    def remove_export() -> None:
-        # Freeing a large file takes a while (0.1 s per 117 MB here): done on another thread
-        # while DuckDB writes the Parquet.
-        loop.call_soon_threadsafe(
-            lambda: removals.append(asyncio.create_task(asyncio.to_thread(exported.unlink)))
-        )
-
+    conversion = functools.partial(
+        convert.convert,
+        out_dir=staging,
+        layout="database",
+        file_stem=chunk.stem,
+        default_database=chunk.database,
+        default_rp=chunk.retention_policy,
+        rejected_dir=work / "rejected",
+        work_dir=work / "duckdb",
+        threads=threads,
+        progress=progress,
+        schema=schema,
+    )
     try:
-        # The converter reads the file while the export writes it: the two overlap.
-        result = await asyncio.to_thread(
-            convert.convert,
-            exported,
-            staging,
-            layout="database",
-            file_stem=chunk.stem,
-            default_database=chunk.database,
-            default_rp=chunk.retention_policy,
-            rejected_dir=work / "rejected",
-            work_dir=work / "duckdb",
-            threads=threads,
-            progress=progress,
-            growing=lambda: not finished.is_set(),
-            source_done=remove_export,
-            schema=schema,
-        )
-        await asyncio.gather(*removals)
-        said, damage = _judge(await exporting, chunk, discovery, broken)
+        result, outcome = await _streamed(reader, chunk, work, conversion, on_exported)
+        if result is None:
+            # The pivot gave up: rare in an influx_inspect export (a multi-field line, a bad
+            # value, more points than its memory). A failed export fails the chunk as ever;
+            # a whole one is exported again into a file, converted the general way.
+            _judge(outcome, chunk, discovery, broken)
+            result, outcome = await _through_file(reader, chunk, work, conversion)
+        said, damage = _judge(outcome, chunk, discovery, broken)
     except BaseException:
-        exporting.cancel()
-        finished.set()  # a converter still reading stops at the end of the file
-        await asyncio.gather(exporting, *removals, return_exceptions=True)
         shutil.rmtree(work, ignore_errors=True)
         raise
     files = await asyncio.to_thread(_publish, staging, cfg.output_dir, chunk)
@@ -173,6 +158,104 @@ async def run_chunk(
         len(damage),
         said.wal_deletes,
     )
+
+
+Conversion = Callable[..., convert.ConvertResult]
+
+
+async def _streamed(
+    reader: InfluxReader,
+    chunk: Chunk,
+    work: Path,
+    conversion: Conversion,
+    on_exported: Callable[[], None] | None,
+) -> tuple[convert.ConvertResult | None, Exported]:
+    """Export into a pipe that the converter's pivot reads: no copy of the line protocol on
+    disk. No result (nothing written) when the pivot cannot take it: the export is then read
+    to its end and discarded, so that it ends as it would have."""
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):  # fewer wake-ups; the default 64 KiB works too
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    # The converter opens the pipe by this name (it resolves in this process), which its
+    # messages then give, as they gave the file before.
+    source = work / "export.lp"
+    source.symlink_to(f"/proc/self/fd/{read_end}")
+    closed = threading.Lock()
+    open_ends = {read_end, write_end}
+
+    def close(fd: int) -> None:
+        with closed:
+            if fd in open_ends:
+                open_ends.discard(fd)
+                os.close(fd)
+
+    def ended(_: object) -> None:
+        close(write_end)  # the converter reads to the end of what was exported
+        if on_exported is not None:
+            on_exported()
+
+    exporting = asyncio.create_task(reader.export_into(chunk, write_end))
+    exporting.add_done_callback(ended)
+    try:
+        result = await asyncio.to_thread(conversion, source, pivot_only=True)
+    except convert.NoPivotError as why:
+        log.info("export_chunk_through_file", chunk=chunk.label, reason=str(why))
+        await asyncio.to_thread(_drain, read_end)
+        return None, await exporting
+    except BaseException:
+        # The converter reads no more: with no reader left the export's writes fail at once
+        # (EPIPE) instead of waiting on a full pipe for ever.
+        close(read_end)
+        exporting.cancel()
+        await asyncio.gather(exporting, return_exceptions=True)
+        raise
+    finally:
+        close(read_end)
+    return result, await exporting
+
+
+def _drain(fd: int) -> None:
+    """Read ``fd`` to its end, discarding."""
+    while os.read(fd, PIPE_SIZE):
+        pass
+
+
+async def _through_file(
+    reader: InfluxReader, chunk: Chunk, work: Path, conversion: Conversion
+) -> tuple[convert.ConvertResult, Exported]:
+    """Export into ``export.lp``, which the converter follows as it grows (the general way:
+    read twice if the pivot gives up)."""
+    exported = work / "export.lp"
+    exported.unlink(missing_ok=True)
+    exported.touch()  # so that the converter can open it before the first bytes arrive
+    finished = threading.Event()  # set once the export has ended: the file is whole
+    exporting = asyncio.create_task(reader.export(chunk, exported))
+    exporting.add_done_callback(lambda _: finished.set())
+    loop = asyncio.get_running_loop()
+    removals: list[asyncio.Task[None]] = []
+
+    def remove_export() -> None:
+        # Freeing a large file takes a while (0.1 s per 117 MB here): done on another thread
+        # while DuckDB writes the Parquet.
+        loop.call_soon_threadsafe(
+            lambda: removals.append(asyncio.create_task(asyncio.to_thread(exported.unlink)))
+        )
+
+    try:
+        # The converter reads the file while the export writes it: the two overlap.
+        result = await asyncio.to_thread(
+            conversion,
+            exported,
+            growing=lambda: not finished.is_set(),
+            source_done=remove_export,
+        )
+        await asyncio.gather(*removals)
+        return result, await exporting
+    except BaseException:
+        exporting.cancel()
+        finished.set()  # a converter still reading stops at the end of the file
+        await asyncio.gather(exporting, *removals, return_exceptions=True)
+        raise
 
 
 def _judge(

@@ -86,6 +86,31 @@ class RpData:
     """The shard groups' ``[start, end)`` in ns (meta.db), sorted; may be empty."""
     hours: Mapping[int, int]
     """Hour index (ns // HOUR_NS) -> estimated points (lines) there; absent: none."""
+    edges: Mapping[int, tuple[int, int]] | None = None
+    """Hour index -> estimated points of the blocks that begin in it and of those that end in
+    it (see :class:`Straddle`); None: unknown, every block taken to lie within one hour."""
+
+
+class Straddle:
+    """How many points a chunk boundary at the start of an hour would have influx_inspect
+    decode twice: it decodes every block overlapping a chunk's range, so each block that
+    begins before the boundary and ends after it is decoded by the chunks on both sides."""
+
+    def __init__(self, edges: Mapping[int, tuple[int, int]]) -> None:
+        """``edges``: hour -> (points of the blocks beginning in it, of those ending in it)."""
+        self._hours = sorted(edges)
+        self._open: list[int] = []
+        running = 0
+        for hour in self._hours:
+            begins, ends = edges[hour]
+            running += begins - ends
+            self._open.append(running)
+
+    def at(self, hour: int) -> int:
+        """Points of the blocks beginning before ``hour`` and ending in it or after."""
+        before = bisect.bisect_left(self._hours, hour) - 1
+        # Estimates scaled and rounded per file may leave a few points below zero.
+        return max(0, self._open[before]) if before >= 0 else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +119,17 @@ class Budget:
 
     points: int
     span_ns: int | None = None
+
+
+# A unit over the budget is cut only if the cuts make influx_inspect decode at most this
+# share of its points a second time: in a shard whose blocks all span it (a dense day, every
+# series' block reaching from the first hour to the last), three chunks decoded it three times.
+REDECODE_SHARE = 0.25
+# Such a unit is exported whole up to this many times the budget, and beyond it cut into parts
+# of that size, which bounds the converter's memory: 15M lines with the default budget, whose
+# points the pivot still holds within its 256 MiB unless they have one or two fields each
+# (see docs/exporter.md).
+UNCUT_FACTOR = 3
 
 
 @dataclass(slots=True)
@@ -119,7 +155,8 @@ def plan(
     them), so re-planning only fills what is not covered. Each shard group with data is a
     unit: a closed one whose estimate fits the budget may be merged with its closed
     neighbours (sparse years become few chunks), a dense one is cut at hour boundaries so
-    each part fits (one hour is the smallest part), and a group still open at ``now_ns`` is
+    each part fits (one hour is the smallest part) unless its blocks span the cuts (then it
+    stays whole up to UNCUT_FACTOR times the budget), and a group still open at ``now_ns`` is
     cut by day, so that following it re-exports only the days that change. Time without data
     gets no chunk; ``start``/``end`` clip exactly.
     """
@@ -128,6 +165,7 @@ def plan(
     chunks: list[Chunk] = []
     for rp in sorted(data, key=lambda d: (d.database, d.retention_policy)):
         covered = sorted(existing.get((rp.database, rp.retention_policy), []))
+        straddle = None if rp.edges is None else Straddle(rp.edges)
         pieces: list[_Piece] = []
         for unit_start, unit_end in _units(rp):
             lo = unit_start if low is None else max(unit_start, low)
@@ -139,7 +177,7 @@ def plan(
                 whole = not is_open and (part_lo, part_hi) == (unit_start, unit_end)
                 cuts = _days(part_lo, part_hi, unit_start) if is_open else [(part_lo, part_hi)]
                 for cut_lo, cut_hi in cuts:
-                    pieces += _fit(rp.hours, cut_lo, cut_hi, budget, whole=whole)
+                    pieces += _fit(rp.hours, cut_lo, cut_hi, budget, straddle, whole=whole)
         for lo, hi in _merged(pieces, covered, budget):
             chunks.append(Chunk(rp.database, rp.retention_policy, from_ns(lo), from_ns(hi)))
     return chunks
@@ -216,16 +254,39 @@ def _points(hours: Mapping[int, int], lo: int, hi: int) -> list[tuple[int, int]]
 
 
 def _fit(
-    hours: Mapping[int, int], lo: int, hi: int, budget: Budget, *, whole: bool
+    hours: Mapping[int, int],
+    lo: int,
+    hi: int,
+    budget: Budget,
+    straddle: Straddle | None,
+    *,
+    whole: bool,
 ) -> list[_Piece]:
     """``[lo, hi)`` as pieces within the budget, cut at hour boundaries; none if empty.
 
     An hour is never cut, so one hour holding more than the budget is a piece of its own.
+    Cuts that would have influx_inspect decode more than REDECODE_SHARE of the points twice
+    (``straddle``) are not made: the range stays whole up to UNCUT_FACTOR times the budget,
+    and is cut into parts of that size beyond. ``influx.chunk`` (a longest span) is obeyed
+    as it is.
     """
     touched = _points(hours, lo, hi)
     total = sum(n for _, n in touched)
     if not total:
         return []
+    pieces = _cut(touched, total, lo, hi, budget, whole=whole)
+    if straddle is None or budget.span_ns is not None or len(pieces) < 2:
+        return pieces
+    again = sum(straddle.at(piece.start // HOUR_NS) for piece in pieces[1:])
+    if again <= REDECODE_SHARE * total:
+        return pieces
+    return _cut(touched, total, lo, hi, Budget(UNCUT_FACTOR * budget.points), whole=whole)
+
+
+def _cut(
+    touched: list[tuple[int, int]], total: int, lo: int, hi: int, budget: Budget, *, whole: bool
+) -> list[_Piece]:
+    """``[lo, hi)`` (``touched``: its hours with data and their points) cut by the budget."""
     if total <= budget.points and (budget.span_ns is None or hi - lo <= budget.span_ns):
         return [_Piece(lo, hi, total, whole)]
     span = budget.span_ns

@@ -12,16 +12,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, TextIO
 
 from headlined import control, logs
 from headlined.config import InfluxConfig, Loaded
-from headlined.influx.datadir import DataDirError, InfluxFilesError
-from headlined.influx.exporter import EXPECTED, Exporter
-from headlined.influx.tables import load_chunks
-from headlined.store import Store, StoreError
+from headlined.influx.reader import InfluxReader
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from headlined.influx.exporter import Exporter
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 REFRESH_S = 0.5
@@ -29,6 +29,8 @@ MAX_LISTED = 10  # skipped series listed per damaged chunk
 
 
 def _bar(total: int) -> tqdm[Any]:
+    from tqdm import tqdm  # noqa: PLC0415  imported once the helper is discovering (see run)
+
     return tqdm(
         total=total,
         unit="chunk",
@@ -40,6 +42,8 @@ def _bar(total: int) -> tqdm[Any]:
 
 def _above_bar(line: str, stream: TextIO) -> None:
     """A log line printed above the progress bar, which is drawn again below it."""
+    from tqdm import tqdm  # noqa: PLC0415  imported once the helper is discovering (see run)
+
     tqdm.write(line, file=stream)
 
 
@@ -61,23 +65,33 @@ def run(loaded: Loaded, database: str | None) -> int:
     sock = control.socket_path(cfg.state_dir)
     if control.daemon_listening(sock):
         return _follow_daemon(sock, database)
-    return asyncio.run(_run_here(cfg.database_path, cfg.influx, database))
+    # In the foreground the helper is not niced (see Exporter). It starts (a Python of its
+    # own) and discovers InfluxDB's files while this process imports DuckDB, the converter
+    # and tqdm and opens its state file: on a sparse database discovery takes about as long.
+    reader = InfluxReader(cfg.influx, polite=False)
+    reader.begin_discovery()
+    return asyncio.run(_run_here(cfg.database_path, cfg.influx, database, reader))
 
 
-async def _run_here(database_path: Path, influx: InfluxConfig, database: str | None) -> int:
+async def _run_here(
+    database_path: Path, influx: InfluxConfig, database: str | None, reader: InfluxReader
+) -> int:
+    # Imported only once the helper is discovering (see run): DuckDB, the converter.
+    from headlined.influx.datadir import DataDirError, InfluxFilesError  # noqa: PLC0415  as said
+    from headlined.influx.exporter import EXPECTED, Exporter  # noqa: PLC0415  as said
+    from headlined.influx.tables import load_chunks  # noqa: PLC0415  as said
+    from headlined.store import Store, StoreError  # noqa: PLC0415  as said
+
     store = Store(database_path)
-    exporter = Exporter(influx, store, overlap=True)  # in the foreground: as fast as it goes
-    # The helper starts (a Python of its own) while the state file opens.
-    connecting = asyncio.create_task(exporter.reader.connect())
+    # In the foreground: as fast as it goes.
+    exporter = Exporter(influx, store, overlap=True, reader=reader)
     try:
         await store.open()
     except StoreError as exc:
         print(f"headlined export: {exc}", file=sys.stderr)
-        await asyncio.gather(connecting, return_exceptions=True)
         await exporter.close()
         return EXIT_FAILURE
     try:
-        await asyncio.gather(connecting, return_exceptions=True)  # plan() says what failed
         await exporter.plan()
         planned = await store.call(load_chunks)
         total = len([c for c, _, _ in planned if database in (None, c.database)])

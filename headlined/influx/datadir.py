@@ -90,8 +90,11 @@ class TsmFile:
     beside it (DELETE and DROP SERIES write there; None: no tombstone). ``volume`` maps each
     hour (:func:`hour_of`) to an estimate of the points the file holds in it (each block
     spread as :func:`spread` spreads it, scaled by how full a sample of its blocks is),
-    ``types`` each measurement to its tag keys and field kinds. Both count
-    what the index lists, tombstoned data included.
+    ``types`` each measurement to its tag keys and field kinds. ``edges`` maps an hour to the
+    estimated points of the blocks that begin in it and of those that end in it (scaled
+    alike): what a chunk boundary there makes influx_inspect decode twice (see
+    chunkplan.Straddle); None when not known (a reply of an older helper). All count what
+    the index lists, tombstoned data included.
     """
 
     path: str
@@ -103,6 +106,7 @@ class TsmFile:
     tombstone: tuple[int, int] | None = None
     volume: dict[int, int] = field(default_factory=dict)
     types: dict[str, MeasurementTypes] = field(default_factory=dict)
+    edges: dict[int, tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +154,11 @@ class Discovery:
         """A JSON-ready form, for the reply of ``headlined-inspect``.
 
         Each TSM file is a list ``[path, first, last, error, size, mtime, tombstone, volume,
-        types]``: volume flat ``[hour, points, hours since the previous one, points, ...]``
-        (hours mostly follow each other), types an index into ``types``, where each distinct
-        set of a file's types is once: shards mostly repeat their measurements, and with
-        hundreds of measurements a copy per file would outgrow a reply frame.
+        types, edges]``: volume flat ``[hour, points, hours since the previous one, points,
+        ...]`` (hours mostly follow each other), edges alike ``[hour, begin, end, ...]`` or
+        null (a reader takes a row without it as null), types an index into ``types``, where
+        each distinct set of a file's types is once: shards mostly repeat their measurements,
+        and with hundreds of measurements a copy per file would outgrow a reply frame.
         """
         types: list[dict[str, Any]] = []
         numbered: dict[str, int] = {}  # the JSON text of a file's types -> its index in types
@@ -182,6 +187,7 @@ class Discovery:
                             None if t.tombstone is None else list(t.tombstone),
                             _volume_to_json(t.volume),
                             number(t.types),
+                            None if t.edges is None else _edges_to_json(t.edges),
                         ]
                         for t in f.tsm
                     ],
@@ -274,7 +280,9 @@ def _legacy_wal(found: Found) -> dict[str, Any]:
 
 
 def _tsm_from_json(row: list[Any], types: list[Any]) -> TsmFile:
-    path, lo, hi, error, size, mtime_ns, tombstone, volume, numbered = row
+    # Rows of helpers from before edges have nine items.
+    path, lo, hi, error, size, mtime_ns, tombstone, volume, numbered = row[:9]
+    edges = row[9] if len(row) > 9 else None
     if not 0 <= int(numbered) < len(types):
         raise ValueError(f"{path}: types #{numbered} of {len(types)}")
     return TsmFile(
@@ -288,6 +296,7 @@ def _tsm_from_json(row: list[Any], types: list[Any]) -> TsmFile:
         _volume_from_json(volume),
         # Parsed for each file: files never share (mutable) MeasurementTypes.
         _types_from_json(types[int(numbered)]),
+        None if edges is None else _edges_from_json(edges),
     )
 
 
@@ -298,6 +307,26 @@ def _volume_to_json(volume: Mapping[int, int]) -> list[int]:
         out += [hour - previous, volume[hour]]
         previous = hour
     return out
+
+
+def _edges_to_json(edges: Mapping[int, tuple[int, int]]) -> list[int]:
+    out: list[int] = []
+    previous = 0
+    for hour in sorted(edges):
+        out += [hour - previous, *edges[hour]]
+        previous = hour
+    return out
+
+
+def _edges_from_json(flat: list[Any]) -> dict[int, tuple[int, int]]:
+    if len(flat) % 3:
+        raise ValueError(f"edges: length {len(flat)} is not a multiple of 3")
+    edges = {}
+    hour = 0
+    for at in range(0, len(flat), 3):
+        hour += int(flat[at])
+        edges[hour] = (int(flat[at + 1]), int(flat[at + 2]))
+    return edges
 
 
 def _volume_from_json(flat: list[Any]) -> dict[int, int]:
@@ -481,7 +510,7 @@ def read_tsm(path: Path, series: _SeriesCache | None = None) -> TsmFile:
     tombstone = None
     try:
         tombstone = _tombstone(path)
-        first, last, volume, types = _summarize(
+        first, last, volume, edges, types = _summarize(
             path, _read_index(path), {} if series is None else series
         )
     except (_VanishedError, DataDirError):
@@ -489,7 +518,16 @@ def read_tsm(path: Path, series: _SeriesCache | None = None) -> TsmFile:
     except InfluxFilesError as exc:
         return TsmFile(str(path), None, None, str(exc), stat.st_size, stat.st_mtime_ns, tombstone)
     return TsmFile(
-        str(path), first, last, None, stat.st_size, stat.st_mtime_ns, tombstone, volume, types
+        str(path),
+        first,
+        last,
+        None,
+        stat.st_size,
+        stat.st_mtime_ns,
+        tombstone,
+        volume,
+        types,
+        edges,
     )
 
 
@@ -528,8 +566,10 @@ def spread(volume: dict[int, int], first_ns: int, last_ns: int, points: int = BL
 
 def _summarize(
     path: Path, index: bytes, series: _SeriesCache
-) -> tuple[int | None, int | None, dict[int, int], dict[str, MeasurementTypes]]:
-    """Time range, volume and types of one TSM index, in one pass."""
+) -> tuple[
+    int | None, int | None, dict[int, int], dict[int, tuple[int, int]], dict[str, MeasurementTypes]
+]:
+    """Time range, volume, block edges and types of one TSM index, in one pass."""
     # How many keys have each layout of block times: the fields of a series, and often all
     # series, share one, so ranges and volume are worked out once per layout.
     layouts: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
@@ -570,14 +610,16 @@ def _summarize(
         else:
             kinds.add(BLOCK_TYPES[code])
     if not layouts:
-        return None, None, {}, types
+        return None, None, {}, {}, types
     low = min(min(firsts) for firsts, _ in layouts)
     high = max(max(lasts) for _, lasts in layouts)
     volume = _volume(path, layouts)
+    edges = _edges(layouts)
     fill = _fill(path, index, keyed)
     if fill != 1.0:
         volume = {hour: max(1, round(points * fill)) for hour, points in volume.items()}
-    return low, high, volume, types
+        edges = {h: (round(b * fill), round(e * fill)) for h, (b, e) in edges.items()}
+    return low, high, volume, edges, types
 
 
 def _fill(path: Path, index: bytes, keyed: list[tuple[int, int]]) -> float:
@@ -685,6 +727,20 @@ def _volume(
         points += steps[hour]
         previous = hour
     return volume
+
+
+def _edges(
+    layouts: dict[tuple[tuple[int, ...], tuple[int, ...]], int],
+) -> dict[int, tuple[int, int]]:
+    """Hour -> (points of the blocks beginning in it, points of those ending in it), each
+    block counted as BLOCK_POINTS (scaled by the file's fill afterwards, as its volume)."""
+    begins: Counter[int] = Counter()
+    ends: Counter[int] = Counter()
+    for (firsts, lasts), keys in layouts.items():
+        for first, last in zip(firsts, lasts, strict=True):
+            begins[first // HOUR_NS] += BLOCK_POINTS * keys
+            ends[last // HOUR_NS] += BLOCK_POINTS * keys
+    return {hour: (begins[hour], ends[hour]) for hour in sorted(begins.keys() | ends.keys())}
 
 
 def _series_fields(

@@ -150,9 +150,11 @@ class Exporter:
         threads: int | None = None,
         overlap: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        reader: InfluxReader | None = None,
     ) -> None:
         """``overlap``: start a chunk's influx_inspect as soon as the one before has exited,
-        while that chunk still writes its Parquet (two chunks at most, one influx_inspect)."""
+        while that chunk still writes its Parquet (two chunks at most, one influx_inspect).
+        ``reader``: one made (and maybe already discovering) before; else one of its own."""
         self.cfg = cfg
         self.store = store
         self._overlap = overlap
@@ -161,7 +163,7 @@ class Exporter:
         self.damaged: dict[str, list[str]] = {}
         # In the foreground (overlap) the helper is not niced: at nice 10 its influx_inspect
         # lost the CPU to the converter it feeds.
-        self.reader = InfluxReader(cfg, polite=not overlap)
+        self.reader = InfluxReader(cfg, polite=not overlap) if reader is None else reader
         self.discovery: Discovery | None = None
         self.wal: dict[tuple[str, str], WalScan] = {}
         self.extents: list[Extent] = []

@@ -19,22 +19,37 @@ def rp_data(
     """What the planner needs of each database/retention policy found.
 
     An unreadable TSM file whose time is known counts one point at its start, so the chunk
-    that covers it is planned (and fails naming the file) instead of being left out.
+    that covers it is planned (and fails naming the file) instead of being left out. Block
+    edges are summed over the files (WAL lines count as blocks within their hour); they are
+    unknown (None) when a readable file came without them.
     """
     out = []
     for item in discovery.found:
         key = (item.database, item.retention_policy)
         hours: Counter[int] = Counter()
+        begins: Counter[int] = Counter()
+        ends: Counter[int] = Counter()
+        known = True
         for tsm in item.tsm:
             hours.update(tsm.volume)
+            if tsm.edges is not None:
+                for hour, (began, ended) in tsm.edges.items():
+                    begins[hour] += began
+                    ends[hour] += ended
+            elif tsm.error is None:
+                known = False
         scan = scans.get(key)
         if scan is not None:
-            hours.update({hour: lines for hour, (lines, _) in scan.hours.items()})
+            wal = {hour: lines for hour, (lines, _) in scan.hours.items()}
+            for counter in (hours, begins, ends):
+                counter.update(wal)
         for bad in broken.get(key, []):
             if bad.first_ns is not None:
-                hours[bad.first_ns // HOUR_NS] += 1
+                for counter in (hours, begins, ends):
+                    counter[bad.first_ns // HOUR_NS] += 1
         shards = sorted({span for (db, rp, _), span in discovery.shards.items() if (db, rp) == key})
-        out.append(RpData(item.database, item.retention_policy, tuple(shards), dict(hours)))
+        edges = {h: (begins[h], ends[h]) for h in begins.keys() | ends.keys()} if known else None
+        out.append(RpData(item.database, item.retention_policy, tuple(shards), dict(hours), edges))
     return out
 
 

@@ -91,9 +91,23 @@ class _Connection:
         """Send ``request``; pass ``D`` frames to ``on_data``, or append them to the file
         descriptor ``sink`` (not opened for appending: splice(2) refuses those); return
         (result, stderr)."""
+        self.send(request)
+        return self.receive(on_data, sink)
+
+    def send(self, request: Request) -> None:
+        """Send ``request`` without waiting for its reply (ReaderError if it cannot be)."""
         try:
             self._wfile.write(request.encode())
             self._wfile.flush()
+        except OSError as exc:
+            self.broken = True
+            raise ReaderError(f"{self.name}: {exc}") from None
+
+    def receive(
+        self, on_data: Callable[[bytes], None] | None = None, sink: int | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """The reply to the request sent last, as :meth:`call` returns it."""
+        try:
             return self._reply(on_data, sink)
         except (OSError, ProtocolError) as exc:
             self.broken = True
@@ -222,6 +236,18 @@ def _spawn_local(inspect: str, *, polite: bool = True) -> _Connection:
     )
 
 
+async def _on_thread(conn: _Connection, work: Callable[[], T]) -> T:
+    """``work`` on a worker thread; cancelled, it closes ``conn``, which frees that thread."""
+    future = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        # The thread blocks on the connection: closing it is what frees the thread.
+        await asyncio.to_thread(conn.close)
+        await asyncio.gather(future, return_exceptions=True)
+        raise
+
+
 class InfluxReader:
     """The export's one way to InfluxDB's files (see the module docstring)."""
 
@@ -232,6 +258,7 @@ class InfluxReader:
         self._polite = polite
         self._conn: _Connection | None = None
         self._lock = asyncio.Lock()
+        self._discovering = False  # a discover request is out, its reply not read yet
 
     @property
     def mode(self) -> Literal["socket", "local"]:
@@ -267,14 +294,7 @@ class InfluxReader:
     ) -> tuple[dict[str, Any], str]:
         async with self._lock:
             conn = await self._connected()
-            work = asyncio.ensure_future(asyncio.to_thread(conn.call, request, on_data, sink))
-            try:
-                return await asyncio.shield(work)
-            except asyncio.CancelledError:
-                # The thread blocks on the connection: closing it is what frees the thread.
-                await asyncio.to_thread(conn.close)
-                await asyncio.gather(work, return_exceptions=True)
-                raise
+            return await _on_thread(conn, lambda: conn.call(request, on_data, sink))
 
     def _request(self, op: Op, **fields: Any) -> Request:
         meta_dir = self.cfg.meta_dir or self.cfg.data_dir.parent / "meta"
@@ -286,12 +306,34 @@ class InfluxReader:
             **fields,
         )
 
+    def begin_discovery(self) -> None:
+        """Reach the helper and send it the discover request now, without waiting (blocking,
+        outside an event loop): it discovers while this process imports and opens its state
+        file, and :meth:`discover` then reads the reply. Any failure is left for
+        :meth:`discover` to meet again."""
+        try:
+            self._conn = self._open()
+            self._conn.send(self._discover_request())
+        except ReaderError:
+            return
+        self._discovering = True
+
+    def _discover_request(self) -> Request:
+        return self._request("discover", databases=tuple(self.cfg.databases))
+
+    async def _discovery_reply(self) -> tuple[dict[str, Any], str]:
+        if self._discovering:
+            self._discovering = False
+            async with self._lock:
+                conn = self._conn
+                if conn is not None and not conn.broken:
+                    return await _on_thread(conn, conn.receive)
+        return await self._call(self._discover_request())
+
     async def discover(self) -> Discovery:
         """What InfluxDB's directories hold; DataDirError if they cannot be used (yet)."""
         try:
-            result, _ = await self._call(
-                self._request("discover", databases=tuple(self.cfg.databases))
-            )
+            result, _ = await self._discovery_reply()
         except ReaderError as exc:
             if exc.kind in DataDirError.KINDS:
                 raise DataDirError(exc.kind, str(exc)) from None
@@ -323,6 +365,16 @@ class InfluxReader:
 
     async def export(self, chunk: Chunk, out: Path) -> Exported:
         """influx_inspect export of ``chunk``, appended to ``out`` as it arrives."""
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+            return await self.export_into(chunk, fd)
+        finally:
+            os.close(fd)
+
+    async def export_into(self, chunk: Chunk, fd: int) -> Exported:
+        """influx_inspect export of ``chunk``, written into the file descriptor ``fd`` (a
+        file, or a pipe the converter reads) as it arrives; ``fd`` stays open."""
         start, end = chunk.inspect_range()
         request = self._request(
             "export",
@@ -331,14 +383,9 @@ class InfluxReader:
             start=start,
             end=end,
         )
-        # Written straight into the file's descriptor (by splice(2) from a local helper's
-        # pipe): the converter follows the file, it must see every byte at once.
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        try:
-            os.lseek(fd, 0, os.SEEK_END)
-            result, stderr = await self._call(request, sink=fd)
-        finally:
-            os.close(fd)
+        # Written straight into the descriptor (by splice(2) from a local helper's pipe): the
+        # converter follows it, it must see every byte at once.
+        result, stderr = await self._call(request, sink=fd)
         return Exported(int(result.get("exit", -1)), stderr)
 
     async def close(self) -> None:

@@ -11,10 +11,12 @@ from headlined.influx.chunkplan import (
     GO_ZERO_NS,
     HOUR_NS,
     NS,
+    UNCUT_FACTOR,
     Budget,
     Chunk,
     Extent,
     RpData,
+    Straddle,
     from_ns,
     outside,
     plan,
@@ -83,6 +85,70 @@ def test_a_dense_shard_is_cut_at_hours_within_the_budget() -> None:
     assert spans(chunks)[0][0] == shards[0][0]
     assert spans(chunks)[-1][1] == shards[0][1]
     assert all(a.end == b.start for a, b in itertools.pairwise(chunks))
+
+
+def test_a_shard_whose_blocks_span_it_is_not_cut_so_nothing_is_decoded_twice() -> None:
+    # 2000 series x 5 fields of a point a minute for 17 hours: each key's one block reaches
+    # from the first hour to the last, so influx_inspect would decode all of it for any cut.
+    first = datetime(2024, 1, 1, tzinfo=UTC)
+    shards = weekly_shards(first, 1)
+    hours = hourly(first, 17, points=600_000)
+    edges = {hour_of(first): (10_000_000, 0), hour_of(first) + 16: (0, 10_000_000)}
+    data = RpData("db", "autogen", shards, hours, edges)
+    chunks = plan([data], {}, Budget(5_000_000), now_ns=NOW)
+    assert spans(chunks) == [shards[0]]
+
+
+def test_a_shard_of_short_blocks_is_still_cut_within_the_budget() -> None:
+    first = datetime(2024, 1, 1, tzinfo=UTC)
+    shards = weekly_shards(first, 1)
+    hours = hourly(first, 48, points=1_000_000)
+    # Blocks of two hours, one beginning every hour: each cut lies inside one hour's worth
+    # of blocks, and nine cuts decode 9M of the 48M points twice, a share worth the memory.
+    start = hour_of(first)
+    edges = {h: (1_000_000 * (h < start + 47), 1_000_000 * (h > start)) for h in hours}
+    chunks = plan(
+        [RpData("db", "autogen", shards, hours, edges)], {}, Budget(5_000_000), now_ns=NOW
+    )
+    assert len(chunks) == 10
+    assert plan([rp_data(hours, shards)], {}, Budget(5_000_000), now_ns=NOW) == chunks
+
+
+def test_a_shard_far_over_the_budget_is_cut_into_uncut_factor_parts() -> None:
+    first = datetime(2024, 1, 1, tzinfo=UTC)
+    shards = weekly_shards(first, 1)
+    hours = hourly(first, 48, points=1_000_000)
+    edges = {hour_of(first): (48_000_000, 0), hour_of(first) + 47: (0, 48_000_000)}
+    data = RpData("db", "autogen", shards, hours, edges)
+    chunks = plan([data], {}, Budget(5_000_000), now_ns=NOW)
+    lengths = [(hi - lo) // HOUR_NS for lo, hi in spans(chunks)]
+    assert lengths[:2] == [UNCUT_FACTOR * 5, UNCUT_FACTOR * 5]  # hours of 1M points each
+    assert spans(chunks)[-1][1] == shards[0][1]
+
+
+def test_straddle_counts_the_blocks_a_boundary_lies_inside() -> None:
+    # Blocks (first hour, last hour, points): 10..12, 11..11, 12..15.
+    edges = {10: (100, 0), 11: (10, 10), 12: (1000, 100), 15: (0, 1000)}
+    straddle = Straddle(edges)
+    assert [straddle.at(h) for h in (9, 10, 11, 12, 13, 15, 16)] == [0, 0, 100, 100, 1000, 1000, 0]
+
+
+def test_chunks_planned_by_the_old_cutting_rule_stay_as_they_are() -> None:
+    first = datetime(2024, 1, 1, tzinfo=UTC)
+    shards = weekly_shards(first, 2)
+    hours = hourly(first, 17, points=600_000) | hourly(first + timedelta(days=7), 17, 600_000)
+    edges = {
+        hour_of(first): (10_000_000, 0),
+        hour_of(first) + 16: (0, 10_000_000),
+        hour_of(first) + 7 * 24: (10_000_000, 0),
+        hour_of(first) + 7 * 24 + 16: (0, 10_000_000),
+    }
+    old = plan([rp_data(hours, shards)], {}, Budget(5_000_000), now_ns=NOW)
+    first_week = [span for span in spans(old) if span[1] <= shards[0][1]]
+    assert len(first_week) == 3  # planned before edges were known
+    data = RpData("db", "autogen", shards, hours, edges)
+    new = plan([data], {("db", "autogen"): first_week}, Budget(5_000_000), now_ns=NOW)
+    assert spans(new) == [shards[1]]
 
 
 def test_one_hour_over_the_budget_is_a_chunk_of_its_own() -> None:

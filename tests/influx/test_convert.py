@@ -8,6 +8,7 @@ types it has in the input, and values of other types are converted into it).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -882,6 +883,54 @@ def test_fifo_input_is_read_once(tmp_path: Path, compressed: bool) -> None:
     assert (result.lines, result.points, result.rejected) == (20_000, 20_000, 0)
     assert seen == sorted(seen)
     assert seen[-1] == text.count("\n")
+
+
+def convert_from_pipe(tmp_path: Path, text: str) -> ConvertResult:
+    """``text`` through an anonymous pipe (as the exporter streams a chunk), pivot only."""
+    read_end, write_end = os.pipe()
+    source = tmp_path / "export.lp"
+    source.symlink_to(f"/proc/self/fd/{read_end}")
+
+    def write() -> None:
+        # BrokenPipeError: the converter gave up and stopped reading.
+        with contextlib.suppress(BrokenPipeError), os.fdopen(write_end, "wb") as pipe:
+            pipe.write(text.encode())
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        return convert(source, tmp_path / "out", layout="database", pivot_only=True)
+    finally:
+        os.close(read_end)
+        writer.join()
+
+
+def test_a_pipe_is_pivoted_as_the_file_would_be(tmp_path: Path) -> None:
+    text = (
+        EXPORT_HEAD
+        + "# CONTEXT-DATABASE:db1\n# CONTEXT-RETENTION-POLICY:autogen\n"
+        + "".join(f"m,s={i % 7} {f}={i} {T0 + i}\n" for f in "vw" for i in range(50_000))
+    )
+    (tmp_path / "pipe").mkdir()
+    piped = convert_from_pipe(tmp_path / "pipe", text)
+    assert piped.pivoted
+    assert (piped.lines, piped.points) == (100_000, 50_000)
+    (tmp_path / "file").mkdir()
+    from_file = run(tmp_path / "file", text, layout="database")
+    assert [table(f) for f in piped.files] == [table(f) for f in from_file.files]
+
+
+def test_a_pipe_the_pivot_cannot_take_raises_and_writes_nothing(tmp_path: Path) -> None:
+    text = (
+        EXPORT_HEAD
+        + "# CONTEXT-DATABASE:db1\n# CONTEXT-RETENTION-POLICY:autogen\n"
+        + "".join(f"m,s={i % 7} v={i} {T0 + i}\n" for i in range(1000))
+        + f"m,s=0 v=1,w=2 {T0}\n"  # two fields in a line: the general way's
+        + "".join(f"m,s={i % 7} v={i} {T0 + i}\n" for i in range(200_000))
+    )
+    with pytest.raises(pivot.NoPivotError, match="several fields"):
+        convert_from_pipe(tmp_path, text)
+    assert not list((tmp_path / "out").rglob("*.parquet"))
 
 
 def test_a_missing_source_raises(tmp_path: Path) -> None:

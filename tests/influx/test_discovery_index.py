@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -184,8 +185,14 @@ def test_volume_is_each_block_spread_and_range_covers_every_block(
     keys: list[Key] = [
         (f"m#!~#f{at:02d}".encode(), FLOAT, times) for at, times in enumerate(layouts)
     ]
-    first, last, volume, _ = datadir._summarize(Path("x.tsm"), tsm_bytes(keys)[5:-8], {})
+    first, last, volume, edges, _ = datadir._summarize(Path("x.tsm"), tsm_bytes(keys)[5:-8], {})
     assert volume == naive_volume(keys)
+    blocks = [times for _, _, layout in keys for times in layout]
+    begins = Counter(f // HOUR_NS for f, _ in blocks)
+    ends = Counter(last // HOUR_NS for _, last in blocks)
+    assert edges == {
+        h: (BLOCK_POINTS * begins[h], BLOCK_POINTS * ends[h]) for h in begins.keys() | ends.keys()
+    }
     assert first == min(f for times in layouts for f, _ in times)
     assert last == max(last for times in layouts for _, last in times)
     assert sum(volume.values()) >= BLOCK_POINTS * sum(len(times) for times in layouts)
@@ -274,6 +281,12 @@ tsm_files = st.builds(
     st.none() | st.tuples(st.integers(0, 2**40), st.integers(0, 2**62)),
     st.dictionaries(st.integers(-(2**43), 2**43), st.integers(1, 2**40), max_size=6),
     types_by_measurement,
+    st.none()
+    | st.dictionaries(
+        st.integers(-(2**43), 2**43),
+        st.tuples(st.integers(0, 2**40), st.integers(0, 2**40)),
+        max_size=6,
+    ),
 )
 founds = st.builds(
     Found,
@@ -343,3 +356,15 @@ def test_bad_json_is_a_value_error() -> None:
     document["found"][0]["tsm"][0][7] = [1]
     with pytest.raises(ValueError, match="odd length"):
         Discovery.from_json(document)
+    document = Discovery((Found("db", "rp", (TsmFile("/a.tsm", 1, 2),)),), {}).to_json()
+    document["found"][0]["tsm"][0][9] = [1, 2]
+    with pytest.raises(ValueError, match="edges: length 2"):
+        Discovery.from_json(document)
+
+
+def test_a_file_row_of_an_older_helper_has_no_edges() -> None:
+    document = Discovery((Found("db", "rp", (TsmFile("/a.tsm", 1, 2, edges={5: (1, 1)}),)),), {})
+    older = document.to_json()
+    del older["found"][0]["tsm"][0][9]
+    (found,) = Discovery.from_json(older).found
+    assert found.tsm[0].edges is None

@@ -313,7 +313,11 @@ exit $code
         ]
     finally:
         conn.close()
-    assert len(done) == len(starts)
+    # A chunk is exported once, streamed to the converter; twice when the pivot gives up on
+    # it (the fixture's strings with escapes): again into a file, for the general way.
+    again = [line for line in result.stdout.splitlines() if "export_chunk_through_file" in line]
+    assert 0 < len(again) < len(done)
+    assert len(done) + len(again) == len(starts)
     # Some chunk was marked done only after the next one's influx_inspect had started.
     assert any(marked > start for marked, start in zip(done, starts[1:], strict=False))
     assert normalise(read_dataset(tmp_path / "influx")) == normalise(fixture.expected)

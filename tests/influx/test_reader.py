@@ -197,3 +197,51 @@ def test_a_cancelled_export_ends_the_helper_and_influx_inspect(
         assert not Path(f"/proc/{pid}").exists(), "influx_inspect outlived the cancelled export"
     finally:
         server.close()
+
+
+def test_a_discovery_begun_early_is_the_one_discover_returns(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    """`headlined export` sends discover before its imports; the reply is read later, on the
+    same connection, which then serves the export."""
+    sock = tmp_path / "inspect.sock"
+    server = AcceptingSocket(sock, require_binary("influx_inspect"))
+    try:
+        early = InfluxReader(config(influx, sock))
+        early.begin_discovery()
+        by_early = asyncio.run(read_all(early, tmp_path / "early.lp"))
+    finally:
+        server.close()
+    assert len(server.children) == 1  # the early discovery, the export and the WAL scan
+    late = InfluxReader(config(influx, tmp_path / "absent.sock"))
+    assert asyncio.run(read_all(late, tmp_path / "late.lp")) == by_early
+
+
+def test_an_early_discovery_of_an_unusable_data_dir_fails_as_a_late_one(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    cfg = InfluxConfig(data_dir=tmp_path / "missing", wal_dir=influx.wal_dir, inspect_socket=None)
+    reader = InfluxReader(cfg)
+    reader.begin_discovery()
+
+    async def discover() -> None:
+        try:
+            await reader.discover()
+        finally:
+            await reader.close()
+
+    with pytest.raises(DataDirError, match="no such directory"):
+        asyncio.run(discover())
+
+
+def test_an_early_discovery_that_cannot_connect_fails_at_discover(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    sock = tmp_path / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock))  # bound, never listening: as after a crash
+    stale.close()
+    reader = InfluxReader(config(influx, sock))
+    reader.begin_discovery()  # no error yet: discover meets it
+    with pytest.raises(ReaderError, match=r"systemctl enable --now headlined-inspect\.socket"):
+        asyncio.run(reader.discover())

@@ -33,7 +33,9 @@ from headlined.influx.schema import MeasurementSchema
 from headlined.lineprotocol import PRECISION_NS
 from headlined.lineprotocol.grammar import TYPES
 
-__all__ = ["ConvertError", "ConvertResult", "convert", "path_segment"]
+NoPivotError = fast_path.NoPivotError
+
+__all__ = ["ConvertError", "ConvertResult", "NoPivotError", "convert", "path_segment"]
 
 log = logs.get("convert")
 
@@ -53,6 +55,7 @@ def convert(
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     pivot: bool = True,
+    pivot_only: bool = False,
     growing: Callable[[], bool] | None = None,
     source_done: Callable[[], None] | None = None,
     schema: Mapping[str, MeasurementSchema] | None = None,
@@ -63,10 +66,13 @@ def convert(
     ``progress`` is called from the splitting thread with the number of physical lines read
     so far (from 0 again if the pivot gives up).  ``pivot``: try the fast path first (a
     regular file only, which is then read twice if the pivot gives up); the output is the
-    same either way.  ``growing``: while it returns True, a plain (not gzip) ``source`` is
-    still being written, so reaching its end means waiting for more; the conversion ends at
-    the first end reached after it returned False.  ``source_done`` is called (from this
-    thread) once the source will not be read again, so that it can be removed meanwhile.
+    same either way.  ``pivot_only``: the pivot also on a source that cannot be read twice
+    (a pipe), and NoPivotError when it gives up, for the caller to convert the input again
+    from a file; nothing is written then.  ``growing``: while it returns True, a plain (not
+    gzip) ``source`` is still being written, so reaching its end means waiting for more; the
+    conversion ends at the first end reached after it returned False.  ``source_done`` is
+    called (from this thread) once the source will not be read again, so that it can be
+    removed meanwhile.
     ``schema`` (measurement -> MeasurementSchema, e.g. from discovery: one database per call)
     gives the columns and types that every file of a measurement must have, whatever values
     this input holds; ``ConvertResult.widened`` tells the fields whose values did not fit it.
@@ -114,13 +120,16 @@ def convert(
     }
     if threads is not None:
         config["threads"] = threads
-    # The pivot needs a second read when it gives up: only a regular file can be read again.
-    pivot = pivot and source.is_file()
+    # The pivot needs a second read when it gives up: only a regular file can be read again
+    # (or the caller, with pivot_only, provides the input again).
+    pivot = pivot_only or (pivot and source.is_file())
     try:
         while True:
             try:
                 return _convert_once(settings, config, pivot=pivot)
             except fast_path.NoPivotError as why:
+                if pivot_only:
+                    raise
                 log.debug("convert_general_way", file=str(source), reason=str(why))
                 pivot = False
     finally:
