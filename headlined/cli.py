@@ -13,13 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from headlined import __version__
 
 if TYPE_CHECKING:
-    import duckdb
-
     from headlined import config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -81,6 +79,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_arg(export)
     export.add_argument("--database", metavar="DB", help="only this database")
+    verify = commands.add_parser(
+        "verify",
+        help="count points per series per day in the Parquet and in InfluxDB; list differences",
+    )
+    _config_arg(verify)
+    verify.add_argument("--database", metavar="DB", help="only this database")
+    verify.add_argument("--json", action="store_true", help="one JSON object per difference")
+    cov = commands.add_parser(
+        "coverage",
+        help="is the history complete? per series and per source: span, cadence, coverage, holes",
+    )
+    _config_arg(cov)
+    cov.add_argument("--json", action="store_true", help="one JSON object per series or source")
+    cov.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report"
+    )
+    cov.add_argument("--database", metavar="DB", help="only this database's series")
+    cov.add_argument("--measurement", metavar="M", help="only this measurement's series")
+    cov.add_argument("--source", metavar="S", help="only this polled source")
+    cov.add_argument("--since", metavar="T", help="from T: 2024-10-01, RFC 3339, or 30d (ago)")
+    cov.add_argument("--until", metavar="T", help="until T (exclusive), as --since")
+    imp = commands.add_parser(
+        "import",
+        help="land earlier Parquet exports (raw line protocol or influx_tools) beside the export",
+    )
+    _config_arg(imp)
+    imp.add_argument("--database", metavar="D", required=True, help="the InfluxDB database")
+    imp.add_argument(
+        "--retention-policy",
+        metavar="RP",
+        help="its retention policy (default: the files' own, else the only one exported, "
+        "else autogen)",
+    )
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help="Parquet files")
     conv = commands.add_parser(
         "convert", help="a line-protocol file (plain or .gz) to Parquet, a folder per measurement"
     )
@@ -110,45 +142,15 @@ def _load(path: Path | None) -> config.Loaded | None:
         return None
 
 
-def _daemon_or_file(
-    cfg: config.Config,
-    message: dict[str, Any],
-    offline: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]],
-) -> dict[str, Any]:
-    """Ask the running daemon (it holds the DuckDB file), else read the file ourselves."""
-    from headlined import control, query  # noqa: PLC0415  start-up: DuckDB, structlog
-    from headlined.poll import journal  # noqa: PLC0415  start-up, as above
-
-    sock = control.socket_path(cfg.state_dir)
-    if control.daemon_listening(sock):
-        reply = control.request(sock, message)
-        reply.pop("ok", None)
-        return reply
-    directory = journal.directory_in(cfg.state_dir)
-    waiting = journal.existing(directory)
-    if waiting:
-        print(
-            f"headlined: {len(waiting)} journal segment(s) in "
-            f"{directory} may not be in the database yet "
-            "(the daemon stopped without applying them): it applies them when it next starts",
-            file=sys.stderr,
-        )
-    conn = query.open_offline(cfg.database_path)
-    try:
-        return offline(conn)
-    finally:
-        conn.close()
-
-
 def _status(path: Path | None, as_json: bool) -> int:
-    from headlined import control, query, status  # noqa: PLC0415  start-up time: DuckDB
+    from headlined import control, query, statequery, status  # noqa: PLC0415  start-up time: DuckDB
 
     loaded = _load(path)
     if loaded is None:
         return EXIT_USAGE
     cfg = loaded.config
     try:
-        document = _daemon_or_file(
+        document = statequery.daemon_or_file(
             cfg, {"cmd": "status"}, lambda conn: status.offline_snapshot(conn, cfg)
         )
     except (control.ControlError, query.QueryError, OSError) as exc:
@@ -190,7 +192,7 @@ def _probe(path: Path | None, names: list[str], as_json: bool) -> int:
 
 
 def _query(path: Path | None, sql: str, fmt: str, limit: int) -> int:
-    from headlined import control, query  # noqa: PLC0415  start-up time: DuckDB
+    from headlined import control, query, statequery  # noqa: PLC0415  start-up time: DuckDB
 
     loaded = _load(path)
     if loaded is None:
@@ -198,7 +200,7 @@ def _query(path: Path | None, sql: str, fmt: str, limit: int) -> int:
     cfg = loaded.config
     influx_dir = cfg.influx.output_dir if cfg.influx else None
     try:
-        reply = _daemon_or_file(
+        reply = statequery.daemon_or_file(
             cfg,
             {"cmd": "query", "sql": sql, "limit": limit},
             lambda conn: asdict(query.run(conn, sql, influx_dir, limit)),
@@ -264,6 +266,40 @@ def _export(path: Path | None, database: str | None) -> int:
     return EXIT_USAGE if loaded is None else export_cli.run(loaded, database)
 
 
+def _import(path: Path | None, database: str, rp: str | None, files: list[Path]) -> int:
+    from headlined.influx import importcli  # noqa: PLC0415  start-up time: DuckDB, the converter
+
+    loaded = _load(path)
+    return EXIT_USAGE if loaded is None else importcli.run(loaded, database, rp, files)
+
+
+def _verify(path: Path | None, database: str | None, as_json: bool) -> int:
+    from headlined.influx.verify import command  # noqa: PLC0415  start-up time: DuckDB, httpx, tqdm
+
+    loaded = _load(path)
+    return EXIT_USAGE if loaded is None else command.run(loaded, database, as_json)
+
+
+def _coverage(path: Path | None, args: argparse.Namespace) -> int:
+    from headlined.coverage import command  # noqa: PLC0415  start-up time: DuckDB, pydantic
+
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_USAGE
+    return command.run(
+        loaded,
+        command.Options(
+            as_json=args.json,
+            html=args.html,
+            database=args.database,
+            measurement=args.measurement,
+            source=args.source,
+            since=args.since,
+            until=args.until,
+        ),
+    )
+
+
 def _run(path: Path | None) -> int:
     # The daemon's imports (httpx, prometheus-client, the pollers) would slow every other
     # command's start.
@@ -292,6 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             path, args.sql, "json" if args.json else "csv" if args.csv else "table", args.limit
         ),
         "export": lambda: _export(path, args.database),
+        "coverage": lambda: _coverage(path, args),
+        "verify": lambda: _verify(path, args.database, args.json),
+        "import": lambda: _import(path, args.database, args.retention_policy, args.files),
         "convert": lambda: _convert(args.input, args.outdir, args.precision),
         "demo-feed": lambda: _demo_feed(args.port),
     }

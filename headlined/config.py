@@ -181,12 +181,34 @@ class InfluxConfig(_Model):
     # daemon exports once per start (and when `headlined export` asks).
     follow: Duration | None = 3600.0
     output_dir: Path = Path("/var/lib/headlined/influx")
+    # InfluxDB's HTTP API, for `headlined verify` (which counts in InfluxDB itself); None:
+    # verify says to set it. Credentials as for sources: headers, or basic auth; the values
+    # of headers and password are secrets.
+    url: HttpUrl | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    username: str | None = None
+    password: str | None = Field(default=None, validate_default=True)
 
     @field_validator("start", "end")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a time zone, e.g. 2024-01-01T00:00:00Z")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_with_username(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "username" not in info.data:
+            return value  # the username itself is invalid: its error says enough
+        username = info.data["username"]
+        if username is not None and value is None:
+            raise ValueError(
+                "influx.username is set, so set the password too (write ${NAME} to take it "
+                "from the environment or LoadCredential=)"
+            )
+        if value is not None and username is None:
+            raise ValueError("needs influx.username too (HTTP basic authentication)")
         return value
 
     @field_validator("end")
@@ -329,11 +351,10 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Loaded:
     if problems:
         raise ConfigError(_redact(problems, secrets))
     literal = []
-    for i, source in enumerate(config.sources):
-        secrets.update(v for v in source.headers.values() if v)
-        for name, value in source.headers.items():
-            loc: Loc = ("sources", i, "headers", name)
-            if value and not merged.referenced(loc):
+    for loc, value in _secret_values(config):
+        if value:
+            secrets.add(value)
+            if not merged.referenced(loc):
                 doc, local = merged.locate(loc)
                 literal.append((Path(doc.file), yamlsource.format_loc(local)))
     return Loaded(
@@ -343,6 +364,21 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Loaded:
         literal_secrets=tuple(literal),
         fragments=tuple(fragments),
     )
+
+
+def _secret_values(config: Config) -> list[tuple[Loc, str]]:
+    """Where the config holds credentials, and their values: every source's and the influx
+    section's header values, and influx.password."""
+    found: list[tuple[Loc, str]] = [
+        (("sources", i, "headers", name), value)
+        for i, source in enumerate(config.sources)
+        for name, value in source.headers.items()
+    ]
+    if config.influx is not None:
+        found += [(("influx", "headers", name), v) for name, v in config.influx.headers.items()]
+        if config.influx.password is not None:
+            found.append((("influx", "password"), config.influx.password))
+    return found
 
 
 def _fragments(path: Path) -> tuple[list[Path], list[Problem]]:

@@ -31,6 +31,9 @@ class ConvertResult:
     # ((db, rp, measurement), field) -> integer or unsigned values written into a float column
     # that lost digits (beyond 2**53); nonzero counts only.
     rounded: dict[tuple[GroupId, str], int] = field(default_factory=dict)
+    # (db, rp, measurement) -> the names of its file's tag columns (the other columns after
+    # `time` are fields): a Parquet schema alone cannot tell a tag from a string field.
+    tag_columns: dict[GroupId, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,7 @@ class Output:
         measurements: dict[GroupId, int] = {}
         widened: dict[GroupId, dict[str, str]] = {}
         rounded: dict[tuple[GroupId, str], int] = {}
+        tag_columns: dict[GroupId, tuple[str, ...]] = {}
         for ident in sorted(targets, key=group_order):
             target = targets[ident]
             group = groups[ident]
@@ -144,6 +145,7 @@ class Output:
             plan = columns(group, self.schema.get(group.measurement))
             if plan.widened:
                 widened[ident] = plan.widened
+            tag_columns[ident] = tuple(name for name, _ in plan.tags)
             measurements[ident], lost = write(group, plan, target)
             rounded.update(((ident, key), count) for key, count in lost.items() if count)
             files.append(target)
@@ -160,6 +162,7 @@ class Output:
             pivoted,
             widened,
             rounded,
+            tag_columns,
         )
         log.info(
             "converted",
