@@ -173,8 +173,9 @@ class InfluxConfig(_Model):
     databases: list[str] = Field(default_factory=list)
     start: datetime | None = None
     end: datetime | None = None
-    # Chunks are planned from the data's volume (the TSM indexes): at most about
-    # chunk_points points each; `chunk` (e.g. 7d) also caps how much time one may span.
+    # Chunks are planned from the data's volume (the TSM indexes): about chunk_points points
+    # each, up to 3x where cutting a shard would make influx_inspect decode its blocks twice;
+    # `chunk` (e.g. 7d) also caps how much time one may span.
     chunk: Duration | None = None
     chunk_points: int = Field(default=5_000_000, ge=1000)
     # How often the daemon looks for what changed in InfluxDB and exports it again; null: the
