@@ -65,3 +65,22 @@ def select(cfg: Config, sql: str, limit: int = 10_000_000) -> query.Result:
     if result.truncated:
         raise query.QueryError(f"the state query's answer was cut short: {'; '.join(result.notes)}")
     return result
+
+
+def export_chunks(cfg: Config) -> list[tuple[str, str, int, int, str]]:
+    """Every export chunk as (database, retention policy, start ns, end ns, state)."""
+    result = select(
+        cfg,
+        'SELECT database, retention_policy, epoch_ns(start), epoch_ns("end"), state '
+        "FROM export_chunks ORDER BY database, retention_policy, start",
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in result.rows]
+
+
+def export_field_keys(cfg: Config) -> dict[tuple[str, str], set[str]]:
+    """(database, measurement) -> its field keys, as the export recorded them."""
+    result = select(cfg, "SELECT database, measurement, field FROM export_fields")
+    out: dict[tuple[str, str], set[str]] = {}
+    for database, measurement, key in result.rows:
+        out.setdefault((database, measurement), set()).add(key)
+    return out

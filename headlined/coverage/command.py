@@ -63,12 +63,7 @@ def parse_time(text: str, now_ns: int) -> int:
 
 def load_chunks(cfg: config.Config) -> list[ChunkState]:
     """Every export chunk's range and state, from the daemon or the state file."""
-    result = statequery.select(
-        cfg,
-        'SELECT database, retention_policy, epoch_ns(start), epoch_ns("end"), state '
-        "FROM export_chunks ORDER BY database, retention_policy, start",
-    )
-    return [ChunkState(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in result.rows]
+    return [ChunkState(*row) for row in statequery.export_chunks(cfg)]
 
 
 def entries(cfg: config.Config, options: Options, now_ns: int) -> list[dict[str, Any]]:
@@ -82,11 +77,6 @@ def entries(cfg: config.Config, options: Options, now_ns: int) -> list[dict[str,
     out: list[dict[str, Any]] = []
     if want_series and cfg.influx is not None:
         chunks = load_chunks(cfg)
-        fields: dict[tuple[str, str], list[str]] = {}
-        for db, measurement, field in statequery.select(
-            cfg, "SELECT database, measurement, field FROM export_fields"
-        ).rows:
-            fields.setdefault((db, measurement), []).append(field)
         out += [
             report.series_entry(s)
             for s in series.scan(
@@ -97,7 +87,7 @@ def entries(cfg: config.Config, options: Options, now_ns: int) -> list[dict[str,
                 measurement=options.measurement,
                 since_ns=since,
                 until_ns=until,
-                fields=fields,
+                fields=statequery.export_field_keys(cfg),
             )
         ]
     if want_sources:

@@ -32,21 +32,7 @@ MAX_HELD = 1000
 
 def load_chunks(cfg: Config) -> list[Chunk]:
     """Every export chunk's range and state, from the daemon or the state file."""
-    result = statequery.select(
-        cfg,
-        'SELECT database, retention_policy, epoch_ns(start), epoch_ns("end"), state '
-        "FROM export_chunks ORDER BY database, retention_policy, start",
-    )
-    return [Chunk(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in result.rows]
-
-
-def load_fields(cfg: Config) -> dict[tuple[str, str], set[str]]:
-    """(database, measurement) -> its field keys, as the export recorded them."""
-    result = statequery.select(cfg, "SELECT database, measurement, field FROM export_fields")
-    out: dict[tuple[str, str], set[str]] = {}
-    for database, measurement, key in result.rows:
-        out.setdefault((database, measurement), set()).add(key)
-    return out
+    return [Chunk(*row) for row in statequery.export_chunks(cfg)]
 
 
 def plan(
@@ -103,7 +89,7 @@ def run(loaded: Loaded, database: str | None, as_json: bool) -> int:
     url = influx.url
     try:
         chunks = load_chunks(cfg)
-        fields = load_fields(cfg)
+        fields = statequery.export_field_keys(cfg)
     except (control.ControlError, query.QueryError, OSError) as exc:
         print(_scrub(f"headlined verify: {exc}"), file=sys.stderr)
         return EXIT_FAILURE
