@@ -173,7 +173,7 @@ def write(result: Result, fmt: str, out: TextIO) -> None:
     else:
         cells: list[tuple[str, ...]] = [tuple(result.columns)]
         cells += [
-            tuple("NULL" if v is None else _one_line(str(v)) for v in row) for row in result.rows
+            tuple("NULL" if v is None else one_line(str(v)) for v in row) for row in result.rows
         ]
         widths = [min(60, max(len(r[i]) for r in cells)) for i in range(len(result.columns))]
         for line in cells:
@@ -194,7 +194,7 @@ def _json_value(value: Any) -> Any:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """A table cell on one line: control characters as escapes (``\\n``, ``\\x1b``)."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 

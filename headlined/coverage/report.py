@@ -6,11 +6,11 @@ the HTML report, the JSON lines and the table never disagree.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from headlined import query
 from headlined.coverage.model import SeriesCoverage
 from headlined.coverage.sources import SourceCoverage
 
@@ -114,13 +114,6 @@ def duration(seconds: float | None) -> str:
     return f"{days}d{hours}h" if hours and days < 10 else f"{days}d"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _cell(text: str) -> str:
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-
-
 def _day(stamp: str | None) -> str:
     return "-" if stamp is None else stamp[:10]
 
@@ -143,7 +136,7 @@ def render_table(entries: Sequence[Mapping[str, Any]]) -> str:
             note += ", ended"
         rows.append(
             (
-                _cell(name(entry)),
+                query.one_line(name(entry)),
                 _day(entry["first"]),
                 _day(entry["last"]),
                 str(entry["points"]),
@@ -163,7 +156,8 @@ def render_table(entries: Sequence[Mapping[str, Any]]) -> str:
         for row in rows
     ]
     details = [
-        f"{_cell(name(entry))}: {m['start']} → {m['end']} ({duration(_span_s(m))}) {m['cause']}"
+        f"{query.one_line(name(entry))}: {m['start']} → {m['end']} "
+        f"({duration(_span_s(m))}) {m['cause']}"
         + (f", ~{m['estimate']} records" if m.get("estimate") is not None else "")
         for entry in entries
         for m in entry["missing"]
