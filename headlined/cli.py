@@ -252,7 +252,8 @@ def _check_config(path: Path | None) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{loaded.path}: ok ({len(cfg.sources)} sources"
-        f"{', influx export' if cfg.influx else ''}; state in {cfg.state_dir})"
+        f"{', influx export' if cfg.influx else ''}{', lake' if cfg.lake else ''};"
+        f" state in {cfg.state_dir})"
     )
     for fragment in loaded.fragments:  # so a fragment never applies unnoticed
         print(f"  + {fragment}")

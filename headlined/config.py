@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -109,6 +110,8 @@ HttpUrl = Annotated[str, pydantic.BeforeValidator(_check_url)]
 # Marks a program's name: looked up in $PATH if bare, a path (relative to the file) with a "/".
 _PROGRAM = object()
 Program = Annotated[str, _PROGRAM]
+# Marks a place that is a directory (relative to the file) unless it is a URL (has "://").
+_LOCATION = object()
 
 
 class _Model(BaseModel):
@@ -236,6 +239,77 @@ class MetricsConfig(_Model):
     listen: Annotated[str, pydantic.BeforeValidator(_check_listen)]
 
 
+class LakeS3Config(_Model):
+    """S3-compatible object storage for an ``s3://`` warehouse."""
+
+    # None: AWS itself (the region's endpoint); else an S3-compatible server's URL.
+    endpoint: HttpUrl | None = None
+    region: str = "us-east-1"
+    # None (both): the usual AWS chain (environment, instance metadata). The secret key and
+    # the session token are secrets: write them as ${NAME}.
+    access_key_id: str | None = None
+    secret_access_key: str | None = Field(default=None, validate_default=True)
+    session_token: str | None = None
+    # Path-style requests (https://endpoint/bucket/key), what most S3-compatible servers
+    # want; false: virtual-hosted style (https://bucket.endpoint/key), AWS's preference.
+    path_style: bool = True
+
+    @field_validator("secret_access_key")
+    @classmethod
+    def _secret_with_key_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "access_key_id" not in info.data:
+            return value
+        if (value is None) != (info.data["access_key_id"] is None):
+            raise ValueError("set access_key_id and secret_access_key together, or neither")
+        return value
+
+
+class LakeConfig(_Model):
+    """Publish every Parquet file to Apache Iceberg tables (off unless configured)."""
+
+    # The Iceberg SQL catalog, a SQLAlchemy URL (sqlite:///FILE, postgresql+psycopg://…);
+    # None: sqlite:///<state_dir>/lake/catalog.db. Its password is a secret: use ${NAME}.
+    catalog: str | None = None
+    # A directory (relative to the file that says it) or s3://bucket/prefix;
+    # None: <state_dir>/lake/warehouse.
+    warehouse: Annotated[str | None, _LOCATION] = None
+    s3: LakeS3Config | None = None
+    # How often new and replaced files are published (and at start and stop).
+    interval: Duration = 60.0
+    # This daemon's name in shared tables: its files live under it, and it only ever replaces
+    # or removes its own. None: a name made once and kept in <state_dir>/lake/site.
+    site: str | None = None
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(
+                f"{value!r} is not a SQLAlchemy URL: write sqlite:////path/catalog.db or "
+                "postgresql+psycopg://user:${PASSWORD}@host/db"
+            )
+        return value
+
+    @field_validator("warehouse")
+    @classmethod
+    def _warehouse(cls, value: str | None) -> str | None:
+        if value is None or "://" not in value:
+            return value
+        if not value.startswith("s3://") or len(value) <= len("s3://"):
+            raise ValueError(f"{value!r}: write a directory or s3://bucket/prefix")
+        return value
+
+    @field_validator("site")
+    @classmethod
+    def _site_is_path_safe(cls, value: str | None) -> str | None:
+        if value is not None and not _SAFE_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} must start with a letter or digit and hold only letters, digits, "
+                "- _ . (it names a folder in the warehouse)"
+            )
+        return value
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -247,6 +321,7 @@ class Config(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     influx: InfluxConfig | None = None
     metrics: MetricsConfig | None = None
+    lake: LakeConfig | None = None
 
     @property
     def parquet_path(self) -> Path:
@@ -369,7 +444,8 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Loaded:
 
 def _secret_values(config: Config) -> list[tuple[Loc, str]]:
     """Where the config holds credentials, and their values: every source's and the influx
-    section's header values, and influx.password."""
+    section's header values, influx.password, the lake catalog URL's password and the S3
+    secret key and session token."""
     found: list[tuple[Loc, str]] = [
         (("sources", i, "headers", name), value)
         for i, source in enumerate(config.sources)
@@ -379,6 +455,20 @@ def _secret_values(config: Config) -> list[tuple[Loc, str]]:
         found += [(("influx", "headers", name), v) for name, v in config.influx.headers.items()]
         if config.influx.password is not None:
             found.append((("influx", "password"), config.influx.password))
+    lake = config.lake
+    if lake is not None:
+        catalog_password = urlsplit(lake.catalog).password if lake.catalog else None
+        if catalog_password:
+            found.append((("lake", "catalog"), catalog_password))
+        if lake.s3 is not None:
+            found += [
+                (("lake", "s3", key), value)
+                for key, value in (
+                    ("secret_access_key", lake.s3.secret_access_key),
+                    ("session_token", lake.s3.session_token),
+                )
+                if value
+            ]
     return found
 
 
@@ -413,7 +503,8 @@ def _resolve_paths(
         here = (*loc, name)
         classes = _classes_in(info.annotation)
         program = _PROGRAM in info.metadata and isinstance(value, str) and "/" in value
-        if isinstance(value, str) and (Path in classes or program):
+        location = _LOCATION in info.metadata and isinstance(value, str) and "://" not in value
+        if isinstance(value, str) and (Path in classes or program or location):
             directory = Path(merged.file_of(here)).absolute().parent
             # normpath: `../var/state` in /srv/etc reads /srv/var/state in status and logs.
             data[name] = os.path.normpath(directory / value.strip())

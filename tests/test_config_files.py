@@ -473,15 +473,19 @@ def test_full_example_passes_check_config(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HEADLINE_TOKEN", "t0ken")
+    monkeypatch.setenv("S3_KEY_ID", "key")
+    monkeypatch.setenv("S3_SECRET", "s3cret")
     monkeypatch.delenv("FEED_HOST", raising=False)
     code, out, err = check(EXAMPLE, capsys)
     assert (code, err) == (0, "")
-    assert out.startswith(f"{EXAMPLE}: ok (2 sources, influx export;")
+    assert out.startswith(f"{EXAMPLE}: ok (2 sources, influx export, lake;")
 
 
 def test_full_example_shows_and_explains_every_key() -> None:
     """A key added to a config model fails here until the example shows it, commented."""
-    doc = yamlsource.load(EXAMPLE, {"HEADLINE_TOKEN": "t0ken"})
+    doc = yamlsource.load(
+        EXAMPLE, {"HEADLINE_TOKEN": "t0ken", "S3_KEY_ID": "key", "S3_SECRET": "s3cret"}
+    )
     assert not doc.problems
     lines = EXAMPLE.read_text().splitlines()
     written: set[tuple[str | int, ...]] = set()
