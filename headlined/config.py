@@ -267,15 +267,18 @@ class LakeS3Config(_Model):
 class LakeConfig(_Model):
     """Publish every Parquet file to Apache Iceberg tables (off unless configured)."""
 
-    # The Iceberg SQL catalog, a SQLAlchemy URL (sqlite:///FILE, postgresql+psycopg://…);
+    # The Iceberg SQL catalog, a SQLAlchemy URL (sqlite:///FILE, postgresql://…: psycopg2);
     # None: sqlite:///<state_dir>/lake/catalog.db. Its password is a secret: use ${NAME}.
     catalog: str | None = None
     # A directory (relative to the file that says it) or s3://bucket/prefix;
     # None: <state_dir>/lake/warehouse.
     warehouse: Annotated[str | None, _LOCATION] = None
     s3: LakeS3Config | None = None
-    # How often new and replaced files are published (and at start and stop).
+    # How often new and replaced files are published (and at start).
     interval: Duration = 60.0
+    # How long an older snapshot of a table stays readable (time travel, readers in the
+    # middle of a scan) before a commit forgets it; the current one is always kept.
+    keep_snapshots: Duration = 7 * 86400.0
     # This daemon's name in shared tables: its files live under it, and it only ever replaces
     # or removes its own. None: a name made once and kept in <state_dir>/lake/site.
     site: str | None = None
@@ -286,7 +289,7 @@ class LakeConfig(_Model):
         if value is not None and "://" not in value:
             raise ValueError(
                 f"{value!r} is not a SQLAlchemy URL: write sqlite:////path/catalog.db or "
-                "postgresql+psycopg://user:${PASSWORD}@host/db"
+                "postgresql://user:${PASSWORD}@host/db"
             )
         return value
 

@@ -1,7 +1,7 @@
 """``headlined run``: the event loop, signals, systemd notifications and the watchdog.
 
 The daemon itself does little: it opens storage, starts the services the config asks for
-(pollers, Parquet flusher, exporter), feeds systemd's watchdog only while every component is
+(pollers, Parquet flusher, exporter, lake), feeds systemd's watchdog only while every component is
 healthy, re-reads the config on SIGHUP and shuts down in order on SIGTERM.
 """
 
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from headlined import config, durable, logs, query
 from headlined.control import ControlError, ControlServer, Handler, socket_path
 from headlined.influx.service import ExportService
+from headlined.lake.service import LakeService
 from headlined.notify import Notifier
 from headlined.poll import journal
 from headlined.poll.service import PollService
@@ -76,7 +77,7 @@ ServiceFactory = Callable[[config.Loaded, Store], Sequence[Service]]
 
 def default_services(loaded: config.Loaded, store: Store) -> Sequence[Service]:
     """The services the configuration asks for."""
-    return [PollService(loaded, store), ExportService(loaded, store)]
+    return [PollService(loaded, store), ExportService(loaded, store), LakeService(loaded, store)]
 
 
 class Daemon:
@@ -119,6 +120,8 @@ class Daemon:
         out = [(cfg.state_dir, "state_dir"), (cfg.parquet_path, "parquet_dir")]
         if cfg.influx is not None:
             out.append((cfg.influx.output_dir, "influx.output_dir"))
+        if cfg.lake is not None and cfg.lake.warehouse and "://" not in cfg.lake.warehouse:
+            out.append((Path(cfg.lake.warehouse), "lake.warehouse"))
         return out
 
     async def run(self) -> int:

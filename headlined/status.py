@@ -15,6 +15,7 @@ import duckdb
 
 from headlined.config import Config, format_duration
 from headlined.influx import tables
+from headlined.lake import status as lakestatus
 
 MAX_PROBLEMS = 10  # failed or damaged chunks listed by name
 
@@ -53,12 +54,15 @@ def offline_snapshot(conn: duckdb.DuckDBPyConnection, cfg: Config) -> dict[str, 
             "failing": bool(state.get("errors")),
             "last_error": last_error,
         }
-    return {
+    document: dict[str, Any] = {
         "sources": sources,
         "export": tables.chunk_summary(conn),
         "export_problems": tables.problems(conn),
         "export_field_conflicts": tables.field_conflicts(conn),
     }
+    if cfg.lake is not None:
+        document["lake"] = lakestatus.read(cfg) or {"never_ran": True}
+    return document
 
 
 def _ago(seconds: float | None) -> str:
@@ -169,6 +173,7 @@ def render(document: dict[str, Any]) -> str:
             f"  … {len(problems) - MAX_PROBLEMS} more: "
             "headlined query \"SELECT * FROM export_chunks WHERE state <> 'done'\""
         )
+    lines.extend(lakestatus.render(document.get("lake")))
     return "\n".join(lines)
 
 

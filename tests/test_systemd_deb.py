@@ -145,6 +145,30 @@ def _events(container: Container, name: str) -> list[dict[str, Any]]:
     return events
 
 
+def _lake_done(container: Container, databases: tuple[str, ...]) -> bool:
+    """Whether the daemon's last lake cycle published everything, with every table."""
+    lake = json.loads(_as_headlined(container, "status", "--json")).get("lake") or {}
+    tables = {f"{db}.reading" for db in databases} | {"headlined.messages"}
+    return (
+        lake.get("error") is None
+        and lake.get("waiting") == 0
+        and tables <= set(lake.get("snapshots") or {})
+    )
+
+
+def _lake_rows(container: Container, namespace: str, table: str) -> int:
+    """Rows of an Iceberg table, counted by the package's own pyiceberg as the service user."""
+    code = (
+        "import sys\n"
+        "from pyiceberg.catalog.sql import SqlCatalog\n"
+        f"c = SqlCatalog('headlined', uri='sqlite:///{STATE}/lake/catalog.db',"
+        f" warehouse='file://{STATE}/lake/warehouse')\n"
+        "print(c.load_table((sys.argv[1], sys.argv[2])).scan().to_arrow().num_rows)\n"
+    )
+    python = "/opt/headlined/venv/bin/python"
+    return int(container.run_as("headlined", python, "-c", code, namespace, table).stdout)
+
+
 def test_headlined_service_polls_reloads_feeds_watchdog_and_stops_clean(booted: Booted) -> None:
     """systemctl start, status/query as the service user, reload, watchdog, stop."""
     c = booted.container
@@ -254,6 +278,8 @@ def test_installed_service_exports_debian_influxdb_while_polling(
         parquet_dir=str(STATE / "parquet"),
         # Small chunks, so that polling goes on across several; else the shipped defaults.
         influx={"output_dir": str(EXPORT_DIR), "chunk_points": 10_000},
+        # The lake with its defaults (catalog and warehouse under the state directory).
+        lake={"interval": "2s"},
     )
     # The package enables the socket; the container's preset starts only what tests start.
     c.systemctl("start", "headlined-inspect.socket")
@@ -278,6 +304,11 @@ def test_installed_service_exports_debian_influxdb_while_polling(
     # Polling went on through the export.
     _wait_for(c, lambda: _stored(c, "news") > before + booted.news.window, 60, "news stalled")
     assert json.loads(_as_headlined(c, "status", "--json"))["sources"]["news"]["gaps"] == 0
+
+    # The lake, with the package's pyiceberg under the unit's hardening, holds every point.
+    _wait_for(c, lambda: _lake_done(c, DATABASES), 120, "the lake did not catch up")
+    for db in DATABASES:
+        assert _lake_rows(c, db, "reading") == POINTS_PER_DATABASE, db
 
     # The reader ran as influxdb, one connection per export run, and ended with it.
     helpers = c.run("journalctl", "-u", "headlined-inspect@*", "--no-pager", "-o", "cat").stdout

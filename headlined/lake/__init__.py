@@ -1,0 +1,1 @@
+"""Publishes headlined's Parquet files to Apache Iceberg tables (the `lake:` section)."""

@@ -1,0 +1,207 @@
+"""Which local Parquet files the lake mirrors, and the lake name each one gets.
+
+Two trees are mirrored (docs/poller.md, docs/exporter.md):
+
+- messages: ``<parquet_path>/messages/source=<S>/date=<D>/part-*.parquet`` → the table
+  ``headlined.messages``;
+- measurements: ``<output_dir>/<database>/<rp>/<measurement>/*.parquet`` (chunk files and
+  ``import-<digest>.parquet``) → the table ``<database>.<measurement>``; directory names are
+  percent-encoded (``headlined.influx.convert.paths.path_segment``) and decoded here.
+
+Hidden names (``.tmp-*``, ``.work``, a file being written), ``_rejected`` and anything that is
+not ``.parquet`` are skipped: what is left was published whole by an atomic rename.
+
+A local file's lake name is ``<table location>/data/<site>/<its path under the table's folder,
+without .parquet>-<fingerprint>.parquet``; the fingerprint digests (relative path, size,
+mtime_ns), so a re-exported chunk (same name, new content) gets a new lake name, and the same
+file always gets the same one. Only the lake names under ``data/<site>/`` are this site's.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+MESSAGES_NAMESPACE = "headlined"
+MESSAGES_TABLE: tuple[str, str] = (MESSAGES_NAMESPACE, "messages")
+SUFFIX = ".parquet"
+FINGERPRINT_CHARS = 16
+# A name kept as it is in a lake path; anything else is spelt safely (plus a digest of the
+# real name, so that two names never meet): object stores and the engines that read file
+# URIs disagree about spaces, '%' and non-ASCII in paths.
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
+_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_.=-]")
+_PARTITION = re.compile(r"(?P<key>source|date)=(?P<value>.+)")
+
+Kind = Literal["messages", "measurement"]
+TableId = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """One published local Parquet file and where it belongs in the lake."""
+
+    table: TableId
+    kind: Kind
+    path: Path  # the file on disk
+    relative: str  # its path under the table's own folder, "/"-separated
+    size: int
+    mtime_ns: int
+    source: str | None = None  # messages: the source=<S> folder
+    date: datetime.date | None = None  # messages: the date=<D> folder
+    retention_policy: str | None = None  # measurements: the <rp> folder
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of (relative path, size, mtime_ns): new content, new lake name."""
+        text = f"{self.relative}\0{self.size}\0{self.mtime_ns}"
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_CHARS]
+
+    def lake_path(self, table_location: str, site: str) -> str:
+        """This file's lake name under ``table_location`` (a URI, no trailing "/")."""
+        return f"{site_prefix(table_location, site)}{self.key}-{self.fingerprint}{SUFFIX}"
+
+    @property
+    def key(self) -> str:
+        """The part of the lake name that stays when the file is replaced (no fingerprint)."""
+        stem = self.relative.removesuffix(SUFFIX)
+        return "/".join(safe_segment(part) for part in stem.split("/"))
+
+
+def site_prefix(table_location: str, site: str) -> str:
+    """Where this site's lake files of a table live: every path that starts with it is ours."""
+    return f"{table_location.rstrip('/')}/data/{site}/"
+
+
+def key_of(lake_path: str, prefix: str) -> str | None:
+    """The key (LocalFile.key) of one of this site's lake paths, None if it is not one."""
+    if not lake_path.startswith(prefix) or not lake_path.endswith(SUFFIX):
+        return None
+    stem = lake_path[len(prefix) : -len(SUFFIX)]
+    key, dash, fingerprint = stem.rpartition("-")
+    if not dash or len(fingerprint) != FINGERPRINT_CHARS or not key:
+        return None
+    return key
+
+
+def safe_segment(name: str) -> str:
+    """``name`` as one path segment that every object store and engine reads the same way."""
+    if _PLAIN.fullmatch(name) and len(name) <= 120:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    spelt = _UNSAFE_CHAR.sub("_", name)[:100].lstrip(".") or "_"
+    return f"{spelt}-{digest}"
+
+
+def table_folder(table: TableId) -> str:
+    """The table's folder under the warehouse: ``<namespace>.db/<name>``, spelt safely."""
+    return f"{safe_segment(table[0])}.db/{safe_segment(table[1])}"
+
+
+def table_name(table: TableId) -> str:
+    """How a table is named in results and messages: ``namespace.name``."""
+    return f"{table[0]}.{table[1]}"
+
+
+def _visible(name: str) -> bool:
+    # Hidden: temporary files, .tmp-* staging and .work folders; _rejected: rejected lines.
+    return not name.startswith(".") and name != "_rejected"
+
+
+def scan(messages_dir: Path | None, influx_dir: Path | None) -> list[LocalFile]:
+    """Every local file the lake mirrors, sorted by table and relative path."""
+    found = list(_scan_messages(messages_dir)) if messages_dir is not None else []
+    if influx_dir is not None:
+        found += _scan_measurements(influx_dir)
+    found.sort(key=lambda f: (f.table, f.relative))
+    return found
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:  # renamed away between the listing and now
+        return None
+    return info if path.is_file() else None
+
+
+def _subdirs(directory: Path) -> Iterator[Path]:
+    try:
+        entries = sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if _visible(entry.name) and entry.is_dir():
+            yield entry
+
+
+def _parquet_files(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    try:
+        entries = sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if _visible(entry.name) and entry.name.endswith(SUFFIX):
+            info = _stat(entry)
+            if info is not None:
+                yield entry, info
+
+
+def _scan_messages(root: Path) -> Iterator[LocalFile]:
+    for source_dir in _subdirs(root):
+        source = _partition(source_dir.name, "source")
+        if source is None:
+            continue
+        for date_dir in _subdirs(source_dir):
+            day = _partition(date_dir.name, "date")
+            try:
+                date = datetime.date.fromisoformat(day) if day is not None else None
+            except ValueError:
+                date = None
+            if date is None:
+                continue
+            for path, info in _parquet_files(date_dir):
+                yield LocalFile(
+                    table=MESSAGES_TABLE,
+                    kind="messages",
+                    path=path,
+                    relative=path.relative_to(root).as_posix(),
+                    size=info.st_size,
+                    mtime_ns=info.st_mtime_ns,
+                    source=source,
+                    date=date,
+                )
+
+
+def _partition(name: str, key: str) -> str | None:
+    match = _PARTITION.fullmatch(name)
+    if match is None or match["key"] != key:
+        return None
+    # DuckDB's PARTITION_BY escapes values in folder names the URL way.
+    return urllib.parse.unquote(match["value"])
+
+
+def _scan_measurements(root: Path) -> Iterator[LocalFile]:
+    for db_dir in _subdirs(root):
+        database = urllib.parse.unquote(db_dir.name)
+        for rp_dir in _subdirs(db_dir):
+            retention_policy = urllib.parse.unquote(rp_dir.name)
+            for m_dir in _subdirs(rp_dir):
+                table = (database, urllib.parse.unquote(m_dir.name))
+                for path, info in _parquet_files(m_dir):
+                    yield LocalFile(
+                        table=table,
+                        kind="measurement",
+                        path=path,
+                        relative=f"{rp_dir.name}/{path.name}",
+                        size=info.st_size,
+                        mtime_ns=info.st_mtime_ns,
+                        retention_policy=retention_policy,
+                    )

@@ -1,0 +1,128 @@
+"""The lake copy of one local Parquet file, in a shape every Iceberg v2 reader takes.
+
+pyiceberg 0.12 writes table format v2 only, whose timestamps are microseconds, while
+headlined's measurement files hold ``time`` as TIMESTAMP(NANOS, UTC). So a measurement file
+is copied (DuckDB, an in-memory connection of its own) with:
+
+- ``time``: TIMESTAMPTZ in microseconds, floored (toward -inf, also before 1970), so that
+  engines filter and prune on it as a timestamp;
+- ``time_ns``: BIGINT, the exact nanoseconds since the epoch: nothing is lost;
+- ``retention_policy``: VARCHAR, from the file's folder (the table holds every policy);
+- then the tag and field columns as they are, but for unsigned integers, which Iceberg has
+  no type for: UBIGINT becomes DECIMAL(20,0) (exact), the smaller ones the next signed type.
+
+A messages file gets the ``source`` and ``date`` columns that only its path held (Iceberg
+partitions are columns of the data), and ``payload`` as plain VARCHAR: the local file's JSON
+logical type trips polars' Iceberg reader (Binary against String) and pyiceberg's statistics.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import duckdb
+
+from headlined import sql
+
+# What each column type becomes in the lake copy (types missing here are kept).
+_LAKE_TYPES = {
+    "JSON": "VARCHAR",
+    "UTINYINT": "SMALLINT",
+    "USMALLINT": "INTEGER",
+    "UINTEGER": "BIGINT",
+    "UBIGINT": "DECIMAL(20,0)",
+    "HUGEINT": "DECIMAL(38,0)",
+    "UHUGEINT": "DECIMAL(38,0)",
+    "TIMESTAMP_NS": "TIMESTAMP",
+    "TIMESTAMPTZ_NS": "TIMESTAMPTZ",
+}
+MEASUREMENT_ADDED = ("time", "time_ns", "retention_policy")
+MESSAGES_ADDED = ("source", "date")
+
+
+class RewriteError(Exception):
+    """A local file cannot be copied into the lake (unreadable, or a clashing column)."""
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for lake copies, on one thread (the daemon's others go on)."""
+    return duckdb.connect(config={"threads": 1})
+
+
+def rewrite_measurement(
+    conn: duckdb.DuckDBPyConnection, local: Path, lake: Path, retention_policy: str
+) -> int:
+    """Write the lake copy of measurement file ``local`` to ``lake``; return its rows."""
+    columns = _columns(conn, local)
+    if "time" not in columns or not columns["time"].startswith("TIMESTAMP"):
+        raise RewriteError(f"{local}: no timestamp column 'time'")
+    clash = [name for name in MEASUREMENT_ADDED[1:] if name in columns]
+    if clash:
+        raise RewriteError(
+            f"{local}: a tag or field is named {clash[0]!r}, which the lake uses for "
+            "its own column; rename it in InfluxDB or leave this measurement out of the lake"
+        )
+    ns = f"epoch_ns({sql.ident('time')})"
+    # DuckDB's integer // and % truncate toward zero: one less for negative remainders.
+    micros = f"({ns} // 1000 - ({ns} % 1000 < 0)::BIGINT)"
+    select = [
+        # timezone('UTC', …) reads the plain timestamp as UTC whatever the session's zone.
+        f"timezone('UTC', make_timestamp({micros})) AS time",
+        f"{ns} AS time_ns",
+        f"{sql.literal(retention_policy)}::VARCHAR AS retention_policy",
+        *(_lake_column(name, type_) for name, type_ in columns.items() if name != "time"),
+    ]
+    return _copy(conn, local, lake, select)
+
+
+def rewrite_messages(
+    conn: duckdb.DuckDBPyConnection,
+    local: Path,
+    lake: Path,
+    source: str,
+    date: datetime.date,
+) -> int:
+    """Write the lake copy of messages file ``local`` to ``lake``; return its rows."""
+    columns = _columns(conn, local)
+    select = [
+        f"{sql.literal(source)}::VARCHAR AS source",
+        f"DATE {sql.literal(date.isoformat())} AS date",
+        *(
+            _lake_column(name, type_)
+            for name, type_ in columns.items()
+            if name not in MESSAGES_ADDED
+        ),
+    ]
+    return _copy(conn, local, lake, select)
+
+
+def _lake_column(name: str, type_: str) -> str:
+    column = sql.ident(name)
+    lake_type = _LAKE_TYPES.get(type_)
+    return f"{column}::{lake_type} AS {column}" if lake_type else column
+
+
+def _read(local: Path) -> str:
+    # hive_partitioning off: a messages file's source=/date= folders are not to become
+    # columns behind our back (they are written explicitly).
+    return f"read_parquet({sql.literal(str(local))}, hive_partitioning = false)"
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, local: Path) -> dict[str, str]:
+    try:
+        rows = conn.execute(f"DESCRIBE SELECT * FROM {_read(local)}").fetchall()
+    except duckdb.Error as why:
+        raise RewriteError(f"{local}: cannot be read as Parquet: {why}") from why
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
+def _copy(conn: duckdb.DuckDBPyConnection, local: Path, lake: Path, select: list[str]) -> int:
+    query = f"SELECT {', '.join(select)} FROM {_read(local)}"
+    try:
+        row = conn.execute(
+            f"COPY ({query}) TO {sql.literal(str(lake))} (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchone()
+    except duckdb.Error as why:
+        raise RewriteError(f"{local}: cannot be copied into the lake: {why}") from why
+    return int(row[0]) if row else 0

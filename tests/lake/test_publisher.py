@@ -1,0 +1,481 @@
+"""The lake end to end: real local files (a poller flush, converted line protocol), a real
+pyiceberg SQL catalog (SQLite) and a local warehouse, read back by pyiceberg and polars."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
+
+from headlined.config import Config, InfluxConfig, LakeConfig, SourceConfig
+from headlined.influx.convert import convert
+from headlined.lake import publisher as publisher_module
+from headlined.lake.publisher import (
+    SITE_PROPERTY,
+    LakeError,
+    LakeSettings,
+    Publisher,
+    settings_from_config,
+)
+from headlined.poll.parquet import flush_messages
+from headlined.store import open_database
+
+NOW = datetime.datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=datetime.UTC)
+T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
+MESSAGES = ("headlined", "messages")
+CPU = ("db", "cpu")
+
+
+class Site:
+    """One headlined's local files: a state DuckDB to flush messages from, an export tree."""
+
+    def __init__(self, root: Path, name: str, lake: Path) -> None:
+        self.root = root
+        self.store = open_database(root / "h.duckdb")
+        self.next_key = 0
+        self.settings = LakeSettings(
+            catalog_url=f"sqlite:///{lake / 'catalog.db'}",
+            warehouse=str(lake / "warehouse"),
+            s3=None,
+            site=name,
+            messages_dir=root / "pq" / "messages",
+            influx_dir=root / "influx",
+            work_dir=root / "work",
+        )
+        (root / "influx").mkdir(parents=True, exist_ok=True)
+
+    def poll(self, source: str, count: int, day: int = 0) -> None:
+        """Store ``count`` new records of ``source`` and flush them to Parquet."""
+        when = NOW + datetime.timedelta(days=day)
+        for _ in range(count):
+            n = self.next_key
+            self.next_key += 1
+            self.store.execute(
+                "INSERT INTO messages (source, record_key, record_time, payload, first_seen) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    source,
+                    f"[{n}]",
+                    when if n % 2 else None,
+                    f'{{"n": {n}, "t": "ก \\"q\\""}}',
+                    when,
+                ],
+            )
+        flush_messages(self.store, self.root / "pq")
+
+    def export(self, stem: str, lines: list[str], rp: str = "autogen") -> None:
+        """Publish a chunk file the way the exporter does (converted, then renamed in)."""
+        source = self.root / "in.lp"
+        source.write_text(
+            f"# CONTEXT-DATABASE:db\n# CONTEXT-RETENTION-POLICY:{rp}\n" + "\n".join(lines) + "\n"
+        )
+        staging = self.root / "staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        result = convert(source, staging, layout="database", file_stem=stem)
+        for written in result.files:
+            final = self.root / "influx" / written.relative_to(staging)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            written.replace(final)
+
+    def local_messages(self) -> list[tuple[Any, ...]]:
+        return rows(
+            "SELECT source, date::DATE AS date, record_key, record_time, payload::VARCHAR, "
+            f"first_seen, id FROM read_parquet('{self.root}/pq/messages/**/*.parquet', "
+            "hive_partitioning = true)"
+        )
+
+    def local_cpu(self) -> list[tuple[Any, ...]]:
+        return rows(
+            "SELECT epoch_ns(time), host, v, n FROM "
+            f"read_parquet('{self.root}/influx/db/*/cpu/*.parquet')"
+        )
+
+
+def rows(query: str) -> list[tuple[Any, ...]]:
+    conn = duckdb.connect()
+    try:
+        return sorted(conn.execute(query).fetchall(), key=repr)
+    finally:
+        conn.close()
+
+
+def cpu_lines(first: int, count: int, value: float = 0.5) -> list[str]:
+    return [
+        f"cpu,host=h{i % 3} v={i + value},n={i}i {T0 + i * 1_000_000_007 - 10**18 * (i % 2)}"
+        for i in range(first, first + count)
+    ]
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+@pytest.fixture
+def site(tmp_path: Path, lake: Path) -> Site:
+    return Site(tmp_path / "site-a", "site-a", lake)
+
+
+@pytest.fixture(autouse=True)
+def _polars_plans_with_pyiceberg(monkeypatch: pytest.MonkeyPatch) -> None:
+    # polars warns that its faster planner plugin is not installed; pyiceberg plans here.
+    monkeypatch.setenv("POLARS_ICEBERG_PLANNER", "pyiceberg")
+
+
+@pytest.fixture
+def publisher(site: Site) -> Iterator[Publisher]:
+    pub = Publisher(site.settings)
+    yield pub
+    pub.close()
+
+
+def catalog(settings: LakeSettings) -> SqlCatalog:
+    """The catalog as any Iceberg client opens it: type sql, the URL, the warehouse."""
+    return SqlCatalog(
+        "headlined", uri=settings.catalog_url, warehouse=f"file://{settings.warehouse}"
+    )
+
+
+def lake_messages(table: Table, snapshot_id: int | None = None) -> list[tuple[Any, ...]]:
+    got = table.scan(snapshot_id=snapshot_id).to_arrow().to_pylist()
+    return sorted(
+        (
+            (
+                r["source"],
+                r["date"],
+                r["record_key"],
+                r["record_time"],
+                r["payload"],
+                r["first_seen"],
+                r["id"],
+            )
+            for r in got
+        ),
+        key=repr,
+    )
+
+
+def lake_cpu(table: Table, snapshot_id: int | None = None) -> list[tuple[Any, ...]]:
+    got = table.scan(snapshot_id=snapshot_id).to_arrow().to_pylist()
+    return sorted(((r["time_ns"], r["host"], r["v"], r["n"]) for r in got), key=repr)
+
+
+def test_tables_hold_exactly_the_local_rows_for_pyiceberg_and_polars(
+    site: Site, publisher: Publisher
+) -> None:
+    site.poll("alpha", 7)
+    site.poll("beta gamma", 5, day=1)
+    site.export("100_200", cpu_lines(0, 20))
+    site.export("200_300", cpu_lines(20, 10), rp="one week")
+    result = publisher.cycle()
+    assert result.errors == {}
+    assert result.added == 2 + 2  # a file per source and day, then the two chunk files
+    assert result.waiting == 0
+    assert set(result.snapshots) == {"headlined.messages", "db.cpu"}
+
+    cat = catalog(site.settings)
+    messages = cat.load_table(MESSAGES)
+    assert lake_messages(messages) == site.local_messages()
+    assert len(site.local_messages()) == 12
+    cpu = cat.load_table(CPU)
+    assert lake_cpu(cpu) == site.local_cpu()
+    assert len(site.local_cpu()) == 30
+    types = {f.name: str(f.field_type) for f in cpu.schema().fields}
+    assert types == {
+        "time": "timestamptz",
+        "time_ns": "long",
+        "retention_policy": "string",
+        "host": "string",
+        "v": "double",
+        "n": "long",
+    }
+    assert [str(f.transform) for f in messages.spec().fields] == ["identity", "identity"]
+    snapshot = messages.current_snapshot()
+    assert snapshot is not None
+    assert snapshot.summary is not None
+    assert snapshot.summary[SITE_PROPERTY] == "site-a"
+
+    # polars' own Iceberg reader: the same rows, the same types.
+    frame = pl.scan_iceberg(messages).collect()
+    assert frame.schema["payload"] == pl.String
+    assert frame.schema["date"] == pl.Date
+    assert (
+        sorted(
+            frame.select(
+                "source", "date", "record_key", "record_time", "payload", "first_seen", "id"
+            ).rows(),
+            key=repr,
+        )
+        == site.local_messages()
+    )
+    cpu_frame = pl.scan_iceberg(cpu).collect()
+    assert cpu_frame.schema["time"] == pl.Datetime("us", "UTC")
+    assert sorted(cpu_frame.select("time_ns", "host", "v", "n").rows(), key=repr) == (
+        site.local_cpu()
+    )
+    by_rp = cpu_frame.group_by("retention_policy").len().sort("retention_policy").rows()
+    assert by_rp == [("autogen", 20), ("one week", 10)]
+    # `time` is time_ns floored to the microsecond.
+    for at, ns in cpu_frame.select("time", "time_ns").rows():
+        assert at == datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+            microseconds=ns // 1000
+        )
+
+    again = publisher.cycle()
+    assert (again.added, again.removed, again.waiting) == (0, 0, 0)
+    assert again.snapshots == result.snapshots
+
+
+def test_a_reexported_chunk_replaces_its_rows_in_one_snapshot(
+    site: Site, publisher: Publisher
+) -> None:
+    site.export("100_200", cpu_lines(0, 20))
+    site.export("200_300", cpu_lines(20, 5))
+    publisher.cycle()
+    table = catalog(site.settings).load_table(CPU)
+    old_snapshot = table.current_snapshot().snapshot_id  # type: ignore[union-attr]
+    old_rows = lake_cpu(table)
+
+    site.export("100_200", cpu_lines(0, 15, value=0.25))  # InfluxDB changed: re-exported
+    result = publisher.cycle()
+    assert (result.added, result.removed, result.errors) == (1, 1, {})
+    table = catalog(site.settings).load_table(CPU)
+    assert lake_cpu(table) == site.local_cpu()
+    assert len(lake_cpu(table)) == 20  # never both (40) or neither
+    assert table.current_snapshot().parent_snapshot_id == old_snapshot  # type: ignore[union-attr]
+    assert lake_cpu(table, old_snapshot) == old_rows  # the old snapshot still reads the old
+
+    (site.root / "influx" / "db" / "autogen" / "cpu" / "200_300.parquet").unlink()
+    result = publisher.cycle()
+    assert (result.added, result.removed) == (0, 1)
+    assert lake_cpu(catalog(site.settings).load_table(CPU)) == site.local_cpu()
+
+
+class Crash(BaseException):
+    """A kill -9 as far as the publisher can tell: nothing after it runs."""
+
+
+def test_a_crash_between_copy_and_commit_registers_each_file_once(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.poll("alpha", 4)
+    site.export("100_200", cpu_lines(0, 10))
+    real_commit = Publisher._commit
+
+    def crash(self: Publisher, *args: Any) -> Any:
+        raise Crash
+
+    monkeypatch.setattr(Publisher, "_commit", crash)
+    with pytest.raises(Crash):
+        Publisher(site.settings).cycle()
+    copies = list((Path(site.settings.warehouse)).rglob("data/site-a/**/*.parquet"))
+    assert copies  # the lake copy was written, never committed
+
+    def commit_then_crash(self: Publisher, *args: Any) -> Any:
+        real_commit(self, *args)
+        raise Crash
+
+    monkeypatch.setattr(Publisher, "_commit", commit_then_crash)
+    with pytest.raises(Crash):
+        Publisher(site.settings).cycle()
+
+    monkeypatch.setattr(Publisher, "_commit", real_commit)
+    restarted = Publisher(site.settings)
+    result = restarted.cycle()
+    restarted.close()
+    assert result.errors == {}
+    cat = catalog(site.settings)
+    assert lake_cpu(cat.load_table(CPU)) == site.local_cpu()
+    assert lake_messages(cat.load_table(MESSAGES)) == site.local_messages()
+    files = [f.file_path for t in (CPU, MESSAGES) for f in _data_files(cat.load_table(t))]
+    assert len(files) == len(set(files)) == 2
+
+
+def _data_files(table: Table) -> list[Any]:
+    return [
+        entry.data_file
+        for manifest in table.current_snapshot().manifests(table.io)  # type: ignore[union-attr]
+        for entry in manifest.fetch_manifest_entry(table.io)
+    ]
+
+
+def test_a_commit_race_between_two_sites_loses_nothing(
+    tmp_path: Path, lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = Site(tmp_path / "a", "site-a", lake)
+    b = Site(tmp_path / "b", "site-b", lake)
+    a.poll("from-a", 6)
+    b.poll("from-b", 4)
+    a.export("100_200", cpu_lines(0, 10))
+    b.export("100_200", cpu_lines(100, 10))
+    pub_a, pub_b = Publisher(a.settings), Publisher(b.settings)
+    pub_b.cycle()  # b creates the tables first
+
+    b.poll("from-b", 3)
+    b.export("300_400", cpu_lines(200, 5))
+    real_commit = Publisher._commit
+    raced: list[str] = []
+
+    def commit_after_b(self: Publisher, *args: Any) -> Any:
+        if self is pub_a and not raced:
+            # Site b commits to the same tables between a's plan and a's commit.
+            raced.append("b")
+            other = threading.Thread(target=pub_b.cycle)
+            other.start()
+            other.join()
+        return real_commit(self, *args)
+
+    monkeypatch.setattr(Publisher, "_commit", commit_after_b)
+    result = pub_a.cycle()
+    assert raced
+    assert result.errors == {}
+    assert result.waiting == 0
+    cat = catalog(a.settings)
+    assert lake_messages(cat.load_table(MESSAGES)) == sorted(
+        a.local_messages() + b.local_messages(), key=repr
+    )
+    assert lake_cpu(cat.load_table(CPU)) == sorted(a.local_cpu() + b.local_cpu(), key=repr)
+    # Each site mirrors only its own files: a's next cycle leaves b's alone.
+    (a.root / "influx" / "db" / "autogen" / "cpu" / "100_200.parquet").unlink()
+    pub_a.cycle()
+    assert lake_cpu(catalog(a.settings).load_table(CPU)) == b.local_cpu()
+    pub_a.close()
+    pub_b.close()
+
+
+def test_new_columns_widen_the_table_and_a_type_conflict_is_named(
+    site: Site, publisher: Publisher
+) -> None:
+    site.export("100_200", cpu_lines(0, 5))
+    site.poll("alpha", 2)
+    publisher.cycle()
+    site.export("200_300", [f"cpu,host=x,zone=eu v=1.5,n=1i,extra=true {T0 + 5}"])
+    result = publisher.cycle()
+    assert result.errors == {}
+    table = catalog(site.settings).load_table(CPU)
+    assert {"zone", "extra"} <= {f.name for f in table.schema().fields}
+    got = table.scan().to_arrow().to_pylist()
+    assert sorted(str(r["zone"]) for r in got) == ["None"] * 5 + ["eu"]
+    # Readers find the new columns of files without field ids through the name mapping.
+    mapping = table.properties["schema.name-mapping.default"]
+    assert '"zone"' in mapping
+    assert '"extra"' in mapping
+    frame = pl.scan_iceberg(table).collect()
+    assert frame["zone"].drop_nulls().to_list() == ["eu"]
+    assert frame["zone"].null_count() == 5
+
+    site.export("300_400", [f'cpu,host=x v="text" {T0 + 9}'])
+    site.poll("alpha", 1)
+    result = publisher.cycle()
+    error = result.errors["db.cpu"]
+    assert "'v'" in error
+    assert "double" in error
+    assert "string" in error
+    assert "300_400.parquet" in error
+    assert "headlined.messages" not in result.errors  # the other tables go on
+    assert result.added == 1
+    assert result.waiting == 1
+
+
+def test_an_unreachable_catalog_is_a_lake_error_without_its_password(site: Site) -> None:
+    settings = LakeSettings(
+        **{
+            **site.settings.__dict__,
+            "catalog_url": "postgresql://headlined:s3cr3t-pw@127.0.0.1:9/lake",
+        }
+    )
+    pub = Publisher(settings)
+    with pytest.raises(LakeError) as caught:
+        pub.cycle()
+    pub.close()
+    assert "s3cr3t-pw" not in str(caught.value)
+    assert "127.0.0.1:9" in str(caught.value)
+
+
+def test_settings_default_under_the_state_dir_and_keep_the_site_name(tmp_path: Path) -> None:
+    cfg = Config(
+        state_dir=tmp_path / "state",
+        sources=[SourceConfig(name="s", url="http://127.0.0.1:1/", key=["id"], window=10)],
+        influx=InfluxConfig(data_dir=tmp_path / "influx"),
+        lake=LakeConfig(),
+    )
+    settings = settings_from_config(cfg)
+    assert settings.catalog_url == f"sqlite:///{tmp_path}/state/lake/catalog.db"
+    assert settings.warehouse == str(tmp_path / "state" / "lake" / "warehouse")
+    assert settings.messages_dir == tmp_path / "state" / "parquet" / "messages"
+    assert settings.influx_dir == cfg.influx.output_dir  # type: ignore[union-attr]
+    assert settings_from_config(cfg).site == settings.site  # made once, then kept
+    assert (tmp_path / "state" / "lake" / "site").read_text().strip() == settings.site
+    named = settings_from_config(cfg.model_copy(update={"lake": LakeConfig(site="north-1")}))
+    assert named.site == "north-1"
+    assert publisher_module.settings_from_config(Config(state_dir=tmp_path)).messages_dir is None
+
+
+def test_a_backlog_commits_in_batches_and_a_stop_leaves_the_rest_waiting(
+    site: Site, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publisher_module, "BATCH_FILES", 2)
+    for n in range(5):
+        site.export(f"{n}00_{n + 1}00", cpu_lines(n * 3, 3))
+    commits: list[int] = []
+    real_commit = Publisher._commit
+
+    def counted(self: Publisher, *args: Any) -> Any:
+        commits.append(1)
+        return real_commit(self, *args)
+
+    monkeypatch.setattr(Publisher, "_commit", counted)
+    result = publisher.cycle(should_stop=lambda: len(commits) >= 1)
+    table = catalog(site.settings).load_table(CPU)
+    assert (result.added, result.waiting) == (2, 3)
+    assert len(lake_cpu(table)) == 6
+    result = publisher.cycle()
+    assert (result.added, result.waiting) == (3, 0)
+    assert lake_cpu(catalog(site.settings).load_table(CPU)) == site.local_cpu()
+
+
+def test_an_unreadable_local_file_waits_and_the_rest_is_published(
+    site: Site, publisher: Publisher
+) -> None:
+    site.export("100_200", cpu_lines(0, 5))
+    site.poll("alpha", 2)
+    bad = site.root / "influx" / "db" / "autogen" / "cpu" / "200_300.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    result = publisher.cycle()
+    assert "200_300.parquet" in result.errors["db.cpu"]
+    assert (result.added, result.waiting) == (2, 1)
+    assert len(lake_cpu(catalog(site.settings).load_table(CPU))) == 5
+    bad.unlink()
+    result = publisher.cycle()
+    assert (result.added, result.waiting, result.errors) == (0, 0, {})
+
+
+def test_snapshots_older_than_keep_snapshots_are_forgotten_and_metadata_bounded(
+    site: Site,
+) -> None:
+    settings = dataclasses.replace(site.settings, keep_snapshots=0.5)
+    publisher = Publisher(settings)
+    try:
+        for cycle in range(4):
+            site.poll("a", 3)
+            assert publisher.cycle().added == 1, cycle
+            time.sleep(0.6)  # the snapshot just made is now older than keep_snapshots
+    finally:
+        publisher.close()
+    table = catalog(settings).load_table(MESSAGES)
+    # The last commit forgot every older snapshot; what is current reads the same.
+    assert [s.snapshot_id for s in table.snapshots()] == [table.current_snapshot().snapshot_id]
+    assert lake_messages(table) == sorted(site.local_messages(), key=repr)
+    assert len(lake_messages(table)) == 12
+    assert table.properties["write.metadata.delete-after-commit.enabled"] == "true"
