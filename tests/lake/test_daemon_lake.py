@@ -3,6 +3,9 @@ goes on; an unreachable warehouse is backed off from, shown in status, and caugh
 
 from __future__ import annotations
 
+import os
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -197,3 +200,33 @@ def test_an_unreachable_warehouse_is_retried_while_polling_goes_on(
     assert len(daemon.events("lake_publish_failed")) >= 1
     assert daemon.events("lake_publish_recovered")
     assert SECRET_ACCESS_KEY not in output
+
+
+def test_kill_9_of_the_daemon_while_publishing_loses_and_doubles_nothing(
+    tmp_path: Path, feeds: DemoFeedServer
+) -> None:
+    path = write_config(
+        tmp_path / "headlined.yaml",
+        feeds,
+        [FeedSpec("alpha", rate=20.0), FeedSpec("beta", rate=5.0, shape=Shape.RESULT_ITEMS)],
+        flush_interval="1s",
+        lake={"warehouse": str(tmp_path / "warehouse"), "interval": "1s"},
+    )
+    seed = int(os.environ.get("LAKE_KILL_SEED") or time.time_ns() % 2**32)
+    rng = random.Random(seed)  # noqa: S311  reproducible timing, not security
+    print(f"LAKE_KILL_SEED={seed}")  # shown when it fails: the same kills again
+    for _ in range(3):
+        daemon = Daemon(path)
+        daemon.wait_started()
+        wait_for("a publish", lambda d=daemon: d.events("lake_published"))
+        time.sleep(rng.uniform(0.0, 2.0))  # somewhere in a flush, a copy or a commit
+        assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+    cfg = config.load(path).config
+    publisher = Publisher(settings_from_config(cfg))
+    try:
+        publisher.cycle()
+    finally:
+        publisher.close()
+    published = lake_rows(cfg)
+    assert len({row[-1] for row in published}) == len(published)  # no id twice
+    assert published == local_rows(tmp_path / "pq")
