@@ -15,15 +15,15 @@ from typing import Any
 
 import duckdb
 import pytest
-from pyiceberg.catalog.sql import SqlCatalog
 
 from headlined import config
 from headlined.demo.server import DemoFeedServer
 from headlined.demo.spec import FeedSpec, Shape
+from headlined.lake.catalog import open_catalog
 from headlined.lake.publisher import Publisher, settings_from_config
 from tests.support.daemon_process import Daemon, status, write_config
 from tests.support.influxdb_server import free_ports
-from tests.support.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server
+from tests.support.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Bucket, S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -53,14 +53,12 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
 def lake_rows(cfg: config.Config) -> list[tuple[Any, ...]]:
     """Every row of headlined.messages, as pyiceberg reads the current snapshot."""
     settings = settings_from_config(cfg)
-    catalog = SqlCatalog(
-        "headlined", uri=settings.catalog_url, warehouse=f"file://{settings.warehouse}"
-    )
+    catalog = open_catalog(settings.catalog_url, settings.warehouse, settings.s3)
     arrow = catalog.load_table(("headlined", "messages")).scan().to_arrow()
     conn = duckdb.connect()
     try:
         conn.register("lake", arrow)
-        return conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM lake ORDER BY id").fetchall()
+        return conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM lake ORDER BY source, id").fetchall()
     finally:
         conn.close()
 
@@ -74,7 +72,7 @@ def local_rows(parquet_dir: Path) -> list[tuple[Any, ...]]:
                        first_seen, id
                 FROM read_parquet('{parquet_dir}/messages/**/*.parquet',
                                   hive_partitioning = true, hive_types_autocast = false)
-                ORDER BY id"""
+                ORDER BY source, id"""
         ).fetchall()
     finally:
         conn.close()
@@ -230,3 +228,54 @@ def test_kill_9_of_the_daemon_while_publishing_loses_and_doubles_nothing(
     published = lake_rows(cfg)
     assert len({row[-1] for row in published}) == len(published)  # no id twice
     assert published == local_rows(tmp_path / "pq")
+
+
+def test_two_daemons_publish_at_once_to_one_postgres_catalog_and_bucket(
+    tmp_path: Path, feeds: DemoFeedServer, postgres_url: str, s3_bucket: S3Bucket
+) -> None:
+    lake = {
+        "catalog": postgres_url,
+        "warehouse": f"s3://{s3_bucket.bucket}/lake",
+        "interval": "1s",
+        "s3": {
+            "endpoint": s3_bucket.endpoint,
+            "region": s3_bucket.region,
+            "access_key_id": s3_bucket.access_key_id,
+            "secret_access_key": s3_bucket.secret_access_key,
+        },
+    }
+    sites = {
+        "north": FeedSpec("alpha", rate=20.0),
+        "south": FeedSpec("beta", rate=5.0, shape=Shape.RESULT_ITEMS),
+    }
+    paths = {}
+    for site, spec in sites.items():
+        (tmp_path / site).mkdir()
+        paths[site] = write_config(
+            tmp_path / site / "headlined.yaml",
+            feeds,
+            [spec],
+            flush_interval="1s",
+            lake={**lake, "site": site},
+        )
+    daemons = [Daemon(path) for path in paths.values()]
+    for daemon in daemons:
+        daemon.wait_started()
+    for daemon in daemons:  # each committed several times while the other did too
+        wait_for("three publishes", lambda d=daemon: len(d.events("lake_published")) >= 3)
+    for daemon in daemons:
+        assert daemon.stop() == 0
+        assert not daemon.events("lake_publish_failed")
+        assert not daemon.events("lake_table_failed")
+    expected: list[tuple[Any, ...]] = []
+    for site, path in paths.items():
+        cfg = config.load(path).config
+        publisher = Publisher(settings_from_config(cfg))
+        try:
+            publisher.cycle()  # what each one's stop flushed
+        finally:
+            publisher.close()
+        expected += local_rows(tmp_path / site / "pq")
+    published = lake_rows(config.load(paths["north"]).config)
+    assert {row[0] for row in published} == {"alpha", "beta"}
+    assert published == sorted(expected, key=lambda row: (row[0], row[-1]))
