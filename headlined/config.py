@@ -274,11 +274,14 @@ class LakeConfig(_Model):
     # None: <state_dir>/lake/warehouse.
     warehouse: Annotated[str | None, _LOCATION] = None
     s3: LakeS3Config | None = None
-    # How often new and replaced files are published (and at start).
-    interval: Duration = 60.0
-    # How long an older snapshot of a table stays readable (time travel, readers in the
-    # middle of a scan) before a commit forgets it; the current one is always kept.
-    keep_snapshots: Duration = 7 * 86400.0
+    # How often new and replaced files are published (and at start). Each publish with news
+    # is a snapshot of the table: 5 minutes keeps them few, and the lake is for analysis.
+    interval: Duration = 300.0
+    # How long an older snapshot of a table stays readable (time travel, a reader in the
+    # middle of a scan) before a commit forgets it; the current one is always kept. Every
+    # commit costs more with every snapshot kept (pyiceberg copies the table's metadata):
+    # keep keep_snapshots / interval in the hundreds at most.
+    keep_snapshots: Duration = 3600.0
     # This daemon's name in shared tables: its files live under it, and it only ever replaces
     # or removes its own. None: a name made once and kept in <state_dir>/lake/site.
     site: str | None = None

@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import os
 import re
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,11 +116,48 @@ def _visible(name: str) -> bool:
     return not name.startswith(".") and name != "_rejected"
 
 
-def scan(messages_dir: Path | None, influx_dir: Path | None) -> list[LocalFile]:
-    """Every local file the lake mirrors, sorted by table and relative path."""
-    found = list(_scan_messages(messages_dir)) if messages_dir is not None else []
+class Folders:
+    """The Parquet files of each folder, listed again only when the folder changed.
+
+    A file published, replaced or removed (all by rename or unlink) changes its folder's
+    mtime, so an unchanged mtime means an unchanged listing: a cycle then stats one folder
+    per partition instead of every file of years of flushes. A folder changed within
+    ``RECENT_NS`` of now is listed every time, since a change in the same clock tick as our
+    listing would leave its mtime as it was.
+    """
+
+    RECENT_NS = 2 * 10**9
+
+    def __init__(self) -> None:
+        self._listings: dict[Path, tuple[int, list[tuple[Path, os.stat_result]]]] = {}
+
+    def parquet_files(self, directory: Path) -> list[tuple[Path, os.stat_result]]:
+        """The visible .parquet files of ``directory`` with their stat, by name."""
+        try:
+            mtime_ns = directory.stat().st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            self._listings.pop(directory, None)
+            return []
+        kept = self._listings.get(directory)
+        if kept is not None and kept[0] == mtime_ns:
+            return kept[1]
+        listing = list(_parquet_files(directory))
+        if time.time_ns() - mtime_ns > self.RECENT_NS:
+            self._listings[directory] = (mtime_ns, listing)
+        else:
+            self._listings.pop(directory, None)
+        return listing
+
+
+def scan(
+    messages_dir: Path | None, influx_dir: Path | None, folders: Folders | None = None
+) -> list[LocalFile]:
+    """Every local file the lake mirrors, sorted by table and relative path; ``folders``
+    keeps listings from one scan to the next."""
+    folders = folders if folders is not None else Folders()
+    found = list(_scan_messages(messages_dir, folders)) if messages_dir is not None else []
     if influx_dir is not None:
-        found += _scan_measurements(influx_dir)
+        found += _scan_measurements(influx_dir, folders)
     found.sort(key=lambda f: (f.table, f.relative))
     return found
 
@@ -154,7 +192,7 @@ def _parquet_files(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
                 yield entry, info
 
 
-def _scan_messages(root: Path) -> Iterator[LocalFile]:
+def _scan_messages(root: Path, folders: Folders) -> Iterator[LocalFile]:
     for source_dir in _subdirs(root):
         source = _partition(source_dir.name, "source")
         if source is None:
@@ -167,7 +205,7 @@ def _scan_messages(root: Path) -> Iterator[LocalFile]:
                 date = None
             if date is None:
                 continue
-            for path, info in _parquet_files(date_dir):
+            for path, info in folders.parquet_files(date_dir):
                 yield LocalFile(
                     table=MESSAGES_TABLE,
                     kind="messages",
@@ -188,14 +226,14 @@ def _partition(name: str, key: str) -> str | None:
     return urllib.parse.unquote(match["value"])
 
 
-def _scan_measurements(root: Path) -> Iterator[LocalFile]:
+def _scan_measurements(root: Path, folders: Folders) -> Iterator[LocalFile]:
     for db_dir in _subdirs(root):
         database = urllib.parse.unquote(db_dir.name)
         for rp_dir in _subdirs(db_dir):
             retention_policy = urllib.parse.unquote(rp_dir.name)
             for m_dir in _subdirs(rp_dir):
                 table = (database, urllib.parse.unquote(m_dir.name))
-                for path, info in _parquet_files(m_dir):
+                for path, info in folders.parquet_files(m_dir):
                     yield LocalFile(
                         table=table,
                         kind="measurement",

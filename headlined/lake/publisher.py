@@ -89,7 +89,9 @@ class LakeSettings:
     messages_dir: Path | None  # <parquet_path>/messages, None if no sources
     influx_dir: Path | None  # influx.output_dir, None if no influx section
     work_dir: Path  # local scratch for lake copies before upload/rename
-    keep_snapshots: float = 7 * 86400.0  # seconds a replaced snapshot stays readable
+    keep_snapshots: float = 3600.0  # seconds a replaced snapshot stays readable
+    # Snapshots past keep_snapshots are forgotten once this many are: one commit for them all.
+    expire_at_once: int = 10
 
 
 def settings_from_config(cfg: Config) -> LakeSettings:
@@ -162,6 +164,8 @@ class Publisher:
         self._manifests: dict[TableId, dict[str, tuple[DataFile, ...]]] = {}
         # Which local trees are mirrored this cycle ("messages", "influx.output_dir").
         self._mirrored: set[str] = set()
+        # Local folder listings, kept while a folder does not change (years of flushes).
+        self._folders = layout.Folders()
         # (table, schema id, Arrow schema of a lake copy) known to fit without a change.
         self._fitting: set[tuple[str, int, str]] = set()
 
@@ -242,6 +246,7 @@ class Publisher:
         beat: Callable[[], None],
     ) -> None:
         prepared: dict[str, DataFile] = {}  # lake path -> its DataFile, kept across retries
+        current: Table | None = None
         for attempt in Retrying(
             retry=retry_if_exception_type(CommitFailedException),
             stop=stop_after_attempt(COMMIT_ATTEMPTS),
@@ -253,11 +258,15 @@ class Publisher:
                 table = self._table(catalog, table_id, files)
                 if table is None:
                     return
-                self._publish_plan(
+                current = self._publish_plan(
                     table, table_id, files, tally, stop=stop, beat=beat, prepared=prepared
                 )
-        if tally.added or tally.removed:  # snapshots grow only with commits
-            self._expire(catalog.load_table(table_id))
+        # Snapshots grow only with commits. `current` is the table as our last commit left
+        # it (pyiceberg updates it in place): loading it again costs a metadata read and parse,
+        # which grow with the snapshots kept; a writer that came in between makes the expiry
+        # fail, which only means next time.
+        if current is not None and (tally.added or tally.removed):
+            self._expire(current)
 
     def _expire(self, table: Table) -> None:
         """Forget the table's snapshots older than ``keep_snapshots`` (never the current one):
@@ -269,7 +278,8 @@ class Publisher:
             for snapshot in table.snapshots()
             if snapshot.timestamp_ms < cutoff_ms and snapshot.snapshot_id != current
         ]
-        if not old:
+        # In batches: an expiry is a commit of its own, rewriting the metadata.
+        if not old or len(old) < self._settings.expire_at_once:
             return
         # Another writer committing first (CommitFailedException) or expiring the same
         # snapshots (ValueError: no such snapshot) only means: next time.
@@ -302,7 +312,8 @@ class Publisher:
         stop: Callable[[], bool],
         beat: Callable[[], None],
         prepared: dict[str, DataFile],
-    ) -> None:
+    ) -> Table:
+        """Commit the plan's batches; the table as the last commit left it."""
         registered = self._registered(table, table_id)
         plan = plan_table(files, registered, table.location(), self._settings.site)
         tally.snapshot = _snapshot_id(table)
@@ -324,6 +335,7 @@ class Publisher:
                 tally.removed += len(removes)
             tally.waiting -= len(adds) + len(removes)
             tally.snapshot = _snapshot_id(table)
+        return table
 
     def _prepare(
         self,
@@ -512,7 +524,7 @@ class Publisher:
             usable[what] = root if root is not None and root.is_dir() else None
         self._mirrored = {what for what, root in usable.items() if root is not None}
         grouped: dict[TableId, list[LocalFile]] = defaultdict(list)
-        for local in layout.scan(usable["messages"], usable["influx.output_dir"]):
+        for local in layout.scan(usable["messages"], usable["influx.output_dir"], self._folders):
             if local.kind == "measurement" and local.table == layout.MESSAGES_TABLE:
                 errors[table_name(local.table)] = (
                     f"{local.path}: the measurement {local.table[1]!r} of database "

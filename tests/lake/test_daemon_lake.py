@@ -3,6 +3,7 @@ goes on; an unreachable warehouse is backed off from, shown in status, and caugh
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -76,6 +77,11 @@ def local_rows(parquet_dir: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
     finally:
         conn.close()
+
+
+def published_times(daemon: Daemon, times: int) -> bool:
+    """Whether ``daemon`` logged at least ``times`` publishes."""
+    return len(daemon.events("lake_published")) >= times
 
 
 def records(path: Path) -> int:
@@ -216,7 +222,7 @@ def test_kill_9_of_the_daemon_while_publishing_loses_and_doubles_nothing(
     for _ in range(3):
         daemon = Daemon(path)
         daemon.wait_started()
-        wait_for("a publish", lambda d=daemon: d.events("lake_published"))
+        wait_for("a publish", functools.partial(daemon.events, "lake_published"))
         time.sleep(rng.uniform(0.0, 2.0))  # somewhere in a flush, a copy or a commit
         assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
     cfg = config.load(path).config
@@ -262,7 +268,7 @@ def test_two_daemons_publish_at_once_to_one_postgres_catalog_and_bucket(
     for daemon in daemons:
         daemon.wait_started()
     for daemon in daemons:  # each committed several times while the other did too
-        wait_for("three publishes", lambda d=daemon: len(d.events("lake_published")) >= 3)
+        wait_for("three publishes", functools.partial(published_times, daemon, 3))
     for daemon in daemons:
         assert daemon.stop() == 0
         assert not daemon.events("lake_publish_failed")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import os
+import time
 from pathlib import Path
 
+from headlined.lake import layout
 from headlined.lake.layout import (
     MESSAGES_TABLE,
     LocalFile,
@@ -134,3 +137,31 @@ def test_batches_never_split_a_replacement() -> None:
         assert {key_of(p, site_prefix(LOCATION, "me")) for p, _ in batch.add} == {
             key_of(p, site_prefix(LOCATION, "me")) for p in batch.remove
         }
+
+
+def test_folders_list_a_folder_again_only_when_it_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(b"1")
+    old = time.time_ns() - 3600 * 10**9
+    os.utime(folder, ns=(old, old))
+    folders = layout.Folders()
+    assert [p.name for p, _ in folders.parquet_files(folder)] == ["a.parquet"]
+    # A file slipped in with the folder's mtime put back: the kept listing is used (this is
+    # what makes a cycle cheap), so it is not seen...
+    (folder / "b.parquet").write_bytes(b"2")
+    os.utime(folder, ns=(old, old))
+    assert [p.name for p, _ in folders.parquet_files(folder)] == ["a.parquet"]
+    # ...while any real change (a rename in, as headlined publishes) moves the mtime.
+    (tmp_path / "c.parquet").write_bytes(b"3")
+    (tmp_path / "c.parquet").rename(folder / "c.parquet")
+    names = [p.name for p, _ in folders.parquet_files(folder)]
+    assert names == ["a.parquet", "b.parquet", "c.parquet"]
+    # Changed just now: listed again every time (a change in the same clock tick as the
+    # listing would not move the mtime).
+    (folder / "d.parquet").write_bytes(b"4")
+    recent = folder.stat().st_mtime_ns
+    assert len(folders.parquet_files(folder)) == 4
+    (folder / "e.parquet").write_bytes(b"5")
+    os.utime(folder, ns=(recent, recent))
+    assert len(folders.parquet_files(folder)) == 5

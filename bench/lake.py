@@ -1,0 +1,511 @@
+"""The cost of ``lake:``: publishing N message flushes and M measurement chunks, lake off vs on.
+
+    .venv/bin/python bench/lake.py [--flushes 20] [--chunks 4] [--runs 3] [--cycle-every 5]
+        [--series 10] [--fields 5] [--step 60]
+
+The same work is done twice, in the same script, each run a fresh child process, the four
+kinds of child taking turns (messages off, messages on, chunks off, chunks on; each run
+starts with another one, so none always follows the same):
+
+- messages, off: ``--flushes`` times, a minute of records of the seven feeds that
+  bench/poll_loss.py polls (the demo models: 20/s, 5/s, 1/s with 150 more every 20 s, 0.1/s,
+  10/s, 2/s with 150 more every 30 s, 3/s: 3,216 records a minute, their real JSON bodies
+  and keys) is inserted into a real store (``headlined.store.open_database``, one bulk
+  ``INSERT ... SELECT`` from a file made beforehand, as the journal is applied in bulk) and
+  then ``headlined.poll.parquet.flush_messages`` writes it (one file per source and day);
+- chunks, off: ``--chunks`` times, ``influx_inspect export``-style line protocol (one field a
+  line, sorted by series and field: ``--series`` x ``--fields`` x a 7-day chunk one point
+  every ``--step`` s, 504,000 lines by default) is converted by the real converter
+  (``headlined.influx.convert.convert``, layout "database", one thread as the daemon's
+  exporter) and published into ``<influx>/<db>/<rp>/<measurement>/`` with ``durable.publish``
+  (a real export also runs influx_inspect, which reads the TSM files: not here, so this
+  baseline is smaller than the daemon's work and the chunk ratio an upper bound);
+- on: the same, plus a ``Publisher`` (local warehouse, SQLite catalog, both fresh in each run:
+  the defaults of ``settings_from_config`` under a new state directory) whose ``cycle()``
+  runs after every ``--cycle-every`` K flushes and every K chunks (and after the last),
+  timed together with the work. K = 5 by default: the daemon's ``flush_interval`` is 60 s
+  and its ``lake.interval`` 5 minutes. For chunks that is an upper bound: the daemon's
+  exporter, going from chunk to chunk, makes more than 5 between two lake cycles, and each
+  cycle pays its fixed cost (catalog, snapshot, manifests, a commit) once. The daemon also
+  runs the lake on a thread of its own, beside the poller and the exporter, and one cycle
+  covers both trees; here it runs in line with the work, a cycle per kind: upper bounds
+  again.
+
+The line protocol and the minutes of records are made once and cached under bench/.cache/.
+Each child times its work with the wall clock and its process CPU time (every thread, and
+any child process), the lake's ``cycle()`` separately, and reports its peak RSS (its own
+ru_maxrss: the on runs carry pyiceberg, pyarrow, SQLAlchemy). Printed per kind and combined
+(messages + chunks, run by run): the median and range of the off and on times, of the ratio
+on/off (target <= 1.2), the lake's share of the on time, the CPU ratio, a cycle's time (and
+whether it grows: the first quarter of a run's cycles against the last) and the peak RSS.
+After the clock stops, each on run reads its Iceberg tables back with pyiceberg and checks
+that they hold exactly the rows written locally (so a broken publisher cannot look fast),
+and that no cycle reported an error or left files waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from headlined import logs  # noqa: E402  after the path set-up above
+from headlined.demo.model import FeedModel  # noqa: E402  as above
+from headlined.demo.spec import FeedSpec, Shape  # noqa: E402  as above
+from headlined.poll.records import record_key  # noqa: E402  as above
+
+TARGET = 1.2  # issue 19, acceptance 5
+KINDS = ("messages", "chunks")
+MODES = ("off", "on")
+DATABASE, RP, MEASUREMENT = "bench", "autogen", "air"
+# 2026-12-01T08:00Z: the flushed minutes stay within one day, as most minutes do.
+MINUTES_T0 = datetime(2026, 12, 1, 8, tzinfo=UTC).timestamp()
+CHUNKS_T0 = datetime(2024, 1, 1, tzinfo=UTC)
+WEEK = timedelta(days=7)
+# The seven feeds of bench/poll_loss.py (SEVEN), without their faults (no HTTP here).
+FEEDS = [
+    FeedSpec("f1", rate=20.0, shape=Shape.DATA, seed=1, t0=MINUTES_T0),
+    FeedSpec("f2", rate=5.0, shape=Shape.RESULT_ITEMS, seed=2, t0=MINUTES_T0),
+    FeedSpec("f3", rate=1.0, shape=Shape.BARE_LIST, burst=(20.0, 150), seed=3, t0=MINUTES_T0),
+    FeedSpec("f4", rate=0.1, shape=Shape.NO_TIME, seed=4, t0=MINUTES_T0),
+    FeedSpec("f5", rate=10.0, shape=Shape.DATA, seed=5, t0=MINUTES_T0),
+    FeedSpec("f6", rate=2.0, shape=Shape.RESULT_ITEMS, burst=(30.0, 150), seed=6, t0=MINUTES_T0),
+    FeedSpec("f7", rate=3.0, shape=Shape.NO_TIME, seed=7, t0=MINUTES_T0),
+]
+# Field name and how its value is written; the line protocol's types: float, integer, bool.
+FIELDS: list[tuple[str, Callable[[float], str]]] = [
+    ("pm25", lambda u: f"{8 + 40 * u * u:.2f}"),
+    ("pm10", lambda u: f"{12 + 60 * u:.2f}"),
+    ("temp", lambda u: f"{22 + 12 * u:.1f}"),
+    ("hum", lambda u: f"{30 + int(65 * u)}i"),
+    ("ok", lambda u: "true" if u < 0.95 else "false"),
+    ("no2", lambda u: f"{5 + 50 * u:.3f}"),
+    ("o3", lambda u: f"{10 + 80 * u:.3f}"),
+]
+
+
+# -- the input, made once ------------------------------------------------------------------
+
+
+def minute_records(minute: int) -> list[dict[str, Any]]:
+    """The records that the seven feeds brought in minute ``minute`` (0-based), as rows of
+    the store: source, key, record time and first seen (epoch microseconds), JSON payload."""
+    start, end = MINUTES_T0 + 60 * minute, MINUTES_T0 + 60 * (minute + 1)
+    rows = []
+    for spec in FEEDS:
+        model = FeedModel(spec)
+        first, last = model.arrivals_until(start), model.arrivals_until(end)
+        for i, record in enumerate(model.records_between(first, last), first):
+            at = model.arrival_time(i)
+            rows.append(
+                {
+                    "source": spec.name,
+                    "k": record_key(list(model.key_of(record))),
+                    "t": None if spec.shape is Shape.NO_TIME else math.floor(at * 1e6),
+                    "p": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+                    "seen": math.floor(end * 1e6),
+                }
+            )
+    return rows
+
+
+def chunk_lines(index: int, series: int, fields: int, step: int) -> tuple[str, str, int]:
+    """(file stem, line protocol, lines) of chunk ``index``: a 7-day chunk as
+    ``influx_inspect export`` writes it, one field a line, by series, field and time."""
+    start = CHUNKS_T0 + index * WEEK
+    stem = f"{start:%Y%m%dT%H%M%SZ}_{start + WEEK:%Y%m%dT%H%M%SZ}"
+    first_ns = int(start.timestamp()) * 10**9
+    points = int(WEEK.total_seconds()) // step
+    out = []
+    for s in range(series):
+        key = f"{MEASUREMENT},city=Bangkok,station=st-{s:03d}"
+        for name, value in FIELDS[:fields]:
+            for i in range(points):
+                # Deterministic noise, so Parquet sizes mean something.
+                u = (s * 2_654_435_761 + i * 40_503 + len(name) * 7_919) % 10_007 / 10_007
+                out.append(f"{key} {name}={value(u)} {first_ns + i * step * 10**9}")
+    return stem, "\n".join(out) + "\n", len(out)
+
+
+def make_input(args: argparse.Namespace) -> Path:
+    """The cached input: minutes/<n>.jsonl and chunks/<stem>.lp; made when missing."""
+    cache = (
+        ROOT
+        / "bench"
+        / ".cache"
+        / f"lake-v1-{args.flushes}m-{args.chunks}c-{args.series}x{args.fields}x{args.step}s"
+    )
+    if (cache / "done").exists():
+        return cache
+    print(f"making {cache} (once) ...", file=sys.stderr, flush=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    (cache / "minutes").mkdir(parents=True)
+    (cache / "chunks").mkdir()
+    for minute in range(args.flushes):
+        rows = minute_records(minute)
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        (cache / "minutes" / f"{minute:05d}.jsonl").write_text(text, encoding="utf-8")
+    for index in range(args.chunks):
+        stem, text, _ = chunk_lines(index, args.series, args.fields, args.step)
+        (cache / "chunks" / f"{stem}.lp").write_text(text, encoding="utf-8")
+    (cache / "done").touch()
+    return cache
+
+
+# -- one measured run (a child process) ----------------------------------------------------
+
+
+class Clock:
+    """Wall and CPU seconds (every thread of this process, and its children) of what runs
+    inside ``with``, added up."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+        self.laps: list[float] = []
+
+    @staticmethod
+    def _cpu() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def __enter__(self) -> Clock:
+        self._began = (time.perf_counter(), self._cpu())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._began[0]
+        self.wall += wall
+        self.cpu += self._cpu() - self._began[1]
+        self.laps.append(wall)
+
+
+def child(mode: str, kind: str, cache: Path, work: Path, every: int) -> dict[str, Any]:
+    """Do one kind of work with the lake ``mode``, in ``work``, a cycle after every ``every``
+    flushes or chunks (and after the last); its times and checks."""
+    state = work / "state"
+    messages_dir = work / "parquet" / "messages"
+    influx_dir = work / "influx"
+    publisher = None
+    if mode == "on":
+        # Imported when the lake is on only, as the daemon does.
+        from headlined.lake.publisher import LakeSettings, Publisher  # noqa: PLC0415
+
+        # settings_from_config's defaults under this run's (new) state directory.
+        publisher = Publisher(
+            LakeSettings(
+                catalog_url=f"sqlite:///{state / 'lake' / 'catalog.db'}",
+                warehouse=str(state / "lake" / "warehouse"),
+                s3=None,
+                site="bench",
+                messages_dir=messages_dir if kind == "messages" else None,
+                influx_dir=influx_dir if kind == "chunks" else None,
+                work_dir=state / "lake" / "work",
+            )
+        )
+    total, lake = Clock(), Clock()
+    problems: list[str] = []
+
+    def cycle(done: int, count: int) -> None:
+        if publisher is None or (done % every and done != count):
+            return
+        with lake:
+            result = publisher.cycle()
+        if result.errors or result.waiting:
+            problems.append(f"a cycle: errors {result.errors}, waiting {result.waiting}")
+
+    if kind == "messages":
+        rows = flushes(cache, work, total, cycle)
+    else:
+        rows = chunks(cache, influx_dir, total, cycle)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    local = local_rows(messages_dir if kind == "messages" else influx_dir)
+    if local != rows:
+        problems.append(f"{kind}: local Parquet holds {local} rows, {rows} written")
+    lake_rows = None
+    if publisher is not None:
+        publisher.close()
+        lake_rows = iceberg_rows(state, kind)
+        if lake_rows != rows:
+            problems.append(f"{kind}: the Iceberg table holds {lake_rows} rows, {rows} written")
+    return {
+        "wall": total.wall,
+        "cpu": total.cpu,
+        "lake_wall": lake.wall,
+        "lake_cpu": lake.cpu,
+        "cycles": lake.laps,
+        "rows": rows,
+        "lake_rows": lake_rows,
+        "files": sum(
+            1 for _ in (messages_dir if kind == "messages" else influx_dir).rglob("*.parquet")
+        ),
+        "rss": rss,
+        "problems": problems,
+    }
+
+
+def flushes(cache: Path, work: Path, total: Clock, cycle: Callable[[int, int], None]) -> int:
+    """Each cached minute into a real store, flushed to Parquet, then ``cycle(done, count)``;
+    the rows flushed."""
+    from headlined.poll.parquet import flush_messages  # noqa: PLC0415  measured in the child
+    from headlined.store import open_database  # noqa: PLC0415  as above
+
+    rows = 0
+    conn = open_database(work / "state" / "headlined.duckdb")
+    try:
+        minutes = sorted((cache / "minutes").glob("*.jsonl"))
+        for done, minute in enumerate(minutes, 1):
+            with total:
+                conn.execute(
+                    """INSERT INTO messages (source, record_key, record_time, payload, first_seen)
+                       SELECT source, k, timezone('UTC', make_timestamp(t)), p,
+                              timezone('UTC', make_timestamp(seen))
+                       FROM read_json($1, format = 'newline_delimited', columns = {
+                           source: 'VARCHAR', k: 'VARCHAR', t: 'BIGINT', p: 'VARCHAR',
+                           seen: 'BIGINT'})""",
+                    [str(minute)],
+                )
+                rows += flush_messages(conn, work / "parquet")
+                cycle(done, len(minutes))
+    finally:
+        conn.close()
+    return rows
+
+
+def chunks(cache: Path, influx_dir: Path, total: Clock, cycle: Callable[[int, int], None]) -> int:
+    """Each cached chunk converted and published as the exporter does, then
+    ``cycle(done, count)``; the rows written."""
+    from headlined import durable  # noqa: PLC0415  measured in the child only
+    from headlined.influx.convert import convert  # noqa: PLC0415  as above
+
+    rows = 0
+    sources = sorted((cache / "chunks").glob("*.lp"))
+    for done, lp in enumerate(sources, 1):
+        with total:
+            stage = influx_dir / ".work" / lp.stem
+            result = convert(
+                lp,
+                stage / "out",
+                layout="database",
+                file_stem=lp.stem,
+                default_database=DATABASE,
+                default_rp=RP,
+                work_dir=stage / "duckdb",
+                threads=1,
+            )
+            for written in result.files:
+                final = influx_dir / written.relative_to(stage / "out")
+                final.parent.mkdir(parents=True, exist_ok=True)
+                durable.publish(written, final)
+            shutil.rmtree(stage)
+            rows += result.points
+            cycle(done, len(sources))
+    return rows
+
+
+def local_rows(root: Path) -> int:
+    """The rows of the Parquet files under ``root`` (footers only)."""
+    import duckdb  # noqa: PLC0415  after the clock
+
+    files = sorted(str(p) for p in root.rglob("*.parquet"))
+    if not files:
+        return 0
+    con = duckdb.connect()
+    try:
+        found = con.execute("SELECT sum(num_rows) FROM parquet_file_metadata($1)", [files])
+        row = found.fetchone()
+    finally:
+        con.close()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def iceberg_rows(state: Path, kind: str) -> int:
+    """The rows an Iceberg client reads from the run's table (a full scan, with pyiceberg)."""
+    from pyiceberg.catalog.sql import SqlCatalog  # noqa: PLC0415  after the clock
+
+    catalog = SqlCatalog(
+        "headlined",
+        uri=f"sqlite:///{state / 'lake' / 'catalog.db'}",
+        warehouse=(state / "lake" / "warehouse").as_uri(),
+    )
+    try:
+        name = "headlined.messages" if kind == "messages" else f"{DATABASE}.{MEASUREMENT}"
+        table = catalog.load_table(name)
+        column = "record_key" if kind == "messages" else "time_ns"
+        return int(table.scan(selected_fields=(column,)).to_arrow().num_rows)
+    finally:
+        catalog.engine.dispose()
+
+
+def run(mode: str, kind: str, cache: Path, every: int) -> dict[str, Any]:
+    """One child process, in a new temporary directory."""
+    with tempfile.TemporaryDirectory(dir=ROOT / "bench" / ".cache", prefix="lake-run-") as tmp:
+        out = Path(tmp) / "result.json"
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                mode,
+                kind,
+                str(cache),
+                f"{tmp}/work",
+                str(out),
+                str(every),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"the {mode} {kind} run failed:\n{done.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def spread(values: list[float], unit: str = "", digits: int = 2) -> str:
+    """``median (min-max)``."""
+    fmt = f"{{:.{digits}f}}"
+    low, high = fmt.format(min(values)), fmt.format(max(values))
+    return f"{fmt.format(statistics.median(values))}{unit} ({low}-{high})"
+
+
+def report(
+    label: str, off: list[dict[str, Any]], on: list[dict[str, Any]], per: str, count: int
+) -> float:
+    """Print one block (a kind, or both added run by run); return the median ratio."""
+    ratio = [b["wall"] / a["wall"] for a, b in zip(off, on, strict=True)]
+    cpu = [b["cpu"] / a["cpu"] for a, b in zip(off, on, strict=True)]
+    share = [b["lake_wall"] / b["wall"] for b in on]
+    cycles = [c for b in on for c in b["cycles"]]
+    print(f"{label}: {count} {per}")
+    print(f"  off: {spread([r['wall'] for r in off], ' s')}  CPU {spread([r['cpu'] for r in off])}")
+    print(f"  on : {spread([r['wall'] for r in on], ' s')}  CPU {spread([r['cpu'] for r in on])}")
+    print(f"  ratio on/off: {spread(ratio)}  (target <= {TARGET}); CPU ratio {spread(cpu)}")
+    print(
+        f"  the lake: {spread([r['lake_wall'] for r in on], ' s')} = {spread(share)} of the "
+        f"on time; {len(on[0]['cycles'])} cycles a run, a cycle "
+        f"{spread([1000 * c for c in cycles], ' ms', 0)}"
+    )
+    quarter = len(on[0]["cycles"]) // 4
+    if quarter >= 2 and "rss" in on[0]:  # a kind's own runs: do its cycles grow?
+        early = [1000 * c for b in on for c in b["cycles"][:quarter]]
+        late = [1000 * c for b in on for c in b["cycles"][-quarter:]]
+        print(
+            f"  a cycle in the first quarter of a run {spread(early, ' ms', 0)}, "
+            f"in the last {spread(late, ' ms', 0)}"
+        )
+    if all("rss" in r for r in off + on):
+        print(
+            f"  peak RSS: off {max(r['rss'] for r in off) / 2**20:.0f} MiB, "
+            f"on {max(r['rss'] for r in on) / 2**20:.0f} MiB"
+        )
+    return float(statistics.median(ratio))
+
+
+def added(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two runs' times added up (messages + chunks of the same run)."""
+    keys = ("wall", "cpu", "lake_wall", "lake_cpu")
+    return {**{k: a[k] + b[k] for k in keys}, "cycles": a["cycles"] + b["cycles"]}
+
+
+def main() -> None:
+    """Print the benchmark report."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--flushes", type=int, default=20, help="minutes of records flushed")
+    parser.add_argument("--chunks", type=int, default=4, help="7-day chunks converted")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--series", type=int, default=10, help="series of each chunk")
+    parser.add_argument("--fields", type=int, default=5, choices=range(1, len(FIELDS) + 1))
+    parser.add_argument("--step", type=int, default=60, help="seconds between points")
+    parser.add_argument(
+        "--cycle-every",
+        type=int,
+        default=5,
+        metavar="K",
+        help="a lake cycle after every K flushes and every K chunks (and after the last): "
+        "a lake.interval K times the flush_interval (default 5: 5m and 60 s, the defaults)",
+    )
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, kind, cache, work, out, every = args.child
+        logs.configure("warning", sys.stderr)  # the store's migrations are no news here
+        result = child(mode, kind, Path(cache), Path(work), int(every))
+        Path(out).write_text(json.dumps(result))
+        return
+    cache = make_input(args)
+    order = [(mode, kind) for kind in KINDS for mode in MODES]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in order}
+    started = time.perf_counter()
+    for n in range(args.runs):
+        for k in range(len(order)):
+            mode, kind = order[(n + k) % len(order)]
+            runs[mode, kind].append(run(mode, kind, cache, args.cycle_every))
+        print(f"  run {n + 1}/{args.runs} done", file=sys.stderr, flush=True)
+    first = runs["on", "messages"][0], runs["on", "chunks"][0]
+    print(
+        f"{args.runs} runs of each, {time.perf_counter() - started:.0f} s; messages: "
+        f"{first[0]['rows']:,} records in {first[0]['files']} files; chunks: "
+        f"{first[1]['rows']:,} rows ({args.series} series x {args.fields} fields x "
+        f"{int(WEEK.total_seconds()) // args.step} points, "
+        f"{args.series * args.fields * int(WEEK.total_seconds()) // args.step:,} lines a chunk)"
+        f" in {first[1]['files']} files; a lake cycle after every "
+        + ("flush and every chunk" if args.cycle_every == 1 else f"{args.cycle_every} of each")
+    )
+    ratios = {}
+    for kind, per in (("messages", "flushes of a minute"), ("chunks", "chunks")):
+        count = args.flushes if kind == "messages" else args.chunks
+        ratios[kind] = report(kind, runs["off", kind], runs["on", kind], per, count)
+    both = {
+        mode: [
+            added(a, b) for a, b in zip(runs[mode, "messages"], runs[mode, "chunks"], strict=True)
+        ]
+        for mode in MODES
+    }
+    ratios["combined"] = report(
+        "combined (messages + chunks, run by run)",
+        both["off"],
+        both["on"],
+        "flushes and chunks",
+        args.flushes + args.chunks,
+    )
+    print(
+        "ratio on/off, medians: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
+        + f"  (target <= {TARGET})"
+    )
+    problems = [p for result in (r for v in runs.values() for r in v) for p in result["problems"]]
+    checked = len(runs["on", "messages"]) + len(runs["on", "chunks"])
+    if problems:
+        for problem in dict.fromkeys(problems):
+            print(f"  FAIL {problem}")
+        raise SystemExit(1)
+    print(
+        f"  ok   every on run's Iceberg tables read back the rows written locally "
+        f"({checked} runs); no cycle reported an error or left files waiting"
+    )
+
+
+if __name__ == "__main__":
+    main()
