@@ -261,10 +261,15 @@ def _check_config(path: Path | None) -> int:
 
 
 def _export(path: Path | None, database: str | None) -> int:
-    from headlined.influx import cli as export_cli  # noqa: PLC0415  start-up time: DuckDB, tqdm, the converter
+    from headlined.influx.spawn import Early  # noqa: PLC0415  the standard library only
 
-    loaded = _load(path)
-    return EXIT_USAGE if loaded is None else export_cli.run(loaded, database)
+    # The local helper starts first: it gets ready while the config and the imports below
+    # load (~0.2 s); the export takes it if the config wants it so, else it is stopped.
+    with Early() as early:
+        from headlined.influx import cli as export_cli  # noqa: PLC0415  start-up time: DuckDB, tqdm, the converter
+
+        loaded = _load(path)
+        return EXIT_USAGE if loaded is None else export_cli.run(loaded, database, early)
 
 
 def _import(path: Path | None, database: str, rp: str | None, files: list[Path]) -> int:

@@ -19,7 +19,18 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
-import structlog
+# structlog.dev imports rich whenever it is installed (pyiceberg, for the lake, brings it), and
+# rich its pretty-printing and pygments: about 0.1 s of every start-up (the CLI's, the
+# daemon's), for tracebacks this module does not use (see configure). Hidden while structlog
+# loads, then let go, so that whatever imports rich afterwards still gets it.
+_HIDE_RICH = "rich" not in sys.modules
+if _HIDE_RICH:
+    sys.modules["rich"] = None  # type: ignore[assignment]  # None: `import rich` fails
+try:
+    import structlog
+finally:
+    if _HIDE_RICH:
+        del sys.modules["rich"]
 
 Mode = Literal["journal", "console", "json"]
 
@@ -170,7 +181,10 @@ def configure(level: str = "info", stream: TextIO | None = None, mode: Mode | No
     renderer: structlog.typing.Processor
     if chosen == "console":
         # Time first, as on every other line a person reads.
-        renderer = structlog.dev.ConsoleRenderer(colors=True, timestamp_key="ts")
+        # Plain tracebacks, whichever of rich or better_exceptions is installed.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=True, timestamp_key="ts", exception_formatter=structlog.dev.plain_traceback
+        )
     else:
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
     structlog.configure(

@@ -192,10 +192,15 @@ def _units(rp: RpData) -> list[tuple[int, int]]:
     # groups took 0.6 s). Overlapping ones are scanned, the first holding it found first.
     starts = [lo for lo, _ in rp.shards]
     apart = all(a[1] <= b[0] for a, b in zip(rp.shards, rp.shards[1:], strict=False))
+    last = (0, 0)  # apart: the unit found last, which mostly holds the next hour too
     for hour, points in rp.hours.items():
         if not points:
             continue
         t = hour * HOUR_NS
+        if apart and last[0] <= t < last[1]:
+            # Found already: with groups apart, every hour of a unit (a group, or a grid cell
+            # cut short by them) is found in it.
+            continue
         if apart:
             at = bisect.bisect_right(starts, t) - 1
             found = rp.shards[at] if at >= 0 and t < rp.shards[at][1] else None
@@ -208,6 +213,7 @@ def _units(rp: RpData) -> list[tuple[int, int]]:
             hi = min([hi] + [s_lo for s_lo, _ in rp.shards if s_lo > t])
             found = (lo, hi)
         units.add(found)
+        last = found
     return sorted(units)
 
 

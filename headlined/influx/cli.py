@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from headlined.influx.exporter import Exporter
+    from headlined.influx.spawn import Early
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 REFRESH_S = 0.5
@@ -31,6 +33,9 @@ MAX_LISTED = 10  # skipped series listed per damaged chunk
 def _bar(total: int) -> tqdm[Any]:
     from tqdm import tqdm  # noqa: PLC0415  imported once the helper is discovering (see run)
 
+    # A thread lock: tqdm's default also makes a multiprocessing one (a semaphore, and its
+    # imports: ~7 ms of a run), which bars of one process never need.
+    tqdm.set_lock(threading.RLock())
     return tqdm(
         total=total,
         unit="chunk",
@@ -52,8 +57,9 @@ def _describe(rows: int, lines: int, rate: float | None) -> str:
     return f"{rows:,} rows, {lines:,} lines, {speed}"
 
 
-def run(loaded: Loaded, database: str | None) -> int:
-    """Entry point of ``headlined export``."""
+def run(loaded: Loaded, database: str | None, early: Early | None = None) -> int:
+    """Entry point of ``headlined export``; ``early``: a helper started before the config was
+    read (see spawn.Early), used if the config wants it so."""
     cfg = loaded.config
     logs.configure(cfg.log_level)  # the config's level and format, secrets redacted
     if cfg.influx is None:
@@ -66,9 +72,10 @@ def run(loaded: Loaded, database: str | None) -> int:
     if control.daemon_listening(sock):
         return _follow_daemon(sock, database)
     # In the foreground the helper is not niced (see Exporter). It starts (a Python of its
-    # own) and discovers InfluxDB's files while this process imports DuckDB, the converter
-    # and tqdm and opens its state file: on a sparse database discovery takes about as long.
-    reader = InfluxReader(cfg.influx, polite=False)
+    # own, or the early one) and discovers InfluxDB's files while this process imports DuckDB,
+    # the converter and tqdm and opens its state file: on a sparse database discovery takes
+    # about as long.
+    reader = InfluxReader(cfg.influx, polite=False, early=early)
     reader.begin_discovery()
     return asyncio.run(_run_here(cfg.database_path, cfg.influx, database, reader))
 

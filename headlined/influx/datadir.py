@@ -45,6 +45,8 @@ BLOCK_POINTS = 1000
 SAMPLED_BLOCKS = 64
 # How many values one simple8b word holds, by its selector (its top 4 bits).
 _SIMPLE8B = (240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3, 2, 1)
+# The same by a word's first byte, for bytes.translate.
+_SELECTOR_POINTS = bytes(_SIMPLE8B[byte >> 4] for byte in range(256))
 # The kinds of tsm1's block type byte (BlockFloat64 = 0 ... BlockUnsigned = 4).
 BLOCK_TYPES = ("float", "integer", "boolean", "string", "unsigned")
 FIELD_SEPARATOR = b"#!~#"  # between the series key and the field in a TSM index key
@@ -642,19 +644,14 @@ def _fill(path: Path, index: bytes, keyed: list[tuple[int, int]]) -> float:
         seen += count
     counted = []
     try:
-        with path.open("rb") as f:
+        # Mapped: a sampled block is read where it lies, with no seek and read calls.
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             for offset, size in sorted(offsets):
-                f.seek(offset)
-                head = f.read(min(size, 16))
-                length, at = _uvarint(head, 5)
-                if length is None:
-                    continue
                 # Only the timestamps: their count is the block's points.
-                rest = min(size, at + length) - len(head)
-                points = block_points(head + f.read(rest) if rest > 0 else head)
+                points = _block_points(data, offset, offset + size)
                 if points is not None:
                     counted.append(points)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
         return 1.0  # the bound stays: planning errs towards smaller chunks
     if not counted:
         return 1.0
@@ -670,28 +667,40 @@ def block_points(block: bytes) -> int | None:
     0 raw (8 bytes each), 1 the first raw then simple8b words of deltas, 2 run-length (the
     first, the delta and the count, as uvarints after the first).
     """
-    length, at = _uvarint(block, 5)
-    if length is None or length < 1:
+    return _block_points(block, 0, len(block))
+
+
+def _block_points(data: bytes | mmap.mmap, start: int, end: int) -> int | None:
+    """:func:`block_points` of the block ``data[start:end]``, read in place (no copy of it)."""
+    end = min(end, len(data))
+    at = start + 5
+    length: int | None = data[at] if at < end else None
+    if length is not None and length < 0x80:  # one byte, as for all but long blocks
+        at += 1
+    else:
+        length, at = _uvarint(data, at, end)
+    if length is None or length < 1 or at >= end:
         return None
-    times = block[at : at + length]
-    encoding = times[0] >> 4 if times else -1
-    if encoding == 0:
-        return (len(times) - 1) // 8 if len(times) == length else None
-    if encoding == 1:
-        if len(times) != length:
-            return None
-        return 1 + sum(_SIMPLE8B[times[i] >> 4] for i in range(9, len(times) - 7, 8))
-    if encoding == 2:
-        _, after = _uvarint(times, 9)
-        count, _ = _uvarint(times, after)
-        return count
-    return None
+    stop = min(at + length, end)
+    whole = stop - at == length
+    encoding = data[at] >> 4
+    points: int | None = None
+    if encoding == 0 and whole:
+        points = (length - 1) // 8
+    elif encoding == 1 and whole:
+        # The selector of each whole 8-byte word after the first time, counted in C.
+        points = 1 + sum(data[at + 9 : stop - 7 : 8].translate(_SELECTOR_POINTS))
+    elif encoding == 2:
+        _, after = _uvarint(data, at + 9, stop)
+        points, _ = _uvarint(data, after, stop)
+    return points
 
 
-def _uvarint(data: bytes, at: int) -> tuple[int | None, int]:
-    """A Go uvarint at ``at``: (value, where the next byte is), or (None, at) if cut short."""
+def _uvarint(data: bytes | mmap.mmap, at: int, end: int | None = None) -> tuple[int | None, int]:
+    """A Go uvarint at ``at`` (before ``end``, or the data's end): (value, where the next byte
+    is), or (None, at) if cut short."""
     value = shift = 0
-    for pos in range(at, min(len(data), at + 10)):
+    for pos in range(at, min(len(data) if end is None else end, at + 10)):
         byte = data[pos]
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
@@ -886,25 +895,33 @@ def bad_checksums(path: Path, start_ns: int, end_ns: int) -> list[Block]:
     float block decodes into a wrong number without a word. Each block starts with the CRC32
     (IEEE, big-endian) of the rest, as tsm1's writer puts it.
     """
-    wanted = [b for b in blocks(path) if b.first_ns <= end_ns and start_ns <= b.last_ns]
+    index = _read_index(path)
+    # (offset, size, first, last, key) of each block in range: plain tuples, as a file holds
+    # thousands of blocks and a Block is made only for one that fails.
+    wanted = [
+        (offset, size, first, last, key)
+        for key, _, at, count in _index_keys(path, index)
+        for first, last, offset, size in _ENTRY.iter_unpack(index[at : at + count * _ENTRY.size])
+        if first <= end_ns and start_ns <= last
+    ]
     if not wanted:
         return []
-    wanted.sort(key=lambda b: b.offset)  # one pass forward through the file
+    wanted.sort()  # by offset: one pass forward through the file
     bad = []
     try:
         # Mapped, and checked through a memoryview: no read call nor copy per block.
         with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             view = memoryview(data)
             try:
-                for block in wanted:
-                    at, end = block.offset, block.offset + block.size
+                for offset, size, first, last, key in wanted:
+                    end = offset + size
                     if (
-                        block.size < 4
+                        size < 4
                         or end > len(data)
-                        or zlib.crc32(view[at + 4 : end])
-                        != int.from_bytes(view[at : at + 4], "big")
+                        or zlib.crc32(view[offset + 4 : end])
+                        != int.from_bytes(view[offset : offset + 4], "big")
                     ):
-                        bad.append(block)
+                        bad.append(Block(key, first, last, offset, size))
             finally:
                 view.release()
     except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped

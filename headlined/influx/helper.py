@@ -40,8 +40,8 @@ from headlined.influx.protocol import (
     write_frame,
     write_json,
 )
+from headlined.influx.spawn import BINARY_ENV
 
-BINARY_ENV = "HEADLINED_INFLUX_INSPECT"
 READ_SIZE = 1 << 20
 # F_SETPIPE_SZ (Linux): a 1 MiB pipe means 16x fewer reads and frames than the 64 KiB default.
 _F_SETPIPE_SZ = 1031
@@ -57,9 +57,14 @@ class Inspect:
     def __init__(self, name: str) -> None:
         self.name = name
         self._probed: tuple[str, bool] | None = None
+        self._lock = threading.Lock()  # one probe at a time: a second caller waits for it
 
     def probe(self) -> tuple[str, bool]:
         """(path, has -lponly); InspectError if it cannot be used."""
+        with self._lock:
+            return self._probe()
+
+    def _probe(self) -> tuple[str, bool]:
         if self._probed is None:
             path = shutil.which(self.name)
             if path is None:
@@ -279,13 +284,18 @@ def _splice_frame(data_fd: int, out: BinaryIO) -> bool:
     return True
 
 
+def _probe_quietly(inspect: Inspect) -> None:
+    with contextlib.suppress(InspectError):
+        inspect.probe()
+
+
 def main() -> int:
     """Entry point of ``headlined-inspect`` (stdin/stdout: the connection)."""
     inspect = Inspect(os.environ.get(BINARY_ENV) or "influx_inspect")
-    # Probed now, while the client still gets ready, not at its first export; a failure is
-    # told in reply to the requests that need influx_inspect.
-    with contextlib.suppress(InspectError):
-        inspect.probe()
+    # Probed now, while the client still gets ready, not at its first export; on a thread, as
+    # the first request is mostly a discovery, which needs no influx_inspect (it waits for
+    # nothing but the CPU). A failure is told in reply to the requests that need it.
+    threading.Thread(target=_probe_quietly, args=(inspect,), name="probe", daemon=True).start()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer, inspect)
     except BrokenPipeError:

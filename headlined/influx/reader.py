@@ -10,20 +10,16 @@ import asyncio
 import contextlib
 import io
 import os
-import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar, cast
 
 from headlined import logs
 from headlined.config import InfluxConfig
-from headlined.influx.chunkplan import Chunk
-from headlined.influx.datadir import DataDirError, Discovery, WalScan
-from headlined.influx.helper import BINARY_ENV
+from headlined.influx import spawn
 from headlined.influx.protocol import (
     DATA,
     RESULT,
@@ -35,13 +31,17 @@ from headlined.influx.protocol import (
     read_header,
     read_payload,
 )
-from headlined.influx.report import describe_exit
+
+# Only what sending the first request needs is imported up front: `headlined export` starts
+# the helper as soon as it can, and imports the rest while the helper discovers.
+if TYPE_CHECKING:
+    from headlined.influx.chunkplan import Chunk
+    from headlined.influx.datadir import Discovery, WalScan
 
 log = logs.get("influx_reader")
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10.0
-LOCAL_EXIT_S = 10.0  # for a local helper to stop its influx_inspect and exit
 STDERR_KEEP = 1 << 20  # influx_inspect can name thousands of skipped keys: keep a bounded part
 
 
@@ -188,30 +188,17 @@ def _connect_socket(path: Path) -> _Connection:
     )
 
 
-def low_priority() -> list[str]:
-    """nice/ionice prefixes: an export must never starve the pollers or influxd."""
-    prefix = []
-    if shutil.which("nice"):
-        prefix += ["nice", "-n", "10"]
-    if shutil.which("ionice"):
-        prefix += ["ionice", "-c", "2", "-n", "7"]
-    return prefix
-
-
-def _spawn_local(inspect: str, *, polite: bool = True) -> _Connection:
-    prefix = low_priority() if polite else []
-    argv = [*prefix, sys.executable, "-m", "headlined.influx.helper"]
-    try:
-        # Unbuffered: the reply's line protocol is spliced from the pipe itself.
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, BINARY_ENV: inspect},
-            bufsize=0,
-        )
-    except OSError as exc:
-        raise ReaderError(f"cannot start {' '.join(argv)}: {exc}") from None
+def _spawn_local(
+    inspect: str, *, polite: bool = True, proc: subprocess.Popen[bytes] | None = None
+) -> _Connection:
+    """A connection to a local helper: ``proc`` (started already, see spawn.Early) or one
+    started now."""
+    if proc is None:
+        try:
+            proc = spawn.start(inspect, polite=polite)
+        except OSError as exc:
+            argv = " ".join(spawn.helper_argv(polite=polite))
+            raise ReaderError(f"cannot start {argv}: {exc}") from None
     if proc.stdin is None or proc.stdout is None:
         raise ReaderError("the local headlined-inspect was started without pipes")
     stdin, stdout = io.BufferedWriter(cast("io.RawIOBase", proc.stdin)), proc.stdout
@@ -220,12 +207,7 @@ def _spawn_local(inspect: str, *, polite: bool = True) -> _Connection:
         # Its stdin ending makes it stop influx_inspect and exit; a kill would orphan that.
         with contextlib.suppress(OSError):
             stdin.close()
-        try:
-            proc.wait(timeout=LOCAL_EXIT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        stdout.close()
+        spawn.stop(proc)
 
     return _Connection(
         cast("BinaryIO", stdout),
@@ -251,11 +233,16 @@ async def _on_thread(conn: _Connection, work: Callable[[], T]) -> T:
 class InfluxReader:
     """The export's one way to InfluxDB's files (see the module docstring)."""
 
-    def __init__(self, cfg: InfluxConfig, *, polite: bool = True) -> None:
+    def __init__(
+        self, cfg: InfluxConfig, *, polite: bool = True, early: spawn.Early | None = None
+    ) -> None:
         """``polite``: a local helper runs at low CPU and IO priority (the daemon's case);
-        ``headlined export`` in the foreground gives it the converter's own priority."""
+        ``headlined export`` in the foreground gives it the converter's own priority.
+        ``early``: a helper started before the config was read, taken by the first local
+        connection if it was started as this one needs."""
         self.cfg = cfg
         self._polite = polite
+        self._early = early
         self._conn: _Connection | None = None
         self._lock = asyncio.Lock()
         self._discovering = False  # a discover request is out, its reply not read yet
@@ -269,7 +256,9 @@ class InfluxReader:
     def _open(self) -> _Connection:
         if self.mode == "socket" and self.cfg.inspect_socket is not None:
             return _connect_socket(self.cfg.inspect_socket)
-        return _spawn_local(self.cfg.inspect, polite=self._polite)
+        early, self._early = self._early, None
+        proc = None if early is None else early.take(self.cfg.inspect, polite=self._polite)
+        return _spawn_local(self.cfg.inspect, polite=self._polite, proc=proc)
 
     async def connect(self) -> None:
         """Reach the helper now rather than at the first request (ReaderError if it cannot
@@ -332,6 +321,8 @@ class InfluxReader:
 
     async def discover(self) -> Discovery:
         """What InfluxDB's directories hold; DataDirError if they cannot be used (yet)."""
+        from headlined.influx.datadir import DataDirError, Discovery  # noqa: PLC0415  see the imports
+
         try:
             result, _ = await self._discovery_reply()
         except ReaderError as exc:
@@ -346,6 +337,9 @@ class InfluxReader:
     async def wal_scan(self, database: str, rp: str) -> WalScan | None:
         """What a retention policy's WAL holds, read by influx_inspect itself: its time range,
         lines and their digest per hour, and types; None when it holds no point."""
+        from headlined.influx.datadir import WalScan  # noqa: PLC0415  see the imports
+        from headlined.influx.report import describe_exit  # noqa: PLC0415  see the imports
+
         result, stderr = await self._call(
             self._request("wal_scan", database=database, retention_policy=rp)
         )

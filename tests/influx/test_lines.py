@@ -4,11 +4,12 @@ test_convert.py; here: each kind of line, and that the way bytes arrive changes 
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Any
 
 import duckdb
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from headlined.influx.convert._lines import (
@@ -374,6 +375,50 @@ def test_a_later_line_replaces_a_points_value_whatever_its_type() -> None:
             [(0, 1, 2.0, False, None, None, 3), (0, 2, None, None, None, None, 4)],
         )
     ]
+
+
+def expected_table(lines: list[tuple[str, str, int, int]]) -> Table:
+    """What the pivot must give for the lines (series key, field, time, integer value) of
+    measurement ``m``: keys numbered and fields in columns as they first come, a row per
+    point in the order points first came, each field's latest value."""
+    kids = {key: kid for kid, key in enumerate(dict.fromkeys(key for key, *_ in lines))}
+    fields = list(dict.fromkeys(field for _, field, _, _ in lines))
+    points: dict[tuple[int, int], dict[str, int]] = {}
+    for key, field, time, value in lines:
+        points.setdefault((kids[key], time), {})[field] = value
+    rows = [(kid, time, *map(cells.get, fields)) for (kid, time), cells in points.items()]
+    return ("m", list(kids.values()), [(field, 1) for field in fields], rows)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.permutations(range(12)),
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 1200)), max_size=6),
+    st.integers(0, 2**32),
+)
+def test_shards_in_any_order_pivot_each_point_once(
+    shards: list[int], later: list[tuple[int, int, int]], seed: int
+) -> None:
+    """As influx_inspect lists shards (in the order of their folders, not of their times): per
+    shard each series' fields in turn, each over the shard's times with gaps; then, as the WAL,
+    lines for points given before, new ones, and ones between two of a series' times."""
+    # The gaps and values: many draws, from one of hypothesis' (whose every draw costs).
+    rng = random.Random(seed)  # noqa: S311  test data, not secrets
+    lines = [
+        (f"m,k={key}", f"f{field}", shard * 100 + step * 3, rng.randrange(1000))
+        for shard in shards
+        for key in range(3)
+        for field in range(2)
+        for step in range(rng.randrange(1, 20))
+        if rng.random() < 0.9
+    ]
+    lines += [(f"m,k={key}", f"f{field}", time, rng.randrange(1000)) for key, field, time in later]
+    assume(lines)
+    splitter, tables = pivoted(
+        "".join(f"{key} {field}={value}i {time}\n" for key, field, time, value in lines).encode()
+    )
+    assert splitter.pivot_failure is None
+    assert tables == [expected_table(lines)]
 
 
 def test_headers_before_the_data_comments_and_blank_lines_keep_the_pivot() -> None:

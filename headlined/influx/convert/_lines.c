@@ -545,27 +545,39 @@ static int canonical_time(const char *t, size_t n, int64_t low, int64_t high, in
         (negative && t[i] == '0')) {
         return 0;
     }
-    /* Accumulated negatively, so that INT64_MIN fits; only a 19th digit can overflow. */
-    size_t digits = n - i;
-    if (digits > 19) {
+    /* The magnitude, in 64 unsigned bits: 19 digits fit.  Four digits a step, as every line
+     * has a time of 19 digits or so: a chain of 19 multiply-adds was a quarter of a line's
+     * time. */
+    if (n - i > 19) {
         return 0;
     }
-    int64_t value = 0;
-    for (; i < n; i++) {
-        if (t[i] < '0' || t[i] > '9') {
+    uint64_t magnitude = 0;
+    for (; i + 4 <= n; i += 4) {
+        unsigned d0 = (unsigned char)t[i] - '0', d1 = (unsigned char)t[i + 1] - '0';
+        unsigned d2 = (unsigned char)t[i + 2] - '0', d3 = (unsigned char)t[i + 3] - '0';
+        if (d0 > 9 || d1 > 9 || d2 > 9 || d3 > 9) {
             return 0;
         }
-        int digit = t[i] - '0';
-        if (digits == 19 && i == n - 1 && value < (INT64_MIN + digit) / 10) {
-            return 0;
-        }
-        value = value * 10 - digit;
+        magnitude = magnitude * 10000 + (d0 * 1000 + d1 * 100 + d2 * 10 + d3);
     }
-    if (!negative) {
-        if (value == INT64_MIN) {
+    for (; i < n; i++) {
+        unsigned digit = (unsigned char)t[i] - '0';
+        if (digit > 9) {
             return 0;
         }
-        value = -value;
+        magnitude = magnitude * 10 + digit;
+    }
+    int64_t value;
+    if (negative) {
+        if (magnitude > (uint64_t)INT64_MAX + 1) {
+            return 0;
+        }
+        value = magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)magnitude;
+    } else {
+        if (magnitude > (uint64_t)INT64_MAX) {
+            return 0;
+        }
+        value = (int64_t)magnitude;
     }
     if (value < low || value > high) {
         return 0;
@@ -876,15 +888,29 @@ typedef struct {
     int32_t point; /* point number + 1, 0 for an empty slot */
 } PointSlot;
 
-/* Where a series key's points are: while `hashed` is 0, they are points first..last of its
- * table (first -1: none yet), one after another with their times increasing, as an export
- * lists the first field of a series; then a point is found by a binary search there, and a
- * later time is appended without a look in the hash table.  Any other order moves the key's
- * points into the hash table (`hashed` 1) for good. */
+/* Where a series key's points are: while `hashed` is 0, in spans of its table, each a run of
+ * points one after another with their times increasing, as an export lists the first field
+ * of a series (a span per shard when other keys' points come between, the shards in any
+ * order).  The spans of a key are linked in the order of their times, which never overlap:
+ * a point is found by a binary search in its span, and a new one goes at the end of the table,
+ * extending the span before it there or starting one, without a look in the hash table.
+ * Finding a point's span walks the key's spans, so the walks a key may take are bounded by
+ * its points (SPAN_WALK each); past that, or for a new point within a span, the key's points
+ * move into the hash table (`hashed` 1) for good. */
+typedef struct {
+    int32_t head;    /* the span of its earliest times, or -1: no point yet */
+    int32_t current; /* the span its latest new point went into */
+    int32_t hashed;
+    int64_t walk; /* span steps it may still take */
+} KidRun;
+
+/* A run of a key's points: first..last of its table. */
 typedef struct {
     int32_t first, last;
-    int32_t hashed;
-} KidRun;
+    int32_t next; /* the key's span of the next later times, or -1 */
+} Span;
+
+#define SPAN_WALK 16 /* span steps a key may take per point it has, on average */
 
 typedef struct {
     int active;              /* asked for, and not failed */
@@ -896,6 +922,7 @@ typedef struct {
     Interner measurements;   /* a series key's measurement, as written (escapes and all) */
     Buf kid_table;           /* int32 measurement number of each series key */
     Buf kid_runs;            /* KidRun of each series key */
+    Buf spans;               /* Span, of all the keys */
     Buf tables;              /* PivotTable, by measurement number */
     Interner column_keys;    /* (table int32, type byte, field key) -> column number */
     Buf columns;             /* PivotColumn, by column number */
@@ -930,6 +957,7 @@ static void pivot_free(Pivot *p) {
     }
     free(p->kid_table.data);
     free(p->kid_runs.data);
+    free(p->spans.data);
     free(p->tables.data);
     free(p->columns.data);
     free(p->column_key.data);
@@ -1011,6 +1039,93 @@ static int64_t point_append(Pivot *p, PivotTable *t, int32_t table, int32_t kid,
     return p->last_point;
 }
 
+/* The point of the first time >= ts in span `s`, or -1 when ts is not among its times. */
+static int32_t span_find(const Span *s, const int64_t *times, int64_t ts) {
+    int32_t lo = s->first, hi = s->last;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (times[mid] < ts) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return times[lo] == ts ? lo : -1;
+}
+
+/* A new point (kid, ts) at the end of `t`, in a span of its own after `prev` (-1: first) and
+ * before `next`; -1 out of memory. */
+static int64_t span_start(Pivot *p, PivotTable *t, int32_t table, KidRun *run, int32_t kid,
+                          int64_t ts, int32_t prev, int32_t next) {
+    size_t n = p->spans.len / sizeof(Span);
+    if (n >= INT32_MAX - 1 || buf_reserve(&p->spans, sizeof(Span)) < 0) {
+        return -1;
+    }
+    int64_t point = point_append(p, t, table, kid, ts);
+    if (point < 0) {
+        return -1;
+    }
+    Span fresh = {.first = (int32_t)point, .last = (int32_t)point, .next = next};
+    buf_add(&p->spans, &fresh, sizeof fresh); /* reserved above: cannot fail */
+    p->used += (int64_t)sizeof fresh;
+    if (prev >= 0) {
+        ((Span *)p->spans.data)[prev].next = (int32_t)n;
+    } else {
+        run->head = (int32_t)n;
+    }
+    run->current = (int32_t)n;
+    run->walk += SPAN_WALK;
+    return point;
+}
+
+/* The point (kid, ts) of a key whose points are in spans, added when new; -1 out of memory,
+ * -2 when the key's points must go into the hash table. */
+static int64_t span_point(Pivot *p, PivotTable *t, int32_t table, KidRun *run, int32_t kid,
+                          int64_t ts) {
+    if (run->head < 0) {
+        return span_start(p, t, table, run, kid, ts, -1, -1);
+    }
+    const int64_t *times = (const int64_t *)t->times.data;
+    Span *spans = (Span *)p->spans.data;
+    /* Where the key's last new point went, first: the next one nearly always follows it. */
+    int32_t prev = run->current;
+    Span *s = &spans[prev];
+    if (ts < times[s->first] || (s->next >= 0 && ts >= times[spans[s->next].first])) {
+        /* Elsewhere: the last span that begins at or before ts (-1: none), from the start. */
+        prev = -1;
+        for (int32_t at = run->head; at >= 0 && times[spans[at].first] <= ts;
+             at = spans[at].next) {
+            prev = at;
+            if (--run->walk < 0) {
+                return -2;
+            }
+        }
+    }
+    int32_t next = prev >= 0 ? spans[prev].next : run->head;
+    if (prev >= 0 && ts <= times[spans[prev].last]) { /* within the span: there, or out of order */
+        int32_t found = span_find(&spans[prev], times, ts);
+        if (found < 0) {
+            return -2;
+        }
+        p->last_table = table;
+        p->last_point = found;
+        return found;
+    }
+    /* A new point, between span `prev` and the next one. */
+    if (prev >= 0 && spans[prev].last == t->points - 1) { /* the span ends the table: it grows */
+        int64_t point = point_append(p, t, table, kid, ts);
+        if (point < 0) {
+            return -1;
+        }
+        spans = (Span *)p->spans.data;
+        spans[prev].last = (int32_t)point;
+        run->current = prev;
+        run->walk += SPAN_WALK;
+        return point;
+    }
+    return span_start(p, t, table, run, kid, ts, prev, next);
+}
+
 /* The point (kid, ts) of `table`, added when new; -1 out of memory. */
 static int64_t pivot_point(Pivot *p, int32_t table, int32_t kid, int64_t ts) {
     PivotTable *t = &((PivotTable *)p->tables.data)[table];
@@ -1025,42 +1140,26 @@ static int64_t pivot_point(Pivot *p, int32_t table, int32_t kid, int64_t ts) {
     }
     KidRun *run = &((KidRun *)p->kid_runs.data)[kid];
     if (!run->hashed) {
-        const int64_t *times = (const int64_t *)t->times.data;
-        if (run->first < 0) {
-            int64_t point = point_append(p, t, table, kid, ts);
-            run->first = run->last = (int32_t)point;
+        int64_t point = span_point(p, t, table, run, kid, ts);
+        if (point != -2) {
             return point;
         }
-        int32_t lo = run->first, hi = run->last;
-        if (ts > times[hi]) {
-            if (hi == t->points - 1) { /* the run ends the table: it grows */
-                int64_t point = point_append(p, t, table, kid, ts);
-                run->last = (int32_t)point;
-                return point;
-            }
-        } else {
-            while (lo < hi) { /* the first time >= ts */
-                int32_t mid = lo + (hi - lo) / 2;
-                if (times[mid] < ts) {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            if (times[lo] == ts) {
-                p->last_table = table;
-                p->last_point = lo;
-                return lo;
-            }
+        /* Out of order within a span, or too many walks: into the hash table, for good. */
+        const int64_t *times = (const int64_t *)t->times.data;
+        const Span *spans = (const Span *)p->spans.data;
+        size_t count = 0;
+        for (int32_t s = run->head; s >= 0; s = spans[s].next) {
+            count += (size_t)(spans[s].last - spans[s].first + 1);
         }
-        /* Out of order: the key's points go into the hash table, for good. */
-        while ((p->n_points + (size_t)(run->last - run->first + 2)) * 2 > p->n_slots) {
+        while ((p->n_points + count + 1) * 2 > p->n_slots) {
             if (point_slots_grow(p) < 0) {
                 return -1;
             }
         }
-        for (int32_t at = run->first; at <= run->last; at++) {
-            point_slot_put(p, kid, times[at], at);
+        for (int32_t s = run->head; s >= 0; s = spans[s].next) {
+            for (int32_t at = spans[s].first; at <= spans[s].last; at++) {
+                point_slot_put(p, kid, times[at], at);
+            }
         }
         run->hashed = 1;
     }
@@ -1265,7 +1364,7 @@ static int pivot_add(Pivot *p, int32_t kid, const char *key, size_t key_n, const
             return -1;
         }
         int32_t t32 = (int32_t)table;
-        KidRun run = {.first = -1, .last = -1, .hashed = 0};
+        KidRun run = {.head = -1, .current = -1, .hashed = 0, .walk = 0};
         if (buf_add(&p->kid_table, &t32, sizeof t32) < 0 ||
             buf_add(&p->kid_runs, &run, sizeof run) < 0) {
             return -1;

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 import duckdb
 
@@ -137,15 +137,22 @@ def read_lines(
     return found
 
 
-def _pieces(stream: IO[bytes], growing: Callable[[], bool] | None) -> Iterator[bytes]:
-    """The stream's bytes in pieces; while ``growing()`` holds, its end is waited out."""
+def _pieces(
+    stream: io.RawIOBase | io.BufferedIOBase, growing: Callable[[], bool] | None
+) -> Iterator[memoryview]:
+    """The stream's bytes in pieces; while ``growing()`` holds, its end is waited out.
+
+    Each piece is a view of one buffer, read into in place: valid until the next is asked for
+    (the splitter copies what it keeps), so no read allocates or copies a piece of its own.
+    """
+    buffer = memoryview(bytearray(CHUNK))
     while True:
         # Asked before the read: when the writer had finished by then, an empty read is the
         # true end; asked after, the writer's last bytes could land between the two.
         more_to_come = growing is not None and growing()
-        data = stream.read(CHUNK)
-        if data:
-            yield data
+        count = stream.readinto(buffer)
+        if count:
+            yield buffer[:count]
         elif not more_to_come:
             return
         else:
@@ -155,7 +162,7 @@ def _pieces(stream: IO[bytes], growing: Callable[[], bool] | None) -> Iterator[b
 class _Prefixed(io.RawIOBase):
     """A raw stream that first returns `head`, then the rest of `stream`."""
 
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+    def __init__(self, head: bytes, stream: io.FileIO) -> None:
         self._head = head
         self._stream = stream
 
@@ -169,9 +176,7 @@ class _Prefixed(io.RawIOBase):
             view[:count] = self._head[:count]
             self._head = self._head[count:]
             return count
-        data = self._stream.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        return self._stream.readinto(view)
 
     def close(self) -> None:
         self._stream.close()
@@ -179,7 +184,7 @@ class _Prefixed(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def _open_source(path: Path) -> Iterator[IO[bytes]]:
+def _open_source(path: Path) -> Iterator[io.RawIOBase | io.BufferedIOBase]:
     """Open a plain or gzip file (recognised by its magic bytes, so a FIFO works too)."""
     with path.open("rb", buffering=0) as raw:
         head = b""
@@ -188,9 +193,12 @@ def _open_source(path: Path) -> Iterator[IO[bytes]]:
             if not more:
                 break
             head += more
-        stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=CHUNK)
+        prefixed = _Prefixed(head, raw)
         if head == b"\x1f\x8b":
+            stream = io.BufferedReader(prefixed, buffer_size=CHUNK)
             with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
-                yield cast("IO[bytes]", unzipped)
+                yield unzipped
         else:
-            yield stream
+            # Unbuffered: each read lands straight in the splitter's buffer (a pipe gives what
+            # it holds, a file up to the buffer's size), with no copy through a buffer between.
+            yield prefixed
