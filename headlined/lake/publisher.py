@@ -321,7 +321,9 @@ class Publisher:
         for batch in plan.batches(BATCH_FILES):
             if stop():
                 raise _StoppedError
-            table, adds, skipped = self._prepare(table, batch, prepared, tally, beat)
+            table, adds, skipped = self._prepare(
+                table, batch, prepared, tally, stop=stop, beat=beat
+            )
             removes = [
                 registered[path]
                 for change in batch.changes
@@ -335,6 +337,8 @@ class Publisher:
                 tally.removed += len(removes)
             tally.waiting -= len(adds) + len(removes)
             tally.snapshot = _snapshot_id(table)
+            if stop():  # asked while copying: what was copied is committed, the rest waits
+                raise _StoppedError
         return table
 
     def _prepare(
@@ -343,13 +347,20 @@ class Publisher:
         batch: TablePlan,
         prepared: dict[str, DataFile],
         tally: _Tally,
+        *,
+        stop: Callable[[], bool],
         beat: Callable[[], None],
     ) -> tuple[Table, list[DataFile], set[Change]]:
         """The DataFiles of the batch's additions, their lake copies in place; the changes
-        whose copy failed are skipped whole (a replaced file's old copy stays registered)."""
+        whose copy failed are skipped whole (a replaced file's old copy stays registered), and
+        so are those not reached when ``stop`` says so (a stop need not wait for a batch of
+        uploads)."""
         adds: list[DataFile] = []
         skipped: set[Change] = set()
         for change in batch.changes:
+            if stop():
+                skipped.add(change)
+                continue
             ready: list[DataFile] = []
             try:
                 for path, local in change.add:

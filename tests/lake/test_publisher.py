@@ -445,6 +445,29 @@ def test_a_backlog_commits_in_batches_and_a_stop_leaves_the_rest_waiting(
     assert lake_cpu(catalog(site.settings).load_table(CPU)) == site.local_cpu()
 
 
+def test_a_stop_while_copying_commits_what_was_copied_and_leaves_the_rest_waiting(
+    site: Site, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(5):
+        site.export(f"{n}00_{n + 1}00", cpu_lines(n * 3, 3))
+    copies: list[int] = []
+    real_copy = Publisher._copy
+
+    def counted(self: Publisher, *args: Any) -> Any:
+        copies.append(1)
+        return real_copy(self, *args)
+
+    monkeypatch.setattr(Publisher, "_copy", counted)
+    # One batch of five; the stop comes after the second copy (a daemon being stopped).
+    result = publisher.cycle(should_stop=lambda: len(copies) >= 2)
+    assert (result.added, result.waiting) == (2, 3)
+    assert len(copies) == 2
+    assert len(lake_cpu(catalog(site.settings).load_table(CPU))) == 6
+    result = publisher.cycle()
+    assert (result.added, result.waiting) == (3, 0)
+    assert lake_cpu(catalog(site.settings).load_table(CPU)) == site.local_cpu()
+
+
 def test_an_unreadable_local_file_waits_and_the_rest_is_published(
     site: Site, publisher: Publisher
 ) -> None:
