@@ -57,7 +57,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from headlined import durable
 from headlined.config import Config, LakeConfig, LakeS3Config
 from headlined.lake import catalog as lake_catalog
-from headlined.lake import layout, rewrite
+from headlined.lake import layout, rewrite, sweep
 from headlined.lake.catalog import LakeError
 from headlined.lake.layout import LocalFile, TableId, table_name
 from headlined.lake.plan import Change, TablePlan, plan_table
@@ -164,6 +164,7 @@ class Publisher:
         self._manifests: dict[TableId, dict[str, tuple[DataFile, ...]]] = {}
         # Which local trees are mirrored this cycle ("messages", "influx.output_dir").
         self._mirrored: set[str] = set()
+        self.swept = 0  # lake copies deleted since start, none of the table's snapshots' any more
         # Local folder listings, kept while a folder does not change (years of flushes).
         self._folders = layout.Folders()
         # (table, schema id, Arrow schema of a lake copy) known to fit without a change.
@@ -283,8 +284,13 @@ class Publisher:
             return
         # Another writer committing first (CommitFailedException) or expiring the same
         # snapshots (ValueError: no such snapshot) only means: next time.
-        with contextlib.suppress(CommitFailedException, ValueError):
+        try:
             table.maintenance.expire_snapshots().by_ids(old).commit()
+        except (CommitFailedException, ValueError):
+            return
+        # What only the forgotten snapshots held can go now (replaced chunks' old copies).
+        prefix = layout.site_prefix(table.location(), self._settings.site)
+        self.swept += sweep.sweep(table, prefix, self._settings.keep_snapshots)
 
     def _table(
         self, catalog: SqlCatalog, table_id: TableId, files: list[LocalFile]

@@ -14,11 +14,12 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow.fs as pafs
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table
 
-from headlined.config import Config, InfluxConfig, LakeConfig, SourceConfig
+from headlined.config import Config, InfluxConfig, LakeConfig, LakeS3Config, SourceConfig
 from headlined.influx.convert import convert
 from headlined.lake import publisher as publisher_module
 from headlined.lake.publisher import (
@@ -30,6 +31,7 @@ from headlined.lake.publisher import (
 )
 from headlined.poll.parquet import flush_messages
 from headlined.store import open_database
+from tests.support.s3_server import S3Bucket
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=datetime.UTC)
 T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
@@ -504,3 +506,65 @@ def test_snapshots_older_than_keep_snapshots_are_forgotten_and_metadata_bounded(
     assert lake_messages(table) == sorted(site.local_messages(), key=repr)
     assert len(lake_messages(table)) == 12
     assert table.properties["write.metadata.delete-after-commit.enabled"] == "true"
+
+
+def test_copies_no_snapshot_refers_to_any_more_are_deleted_and_only_this_sites(
+    tmp_path: Path, site: Site, lake: Path
+) -> None:
+    other = Site(tmp_path / "site-b", "site-b", lake)
+    other_publisher = Publisher(other.settings)
+    other.export("100_200", cpu_lines(100, 3))
+    other_publisher.cycle()
+    other_publisher.close()
+    settings = dataclasses.replace(site.settings, keep_snapshots=0.5, expire_at_once=1)
+    publisher = Publisher(settings)
+    try:
+        for version in range(4):  # the chunk holding "now", exported again each follow
+            site.export("100_200", cpu_lines(0, 5, value=version + 0.25))
+            assert publisher.cycle().added == 1
+            time.sleep(0.6)
+        assert publisher.swept >= 2
+    finally:
+        publisher.close()
+    table = catalog(settings).load_table(CPU)
+    warehouse = Path(settings.warehouse)
+    on_disk = {f"file://{p}" for p in warehouse.rglob("*.parquet") if "/data/site-a/" in str(p)}
+    current = {df.file_path for df in _data_files(table) if "/data/site-a/" in df.file_path}
+    # Only copies a snapshot still refers to are left: the last one, and (until the next
+    # expiry) the one before it.
+    assert current <= on_disk
+    assert len(on_disk) <= 2
+    assert [p for p in warehouse.rglob("*.parquet") if "/data/site-b/" in str(p)]
+    assert lake_cpu(table) == sorted(site.local_cpu() + other.local_cpu(), key=repr)
+
+
+def test_on_s3_copies_no_snapshot_refers_to_any_more_are_deleted(
+    site: Site, s3_bucket: S3Bucket
+) -> None:
+    s3 = LakeS3Config(
+        endpoint=s3_bucket.endpoint,
+        region=s3_bucket.region,
+        access_key_id=s3_bucket.access_key_id,
+        secret_access_key=s3_bucket.secret_access_key,
+    )
+    settings = dataclasses.replace(
+        site.settings,
+        warehouse=f"s3://{s3_bucket.bucket}/lake",
+        s3=s3,
+        keep_snapshots=1.5,  # S3's LastModified has whole seconds
+        expire_at_once=1,
+    )
+    publisher = Publisher(settings)
+    try:
+        for version in range(4):
+            site.export("100_200", cpu_lines(0, 5, value=version + 0.25))
+            assert publisher.cycle().added == 1
+            time.sleep(1.6)
+        assert publisher.swept >= 2
+    finally:
+        publisher.close()
+    listed = s3_bucket.pyarrow_filesystem().get_file_info(
+        pafs.FileSelector(f"{s3_bucket.bucket}/lake", recursive=True)
+    )
+    copies = [i.path for i in listed if i.path.endswith(".parquet") and "/data/site-a/" in i.path]
+    assert 1 <= len(copies) <= 2
