@@ -37,6 +37,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.processes import terminate
+
 INSTALL_HINT = "run scripts/install-influxdb (as root) to install influxd and influx_inspect"
 
 
@@ -422,13 +424,7 @@ class InfluxServer(RunningInflux):
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, signal.SIGTERM, timeout)
         self._cleanup()
 
     def _cleanup(self) -> None:

@@ -28,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.influxdb_server import free_ports
+from tests.support.processes import terminate
 
 INSTALL_HINT = "install Debian's `postgresql` package (as root: apt-get install postgresql)"
 SUPERUSER = "headlined"
@@ -213,14 +214,8 @@ class PostgresServer:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop postgres (SIGINT: its fast shutdown; killed after `timeout` s); delete its
         directory."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if self._process is not None:
+            terminate(self._process, signal.SIGINT, timeout)
         self._process = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from tests.support.influxdb_server import free_ports
+from tests.support.processes import terminate
 
 REGION = "us-east-1"
 ACCESS_KEY_ID = "test-access-key"
@@ -113,14 +114,8 @@ class S3Server:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop moto (SIGTERM; killed after `timeout` s). Its buckets are gone with it."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if self._process is not None:
+            terminate(self._process, signal.SIGTERM, timeout)
         self._process = None
 
     def __enter__(self) -> S3Server:
