@@ -247,6 +247,12 @@ def _check_config(path: Path | None) -> int:
     if loaded is None:
         return EXIT_USAGE
     cfg = loaded.config
+    if cfg.lake is not None:
+        from headlined.lake import missing_dependency  # noqa: PLC0415  only with a lake
+
+        if (missing := missing_dependency()) is not None:
+            print(f"{loaded.path}: {missing}", file=sys.stderr)
+            return EXIT_USAGE
     for warning in (loaded.exposure_warning(), loaded.metrics_warning()):
         if warning:
             print(f"warning: {warning}", file=sys.stderr)

@@ -3,6 +3,7 @@ mistakes in plain words, empty files, paths relative to their file, and the full
 
 from __future__ import annotations
 
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -498,3 +499,18 @@ def test_full_example_shows_and_explains_every_key() -> None:
     keys = set(model_keys(config.Config))
     assert keys - written == set(), "keys missing from etc/headlined.example.yaml"
     assert keys - explained == set(), "keys with no comment in etc/headlined.example.yaml"
+
+
+def test_a_lake_without_pyiceberg_installed_fails_check_config_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "headlined.yaml"
+    path.write_text(f"state_dir: {tmp_path}\nlake:\n  interval: 5m\n")
+    assert check(path, capsys)[0] == 0
+    monkeypatch.setitem(sys.modules, "pyiceberg", None)  # as if not installed
+    code, out, err = check(path, capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"{path}: lake: needs pyiceberg, which is not installed: pip install "
+        "'headlined[lake]' (the .deb has it), or remove the lake: section\n"
+    )

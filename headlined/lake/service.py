@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from headlined import config, durable, logs
 from headlined.control import Handler
+from headlined.lake import missing_dependency
 from headlined.lake import status as lakestatus
 from headlined.store import Store
 from headlined.supervisor import Heartbeat, Supervisor, restart_delay
@@ -122,6 +123,10 @@ class LakeService:
     async def _run(self, heartbeat: Heartbeat) -> None:
         lake = self._cfg.lake
         if lake is None:
+            return
+        if (missing := missing_dependency()) is not None:
+            self.state.error = missing
+            log.error("lake_unavailable", problem=missing)
             return
         loop = asyncio.get_running_loop()
 
