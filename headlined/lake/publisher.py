@@ -46,6 +46,7 @@ import sqlalchemy.exc
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.io.pyarrow import (
+    StatisticsCollector,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
@@ -76,6 +77,8 @@ SITE_PROPERTY = "headlined.site"
 BATCH_FILES = 500
 COMMIT_ATTEMPTS = 8
 _SITE_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
+# (table location, schema id, properties) -> its statistics plan and Parquet column ids.
+_Plans = dict[tuple[str, int, str], tuple[dict[int, StatisticsCollector], dict[str, int]]]
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ class Publisher:
         self._manifests: dict[TableId, dict[str, tuple[DataFile, ...]]] = {}
         # Which local trees are mirrored this cycle ("messages", "influx.output_dir").
         self._mirrored: set[str] = set()
+        self._plans: _Plans = {}  # per table schema: statistics plan and column ids
         self.swept = 0  # lake copies deleted since start, none of the table's snapshots' any more
         # Local folder listings, kept while a folder does not change (years of flushes).
         self._folders = layout.Folders()
@@ -402,7 +406,7 @@ class Publisher:
             metadata = pq.read_metadata(written)
             arrow_schema = metadata.schema.to_arrow_schema()
             table = self._fit(table, arrow_schema, local)
-            data_file = _data_file(table, lake_path, metadata, written.stat().st_size)
+            data_file = _data_file(table, lake_path, metadata, written.stat().st_size, self._plans)
             if on_disk:
                 durable.publish(written, final)
             else:
@@ -601,13 +605,25 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_size, info.st_mtime_ns
 
 
-def _data_file(table: Table, lake_path: str, metadata: pq.FileMetaData, size: int) -> DataFile:
-    """The DataFile of a lake copy, from its footer read locally (no extra GET on S3)."""
+def _data_file(
+    table: Table, lake_path: str, metadata: pq.FileMetaData, size: int, plans: _Plans
+) -> DataFile:
+    """The DataFile of a lake copy, from its footer read locally (no extra GET on S3).
+    ``plans`` keeps each schema's statistics plan and column ids (most of the cost for a
+    small file otherwise)."""
     schema = table.schema()
+    properties = table.metadata.properties
+    known = (table.location(), schema.schema_id, repr(sorted(properties.items())))
+    if known not in plans:
+        plans[known] = (
+            compute_statistics_plan(schema, properties),
+            parquet_path_to_id_mapping(schema),
+        )
+    stats_columns, column_ids = plans[known]
     statistics = data_file_statistics_from_parquet_metadata(
         parquet_metadata=metadata,
-        stats_columns=compute_statistics_plan(schema, table.metadata.properties),
-        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+        stats_columns=stats_columns,
+        parquet_column_mapping=column_ids,
     )
     return DataFile.from_args(
         content=DataFileContent.DATA,
