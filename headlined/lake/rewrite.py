@@ -46,8 +46,13 @@ class RewriteError(Exception):
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for lake copies, on one thread (the daemon's others go on)."""
-    return duckdb.connect(config={"threads": 1})
+    """An in-memory DuckDB for lake copies, on one thread (the daemon's others go on), its
+    session in UTC (the copies' plain timestamps are read as UTC)."""
+    conn = duckdb.connect(config={"threads": 1})
+    # SET after connecting: as a connect() option DuckDB refuses it, after trying for ~2 s to
+    # autoload the ICU extension (checked with DuckDB 2.0.1).
+    conn.execute("SET TimeZone = 'UTC'")
+    return conn
 
 
 def rewrite_measurement(
@@ -67,8 +72,8 @@ def rewrite_measurement(
     # DuckDB's integer // and % truncate toward zero: one less for negative remainders.
     micros = f"({ns} // 1000 - ({ns} % 1000 < 0)::BIGINT)"
     select = [
-        # timezone('UTC', …) reads the plain timestamp as UTC whatever the session's zone.
-        f"timezone('UTC', make_timestamp({micros})) AS time",
+        # A plain cast, in this session's UTC (connect): a third cheaper than timezone().
+        f"make_timestamp({micros})::TIMESTAMPTZ AS time",
         f"{ns} AS time_ns",
         f"{sql.literal(retention_policy)}::VARCHAR AS retention_policy",
         *(_lake_column(name, type_) for name, type_ in columns.items() if name != "time"),
