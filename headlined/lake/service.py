@@ -113,6 +113,7 @@ class LakeService:
         # Set at stop and reload: a cycle in progress ends after its current commit.
         self._stopping = threading.Event()
         self.state = LakeState()
+        self._said: dict[str, str] = {}  # the table errors already logged
 
     async def start(self, supervisor: Supervisor) -> None:
         """Start publishing in the background when the config has a lake: section."""
@@ -128,6 +129,9 @@ class LakeService:
             self.state.error = missing
             log.error("lake_unavailable", problem=missing)
             return
+        from headlined.lake.catalog import LakeError  # noqa: PLC0415  see _publisher
+
+        self._stopping.clear()  # a restart after a crash publishes again
         loop = asyncio.get_running_loop()
 
         def progress() -> None:  # called on the lake thread after each file
@@ -147,7 +151,7 @@ class LakeService:
                 self.state.last_attempt = self._clock()
                 try:
                     result = await self._in_thread(lambda: publisher.cycle(stopping, progress))
-                except Exception as exc:  # noqa: BLE001  an outage or a refusal: back off, go on
+                except Exception as exc:  # an outage or a refusal (or a bug): back off, go on
                     failures += 1
                     delay = restart_delay(failures, base=min(lake.interval, 5.0), cap=BACKOFF_CAP_S)
                     problem = str(exc) or type(exc).__name__
@@ -159,6 +163,8 @@ class LakeService:
                             error=problem,
                             retry_in_s=round(delay, 1),
                             action="local files are kept and published when it works again",
+                            # An outage explains itself; anything else is a bug to report.
+                            exc_info=None if isinstance(exc, LakeError) else exc,
                         )
                 else:
                     failures = 0
@@ -172,6 +178,9 @@ class LakeService:
                 heartbeat.beat(within=delay + FILE_DEADLINE_S)
                 await asyncio.sleep(delay)
         finally:
+            # Cancelled (a stop, a reload): a cycle still running ends after its current
+            # copy, so that closing, queued behind it, does not wait for a whole batch.
+            self._stopping.set()
             await self._in_thread(publisher.close)
 
     def _record(self, result: CycleResult) -> None:
@@ -191,7 +200,9 @@ class LakeService:
                 waiting=result.waiting,
             )
         for table, error in result.errors.items():
-            log.error("lake_table_failed", table=table, error=error)
+            if self._said.get(table) != error:  # once per table and problem, not each cycle
+                log.error("lake_table_failed", table=table, error=error)
+        self._said = dict(result.errors)
 
     def _save_state(self) -> None:
         path = lakestatus.path(self._cfg)

@@ -138,6 +138,7 @@ def test_polled_records_reach_the_lake_while_polling_and_status_shows_it(
     wait_for("more records", lambda: records(path) > before)
     assert daemon.stop() == 0
     assert daemon.events("lake_published")
+    assert not daemon.events("components_did_not_stop")
 
     # Without the daemon, status shows what it left.
     shown = status_text(path)
