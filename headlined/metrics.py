@@ -65,7 +65,8 @@ class HeadlinedCollector(Collector):
         self._document = document
 
     def collect(self) -> Iterator[Metric]:
-        """Yield every family: build info, per source, the journal, per export database."""
+        """Yield every family: build info, per source, the journal, per export database, the
+        lake."""
         doc = self._document()
         info = GaugeMetricFamily(
             "headlined_build_info",
@@ -77,6 +78,7 @@ class HeadlinedCollector(Collector):
         yield from self._sources(doc.get("sources", {}))
         yield from self._journal(doc.get("journal"))
         yield from self._export(doc.get("export", {}))
+        yield from self._lake(doc.get("lake"))
 
     @staticmethod
     def _sources(sources: dict[str, dict[str, Any]]) -> Iterator[Metric]:
@@ -146,6 +148,40 @@ class HeadlinedCollector(Collector):
             rows.add_metric([database], float(figures.get("rows", 0)))
         yield chunks
         yield rows
+
+    @staticmethod
+    def _lake(lake: dict[str, Any] | None) -> Iterator[Metric]:
+        if not lake:
+            return
+        yield GaugeMetricFamily(
+            "headlined_lake_failing",
+            "1 while the lake's last publish failed as a whole (catalog or storage out)",
+            value=1.0 if lake.get("error") else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "headlined_lake_table_errors",
+            "Tables that refused a file in the last publish (status names them)",
+            value=float(len(lake.get("table_errors") or {})),
+        )
+        waiting = lake.get("waiting")
+        if waiting is not None:
+            yield GaugeMetricFamily(
+                "headlined_lake_files_waiting",
+                "Local files not in the lake yet after the last publish",
+                value=float(waiting),
+            )
+        yield CounterMetricFamily(
+            "headlined_lake_files_added",
+            "Files the lake registered since the daemon started",
+            value=float(lake.get("added", 0)),
+        )
+        last = lake.get("last_success")
+        if last is not None:
+            yield GaugeMetricFamily(
+                "headlined_lake_last_success_timestamp_seconds",
+                "When the lake's last publish succeeded (Unix time)",
+                value=float(last),
+            )
 
 
 class MetricsServer:

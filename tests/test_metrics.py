@@ -49,6 +49,11 @@ FAMILIES = {
     "headlined_journal_segments_set_aside": ("counter", set()),
     "headlined_export_chunks": ("gauge", {"database", "state"}),
     "headlined_export_rows": ("gauge", {"database"}),
+    "headlined_lake_failing": ("gauge", set()),
+    "headlined_lake_table_errors": ("gauge", set()),
+    "headlined_lake_files_waiting": ("gauge", set()),
+    "headlined_lake_files_added": ("counter", set()),
+    "headlined_lake_last_success_timestamp_seconds": ("gauge", set()),
 }
 # What the conftest keeps out of each test's environment; this module's daemon starts before.
 SYSTEMD_ENV = (
@@ -111,9 +116,14 @@ def scrape_until(url: str, ready: Callable[[Scrape], bool], timeout: float = 30)
 
 
 def polled(scrape: Scrape) -> bool:
-    """Every source polled once, alpha and beta successfully."""
-    return all(scrape.has("headlined_polls_total", source=s) for s in SOURCES) and all(
-        scrape.has("headlined_last_success_timestamp_seconds", source=s) for s in ("alpha", "beta")
+    """Every source polled once, alpha and beta successfully, and the lake published once."""
+    return (
+        all(scrape.has("headlined_polls_total", source=s) for s in SOURCES)
+        and all(
+            scrape.has("headlined_last_success_timestamp_seconds", source=s)
+            for s in ("alpha", "beta")
+        )
+        and scrape.has("headlined_lake_last_success_timestamp_seconds")
     )
 
 
@@ -128,7 +138,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Scrape:
     ]
     with DemoFeedServer(specs) as server:
         config = write_config(
-            tmp_path / "h.yaml", server, specs, metrics={"listen": f"127.0.0.1:{port}"}
+            tmp_path / "h.yaml",
+            server,
+            specs,
+            metrics={"listen": f"127.0.0.1:{port}"},
+            lake={"warehouse": str(tmp_path / "warehouse"), "interval": "1s"},
         )
         document = yaml.safe_load(config.read_text())
         document["sources"].append(
@@ -249,7 +263,7 @@ def test_promtool_check_rules_accepts_the_alerts() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 7 rules found" in result.stdout
 
 
 def test_alerts_use_only_exposed_metrics(live: Scrape) -> None:
@@ -265,11 +279,21 @@ def test_alerts_use_only_exposed_metrics(live: Scrape) -> None:
         "HeadlinedJournalSegmentSetAside": (
             "increase(headlined_journal_segments_set_aside_total[1h]) > 0"
         ),
+        "HeadlinedLakeFailing": "headlined_lake_failing > 0",
+        "HeadlinedLakeTableErrors": "headlined_lake_table_errors > 0",
     }
     exposed = {name for name, _ in live.samples} | set(live.families)
     for expr in exprs.values():
         for name in re.findall(r"headlined_\w+", expr):
             assert name in exposed, name
+
+
+def test_lake_figures(live: Scrape) -> None:
+    assert live.value("headlined_lake_failing") == 0
+    assert live.value("headlined_lake_table_errors") == 0
+    assert live.has("headlined_lake_files_added_total")
+    assert live.value("headlined_lake_last_success_timestamp_seconds") > time.time() - 600
+    assert live.has("headlined_lake_files_waiting")
 
 
 def test_export_chunks_by_state_include_damaged() -> None:
