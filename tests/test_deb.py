@@ -96,10 +96,14 @@ def test_shipped_config_and_its_examples_are_valid(tmp_path: Path) -> None:
 
     examples = tmp_path / "headlined.yaml"
     examples.write_text(_uncommented_examples(SHIPPED_CONFIG.read_text()))
-    loaded = config.load(examples, environ={"HEADLINE_TOKEN": "t0ken"})
+    secrets = {"HEADLINE_TOKEN": "t0ken", "PG_PASSWORD": "pw", "S3_KEY_ID": "k", "S3_SECRET": "s"}
+    loaded = config.load(examples, environ=secrets)
     assert [s.name for s in loaded.config.sources] == ["headline-a", "headline-b"]
     assert loaded.config.influx is not None
     assert loaded.config.influx.output_dir == STATE / "influx"
+    assert loaded.config.lake is not None
+    assert loaded.config.lake.warehouse == "s3://bucket/prefix"
+    assert loaded.config.lake.interval == 300
 
 
 @pytest.fixture(scope="module")
