@@ -352,25 +352,21 @@ def test_influx_tools_files_land_typed_deduplicated_and_exported_wins(tmp_path: 
     )
     # DuckDB reads a zone-less time in the session's zone unless told: never a shift.
     env = {**os.environ, "TZ": "Asia/Bangkok"}
+    command = [
+        sys.executable,
+        "-m",
+        "headlined",
+        "import",
+        "-c",
+        str(config),
+        "--database",
+        "plant",
+        str(shard_1),
+        str(shard_2),
+        str(later),
+    ]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "headlined",
-            "import",
-            "-c",
-            str(config),
-            "--database",
-            "plant",
-            str(shard_1),
-            str(shard_2),
-            str(later),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
+        command, capture_output=True, text=True, timeout=120, check=False, env=env
     )
     assert done.returncode == 0, done.stderr
 
@@ -414,25 +410,7 @@ def test_influx_tools_files_land_typed_deduplicated_and_exported_wins(tmp_path: 
         "20240101T000000Z_20240102T000000Z",
         [f"air,station=s1 pm25=-1.5,count=0.5 {BASE}"],
     )
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "headlined",
-            "import",
-            "-c",
-            str(config),
-            "--database",
-            "plant",
-            str(shard_1),
-            str(shard_2),
-            str(later),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     assert sorted(out.glob("plant/autogen/air/import-*.parquet")) == [imported]
     now = _points(out)
