@@ -25,7 +25,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,6 +40,8 @@ FINGERPRINT_CHARS = 16
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
 _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_.=-]")
 _PARTITION = re.compile(r"(?P<key>source|date)=(?P<value>.+)")
+# A flush's file (headlined/poll/parquet.py), with DuckDB's file number when it wrote several.
+_FLUSH = re.compile(r"part-(?P<first>[0-9]+)-(?P<last>[0-9]+)(?:-[^/]+)?(?:\.parquet)?")
 
 Kind = Literal["messages", "measurement"]
 TableId = tuple[str, str]
@@ -74,6 +76,31 @@ class LocalFile:
         """The part of the lake name that stays when the file is replaced (no fingerprint)."""
         stem = self.relative.removesuffix(SUFFIX)
         return "/".join(safe_segment(part) for part in stem.split("/"))
+
+
+def flush_range(key: str) -> tuple[int, int] | None:
+    """The record ids (first, last) a messages lake key or local key names
+    (``.../part-<first>-<last>[-<n>]``, headlined/poll/parquet.py), None for another name."""
+    match = _FLUSH.fullmatch(key.rpartition("/")[2])
+    return (int(match["first"]), int(match["last"])) if match else None
+
+
+def bundle_path(table_location: str, site: str, members: Sequence[LocalFile]) -> str:
+    """The lake name of one copy of ``members`` (messages of one partition, flushes in id
+    order): ``<folder>/part-<first>-<last>-<fingerprint>.parquet``, the fingerprint digesting
+    every member's, so that the same members always give the same name. One member keeps its
+    own name (``LocalFile.lake_path``)."""
+    if len(members) == 1:
+        return members[0].lake_path(table_location, site)
+    head, tail = members[0], members[-1]
+    first, last = _FLUSH.fullmatch(head.path.name), _FLUSH.fullmatch(tail.path.name)
+    if first is None or last is None:
+        raise ValueError(f"{head.path}, {tail.path}: not flushes of messages to bundle")
+    folder = head.key.rpartition("/")[0]
+    text = "\n".join(f"{m.relative}\0{m.size}\0{m.mtime_ns}" for m in members)
+    fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    name = f"part-{first['first']}-{last['last']}-{fingerprint[:FINGERPRINT_CHARS]}{SUFFIX}"
+    return f"{site_prefix(table_location, site)}{folder}/{name}"
 
 
 def site_prefix(table_location: str, site: str) -> str:

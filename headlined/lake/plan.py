@@ -10,17 +10,31 @@ name, or it is gone: the lake mirrors the local tree; older snapshots keep the o
 Changes are grouped by key (a lake name without its fingerprint): a replaced file's removal
 and its successor's addition share a key, so a batch never splits them and a reader sees the
 old rows or the new ones, never both or neither.
+
+Messages are bundled: the flushes of one partition (source and day) that no registered copy
+holds become one lake copy, not one a minute (``layout.bundle_path``; a lake of fewer, larger
+files, and a cycle that copies 7 files instead of 35). A registered copy stays while the local
+flushes in its id range are exactly the ones it was made of; otherwise it is dropped and those
+flushes are bundled again, in the same change (all of a partition's changes are one change).
+Flushes never overlap (each takes the ids after the last), so a range holds its own flushes
+only; a run of flushes to bundle stops at a flush some kept copy holds, so that no bundle's
+range ever reaches over another's.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from headlined.lake.layout import LocalFile, key_of, site_prefix
+from headlined.lake.layout import LocalFile, bundle_path, flush_range, key_of, site_prefix
 
-Add = tuple[str, LocalFile]  # (lake path, the local file it copies)
+Add = tuple[str, tuple[LocalFile, ...]]  # (lake path, the local files it copies, in order)
+# Flushes in one bundle at most: a first cycle over years of minutely flushes copies a day's
+# worth at a time, not a single file of unbounded size.
+MAX_BUNDLE = 1000
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,10 @@ class Change:
 
     add: tuple[Add, ...] = ()
     remove: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        """Local files it publishes plus lake files it drops: what waits for it."""
+        return sum(len(members) for _, members in self.add) + len(self.remove)
 
 
 @dataclass(frozen=True)
@@ -39,7 +57,7 @@ class TablePlan:
 
     @property
     def add(self) -> tuple[Add, ...]:
-        """The files to register: (lake path, local file)."""
+        """The files to register: (lake path, the local files it copies)."""
         return tuple(a for change in self.changes for a in change.add)
 
     @property
@@ -48,7 +66,8 @@ class TablePlan:
         return tuple(r for change in self.changes for r in change.remove)
 
     def __len__(self) -> int:
-        return sum(len(change.add) + len(change.remove) for change in self.changes)
+        """Local files to publish plus lake files to drop: what waits."""
+        return sum(len(change) for change in self.changes)
 
     def batches(self, max_files: int) -> list[TablePlan]:
         """This plan cut into plans of about ``max_files`` files each (one commit each),
@@ -58,7 +77,7 @@ class TablePlan:
         size = 0
         for change in self.changes:
             batch.append(change)
-            size += len(change.add) + len(change.remove)
+            size += len(change)
             if size >= max_files:
                 out.append(TablePlan(tuple(batch)))
                 batch, size = [], 0
@@ -77,11 +96,75 @@ def plan_table(
     """
     prefix = site_prefix(location, site)
     mine = {path for path in registered if path.startswith(prefix)}
-    desired = {f.lake_path(location, site): f for f in local}
+    singles: list[LocalFile] = []
+    flushes: dict[str, list[LocalFile]] = defaultdict(list)  # partition folder -> its flushes
+    for f in local:
+        if f.kind == "messages" and flush_range(f.key) is not None:
+            flushes[f.key.rpartition("/")[0]].append(f)
+        else:
+            singles.append(f)
+    copies: dict[str, list[tuple[tuple[int, int], str]]] = defaultdict(list)  # by partition
+    for path in mine:
+        key = key_of(path, prefix)
+        span = flush_range(key) if key is not None else None
+        if key is not None and span is not None:
+            copies[key.rpartition("/")[0]].append((span, path))
     by_key: dict[str, tuple[list[Add], list[str]]] = defaultdict(lambda: ([], []))
+    for folder in flushes.keys() | copies.keys():
+        adds, removes = _plan_partition(flushes[folder], copies[folder], location, site)
+        if adds or removes:
+            by_key[folder] = (adds, removes)
+    taken = {path for folder_copies in copies.values() for _, path in folder_copies}
+    desired = {f.lake_path(location, site): f for f in singles}
     for path in sorted(desired.keys() - mine):
-        by_key[desired[path].key][0].append((path, desired[path]))
-    for path in sorted(mine - desired.keys()):
+        by_key[desired[path].key][0].append((path, (desired[path],)))
+    for path in sorted(mine - desired.keys() - taken):
         # A path of ours that is not one of our names (key None) is dropped on its own.
         by_key[key_of(path, prefix) or path][1].append(path)
     return TablePlan(tuple(Change(tuple(a), tuple(r)) for _, (a, r) in sorted(by_key.items())))
+
+
+def _plan_partition(
+    files: list[LocalFile], ours: list[tuple[tuple[int, int], str]], location: str, site: str
+) -> tuple[list[Add], list[str]]:
+    """One partition's flushes and this site's registered copies of them (id range, path):
+    (copies to add, registered copies to drop)."""
+    files = sorted(files, key=lambda f: (_range(f), f.relative))
+    held: set[str] = set()  # the relative paths of flushes a kept copy holds
+    removes: list[str] = []
+    spans = [_range(f) for f in files]
+    starts = [first for first, _ in spans]
+    for (first, last), path in sorted(ours):
+        members = []
+        # Flushes never overlap: those within [first, last] lie side by side in id order.
+        for index in range(bisect.bisect_left(starts, first), len(files)):
+            if starts[index] > last:
+                break
+            if spans[index][1] <= last:
+                members.append(files[index])
+        relatives = {f.relative for f in members}
+        if members and not relatives & held and bundle_path(location, site, members) == path:
+            held |= relatives
+        else:
+            removes.append(path)
+    adds: list[Add] = []
+    run: list[LocalFile] = []
+    # Flushes DuckDB wrote as several files share one range: they go into one copy together.
+    for _, group in itertools.groupby(files, key=_range):
+        flush = list(group)
+        if any(f.relative in held for f in flush) or len(run) + len(flush) > MAX_BUNDLE:
+            if run:
+                adds.append((bundle_path(location, site, run), tuple(run)))
+            run = []
+        if not any(f.relative in held for f in flush):
+            run += flush
+    if run:
+        adds.append((bundle_path(location, site, run), tuple(run)))
+    return adds, removes
+
+
+def _range(f: LocalFile) -> tuple[int, int]:
+    span = flush_range(f.key)
+    if span is None:
+        raise ValueError(f"{f.path}: not a flush of messages")
+    return span

@@ -345,7 +345,7 @@ class Publisher:
                 beat()
                 tally.added += len(adds)
                 tally.removed += len(removes)
-            tally.waiting -= len(adds) + len(removes)
+            tally.waiting -= sum(len(change) for change in batch.changes if change not in skipped)
             tally.snapshot = _snapshot_id(table)
             if stop():  # asked while copying: what was copied is committed, the rest waits
                 raise _StoppedError
@@ -373,9 +373,9 @@ class Publisher:
                 continue
             ready: list[DataFile] = []
             try:
-                for path, local in change.add:
+                for path, members in change.add:
                     if path not in prepared:
-                        table, prepared[path] = self._copy(table, path, local)
+                        table, prepared[path] = self._copy(table, path, members)
                         beat()
                     ready.append(prepared[path])
             except (rewrite.RewriteError, LakeError) as why:
@@ -389,9 +389,12 @@ class Publisher:
             adds += ready
         return table, adds, skipped
 
-    def _copy(self, table: Table, lake_path: str, local: LocalFile) -> tuple[Table, DataFile]:
-        """Write the lake copy of ``local`` at ``lake_path``; its DataFile (the table's schema
-        widened first if the copy has new columns)."""
+    def _copy(
+        self, table: Table, lake_path: str, members: tuple[LocalFile, ...]
+    ) -> tuple[Table, DataFile]:
+        """Write the lake copy of ``members`` (one file, or a partition's flushes of messages)
+        at ``lake_path``; its DataFile (the table's schema widened first if the copy has new
+        columns)."""
         uri = urlsplit(lake_path)
         on_disk = uri.scheme == "file"
         if on_disk:
@@ -402,10 +405,10 @@ class Publisher:
             self._settings.work_dir.mkdir(parents=True, exist_ok=True)
             written = self._settings.work_dir / f".{uuid.uuid4().hex}.parquet"
         try:
-            self._write_copy(local, written)
+            self._write_copy(members, written)
             metadata = pq.read_metadata(written)
             arrow_schema = metadata.schema.to_arrow_schema()
-            table = self._fit(table, arrow_schema, local)
+            table = self._fit(table, arrow_schema, members[0])
             data_file = _data_file(table, lake_path, metadata, written.stat().st_size, self._plans)
             if on_disk:
                 durable.publish(written, final)
@@ -438,17 +441,20 @@ class Publisher:
         )
         return table
 
-    def _write_copy(self, local: LocalFile, written: Path) -> None:
-        before = _identity(local.path)
+    def _write_copy(self, members: tuple[LocalFile, ...], written: Path) -> None:
+        before = [_identity(local.path) for local in members]
         conn = self._duckdb()
+        local = members[0]
         if local.source is not None and local.date is not None:
-            rewrite.rewrite_messages(conn, local.path, written, local.source, local.date)
+            paths = [member.path for member in members]
+            rewrite.rewrite_messages(conn, paths, written, local.source, local.date)
         elif local.retention_policy is not None:
             rewrite.rewrite_measurement(conn, local.path, written, local.retention_policy)
         # Replaced while it was read (a re-export): the copy may hold the new content under
         # the old file's name; the next cycle sees the new file.
-        if _identity(local.path) != before or before != (local.size, local.mtime_ns):
-            raise _ChangedError
+        for member, seen in zip(members, before, strict=True):
+            if _identity(member.path) != seen or seen != (member.size, member.mtime_ns):
+                raise _ChangedError
 
     def _lake_schema(self, files: list[LocalFile]) -> pa.Schema:
         """The Arrow schema of the first lake copy that can be made of ``files`` (written to
@@ -458,7 +464,7 @@ class Publisher:
         for local in files:
             written = self._settings.work_dir / f".{uuid.uuid4().hex}.parquet"
             try:
-                self._write_copy(local, written)
+                self._write_copy((local,), written)
                 return pq.read_schema(written)
             except rewrite.RewriteError as error:
                 why = str(error)

@@ -1,4 +1,4 @@
-"""The lake copy of one local Parquet file, in a shape every Iceberg v2 reader takes.
+"""The lake copy of local Parquet files, in a shape every Iceberg v2 reader takes.
 
 pyiceberg 0.12 writes table format v2 only, whose timestamps are microseconds, while
 headlined's measurement files hold ``time`` as TIMESTAMP(NANOS, UTC). So a measurement file
@@ -11,7 +11,8 @@ is copied (DuckDB, an in-memory connection of its own) with:
 - then the tag and field columns as they are, but for unsigned integers, which Iceberg has
   no type for: UBIGINT becomes DECIMAL(20,0) (exact), the smaller ones the next signed type.
 
-A messages file gets the ``source`` and ``date`` columns that only its path held (Iceberg
+Messages files (a partition's flushes, one lake copy for several: headlined/lake/plan.py)
+get the ``source`` and ``date`` columns that only its path held (Iceberg
 partitions are columns of the data), and ``payload`` as plain VARCHAR: the local file's JSON
 logical type trips polars' Iceberg reader (Binary against String) and pyiceberg's statistics.
 """
@@ -19,6 +20,7 @@ logical type trips polars' Iceberg reader (Binary against String) and pyiceberg'
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -83,12 +85,13 @@ def rewrite_measurement(
 
 def rewrite_messages(
     conn: duckdb.DuckDBPyConnection,
-    local: Path,
+    local: Sequence[Path],
     lake: Path,
     source: str,
     date: datetime.date,
 ) -> int:
-    """Write the lake copy of messages file ``local`` to ``lake``; return its rows."""
+    """Write the lake copy of the messages files ``local`` (flushes of one partition, in
+    order) to ``lake``, as one file; return its rows."""
     # The poller's files have one schema (headlined/poll/parquet.py): no DESCRIBE first, which
     # cost a third as much as the copy of a minute's file. A file without `payload` fails the
     # copy with a RewriteError; one with other columns is checked against the table after.
@@ -106,10 +109,14 @@ def _lake_column(name: str, type_: str) -> str:
     return f"{column}::{lake_type} AS {column}" if lake_type else column
 
 
-def _read(local: Path) -> str:
+def _read(local: Path | Sequence[Path]) -> str:
     # hive_partitioning off: a messages file's source=/date= folders are not to become
-    # columns behind our back (they are written explicitly).
-    return f"read_parquet({sql.literal(str(local))}, hive_partitioning = false)"
+    # columns behind our back (they are written explicitly). Several files are read in the
+    # order given, matched by column name.
+    if isinstance(local, Path):
+        return f"read_parquet({sql.literal(str(local))}, hive_partitioning = false)"
+    files = ", ".join(sql.literal(str(path)) for path in local)
+    return f"read_parquet([{files}], hive_partitioning = false, union_by_name = true)"
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, local: Path) -> dict[str, str]:
@@ -120,12 +127,20 @@ def _columns(conn: duckdb.DuckDBPyConnection, local: Path) -> dict[str, str]:
     return {str(row[0]): str(row[1]) for row in rows}
 
 
-def _copy(conn: duckdb.DuckDBPyConnection, local: Path, lake: Path, select: list[str]) -> int:
+def _copy(
+    conn: duckdb.DuckDBPyConnection, local: Path | Sequence[Path], lake: Path, select: list[str]
+) -> int:
     query = f"SELECT {', '.join(select)} FROM {_read(local)}"
     try:
         row = conn.execute(
             f"COPY ({query}) TO {sql.literal(str(lake))} (FORMAT parquet, COMPRESSION zstd)"
         ).fetchone()
     except duckdb.Error as why:
-        raise RewriteError(f"{local}: cannot be copied into the lake: {why}") from why
+        raise RewriteError(f"{_named(local)}: cannot be copied into the lake: {why}") from why
     return int(row[0]) if row else 0
+
+
+def _named(local: Path | Sequence[Path]) -> str:
+    if isinstance(local, Path):
+        return str(local)
+    return str(local[0]) if len(local) == 1 else f"{local[0]} (and {len(local) - 1} more)"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import time
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from headlined.lake import layout
 from headlined.lake.layout import (
@@ -16,7 +20,7 @@ from headlined.lake.layout import (
     scan,
     site_prefix,
 )
-from headlined.lake.plan import plan_table
+from headlined.lake.plan import MAX_BUNDLE, TablePlan, plan_table
 
 LOCATION = "s3://bucket/lake/db.db/cpu"
 
@@ -98,7 +102,7 @@ def test_plan_adds_the_missing_and_never_touches_another_sites_files() -> None:
     theirs = files[0].lake_path(LOCATION, "other")
     registered = [files[0].lake_path(LOCATION, "me"), theirs]
     plan = plan_table(files, registered, LOCATION, "me")
-    assert [f for _, f in plan.add] == [files[1]]
+    assert [f for _, f in plan.add] == [(files[1],)]
     assert plan.remove == ()
     # All registered: nothing to do; the other site's file is never removed.
     registered.append(files[1].lake_path(LOCATION, "me"))
@@ -114,7 +118,7 @@ def test_a_replaced_file_is_removed_and_added_in_one_change() -> None:
     plan = plan_table([new, other], registered, LOCATION, "me")
     assert len(plan.changes) == 1
     change = plan.changes[0]
-    assert change.add == ((new.lake_path(LOCATION, "me"), new),)
+    assert change.add == ((new.lake_path(LOCATION, "me"), (new,)),)
     assert change.remove == (old.lake_path(LOCATION, "me"),)
 
 
@@ -165,3 +169,123 @@ def test_folders_list_a_folder_again_only_when_it_changed(tmp_path: Path) -> Non
     (folder / "e.parquet").write_bytes(b"5")
     os.utime(folder, ns=(recent, recent))
     assert len(folders.parquet_files(folder)) == 5
+
+
+# -- messages: a partition's flushes bundled into one copy ------------------------------------
+
+
+def flush(
+    first: int, last: int, day: str = "2026-11-23", source: str = "a", **kw: int
+) -> LocalFile:
+    """A flush's local messages file (``part-<first>-<last>``, headlined/poll/parquet.py)."""
+    name = f"part-{first:012d}-{last:012d}{kw.pop('part', '') and '-data_' + str(kw['n'])}"
+    relative = f"source={source}/date={day}/{name}.parquet"
+    return LocalFile(
+        table=MESSAGES_TABLE,
+        kind="messages",
+        path=Path("/pq/messages") / relative,
+        relative=relative,
+        size=kw.get("size", 100),
+        mtime_ns=kw.get("mtime_ns", 1),
+        source=source,
+        date=datetime.date.fromisoformat(day),
+    )
+
+
+MESSAGES_AT = "file:///lake/headlined.db/messages"
+
+
+def applied(registered: list[str], plan: TablePlan) -> list[str]:
+    """The registered paths once ``plan`` is committed."""
+    return sorted((set(registered) - set(plan.remove)) | {path for path, _ in plan.add})
+
+
+def test_a_partitions_new_flushes_become_one_copy_and_the_next_ones_another() -> None:
+    first = [flush(1, 5), flush(6, 9), flush(10, 12), flush(1, 5, source="b")]
+    plan = plan_table(first, [], MESSAGES_AT, "me")
+    assert [members for _, members in plan.add] == [
+        (first[0], first[1], first[2]),
+        (first[3],),
+    ]
+    assert len(plan) == 4  # what waits: the local files
+    bundle = next(path for path, members in plan.add if len(members) == 3)
+    assert bundle.startswith(f"{MESSAGES_AT}/data/me/source=a/date=2026-11-23/part-")
+    assert key_of(bundle, site_prefix(MESSAGES_AT, "me")) == (
+        "source=a/date=2026-11-23/part-000000000001-000000000012"
+    )
+    assert plan_table(first, [], MESSAGES_AT, "me") == plan  # the same members, the same names
+    registered = applied([], plan)
+    assert len(plan_table(first, registered, MESSAGES_AT, "me")) == 0
+    later = [*first, flush(13, 20), flush(21, 30)]
+    plan = plan_table(later, registered, MESSAGES_AT, "me")
+    assert plan.remove == ()
+    assert [members for _, members in plan.add] == [(later[4], later[5])]
+    assert len(plan_table(later, applied(registered, plan), MESSAGES_AT, "me")) == 0
+
+
+def test_a_copy_whose_flushes_changed_is_made_again_in_the_same_change() -> None:
+    files = [flush(1, 5), flush(6, 9), flush(10, 12)]
+    registered = applied([], plan_table(files, [], MESSAGES_AT, "me"))
+    for now in ([files[0], files[2]], [files[0], flush(6, 9, size=7), files[2]]):
+        plan = plan_table(now, registered, MESSAGES_AT, "me")
+        (change,) = plan.changes
+        assert change.remove == tuple(registered)
+        assert [members for _, members in change.add] == [tuple(now)]
+    plan = plan_table([], registered, MESSAGES_AT, "me")
+    assert (plan.add, plan.remove) == ((), tuple(registered))
+
+
+def test_flushes_of_one_range_stay_together_and_bundles_never_reach_over_a_kept_copy() -> None:
+    kept = flush(6, 9)
+    registered = [kept.lake_path(MESSAGES_AT, "me")]  # a copy of one flush: its own name
+    split = [flush(10, 12, part=1, n=0), flush(10, 12, part=1, n=1)]
+    files = [flush(1, 5), kept, *split, flush(13, 14)]
+    plan = plan_table(files, registered, MESSAGES_AT, "me")
+    assert plan.remove == ()
+    assert [members for _, members in plan.add] == [(files[0],), (*split, files[4])]
+    # A copy of one of the split files alone (made before bundling) is made again with both.
+    registered = [kept.lake_path(MESSAGES_AT, "me"), split[0].lake_path(MESSAGES_AT, "me")]
+    plan = plan_table([kept, *split], registered, MESSAGES_AT, "me")
+    assert plan.remove == (split[0].lake_path(MESSAGES_AT, "me"),)
+    assert [members for _, members in plan.add] == [tuple(split)]
+
+
+def test_a_bundle_holds_at_most_max_bundle_flushes() -> None:
+    files = [flush(n, n) for n in range(1, MAX_BUNDLE + 3)]
+    plan = plan_table(files, [], MESSAGES_AT, "me")
+    assert [len(members) for _, members in plan.add] == [MAX_BUNDLE, 2]
+    assert len(plan_table(files, applied([], plan), MESSAGES_AT, "me")) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("aaadrc"), st.integers(0, 3)), max_size=40))
+def test_any_history_of_flushes_leaves_each_one_in_exactly_one_copy(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Flushes added (a), dropped (d), rewritten (r) and cycles (c), in any order: after a
+    cycle every local flush is in exactly one registered copy, and nothing is left to do."""
+    local: dict[str, LocalFile] = {}
+    registered: list[str] = []
+    holds: dict[str, tuple[LocalFile, ...]] = {}
+    next_id, stamp = 1, 1
+    for op, which in steps:
+        names = sorted(local)
+        if op == "a":
+            width = which + 1
+            day = "2026-11-23" if which < 3 else "2026-11-24"
+            made = flush(next_id, next_id + width - 1, day=day)
+            local[made.relative] = made
+            next_id += width
+        elif op == "d" and names:
+            del local[names[which % len(names)]]
+        elif op == "r" and names:
+            name = names[which % len(names)]
+            stamp += 1
+            local[name] = dataclasses.replace(local[name], mtime_ns=stamp)
+        else:
+            plan = plan_table(list(local.values()), registered, MESSAGES_AT, "me")
+            holds.update(plan.add)
+            registered = applied(registered, plan)
+            held = [f for path in registered for f in holds[path]]
+            assert sorted(held, key=repr) == sorted(local.values(), key=repr)
+            assert len(plan_table(list(local.values()), registered, MESSAGES_AT, "me")) == 0
