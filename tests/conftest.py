@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon_process import reap
+from tests.support.deb_package import build
 from tests.support.notify_socket import NotifyListener
 from tests.support.postgres_server import PostgresServer, require_postgres, running_postgres
 from tests.support.s3_server import S3Bucket, S3Server, running_s3
@@ -72,3 +74,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def s3_bucket(s3_server: S3Server) -> S3Bucket:
     """A fresh, empty bucket of this test's own on the S3 emulator."""
     return s3_server.create_bucket(f"test-{next(_names)}")
+
+
+@pytest.fixture(scope="session")
+def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:
+    """The .deb from packaging/build-deb, built once for the whole session when a test first
+    asks (about a minute: test_deb and test_systemd_deb share it)."""
+    return functools.cache(lambda: build(tmp_path_factory.mktemp("dist")))

@@ -12,7 +12,6 @@ if this test made them).
 from __future__ import annotations
 
 import argparse
-import functools
 import grp
 import os
 import pwd
@@ -36,7 +35,6 @@ from tests.support.deb_package import (
     STATE,
     VENV,
     apt_get,
-    build,
     exists,
     machine_restored,
     require_installable,
@@ -104,12 +102,6 @@ def test_shipped_config_and_its_examples_are_valid(tmp_path: Path) -> None:
     assert loaded.config.lake is not None
     assert loaded.config.lake.warehouse == "s3://bucket/prefix"
     assert loaded.config.lake.interval == 300
-
-
-@pytest.fixture(scope="module")
-def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:
-    """The .deb, built by packaging/build-deb once for this module when a test first asks."""
-    return functools.cache(lambda: build(tmp_path_factory.mktemp("dist")))
 
 
 def _page_text(page: Path) -> str:

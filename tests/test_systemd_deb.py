@@ -19,7 +19,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
@@ -32,7 +32,6 @@ from tests.support.deb_package import (
     CONFFILE,
     STATE,
     apt_get,
-    build,
     machine_restored,
     require_installable,
 )
@@ -72,16 +71,19 @@ def _write_conffile(feeds: DemoFeedServer, specs: list[FeedSpec]) -> None:
 
 
 @pytest.fixture(scope="module")
-def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
-    """headlined installed, its conffile pointing at demo feeds, systemd booted (~40-60 s of
-    build, a few seconds of boot); all of it undone afterwards."""
+def booted(
+    tmp_path_factory: pytest.TempPathFactory, built_deb: Callable[[], Path]
+) -> Iterator[Booted]:
+    """headlined installed (the session's .deb: about a minute to build if no test built it
+    yet), its conffile pointing at demo feeds, systemd booted (a few seconds); all of it
+    undone afterwards."""
     require_installable("dpkg-deb")
     require_tools()
     require_influxdb()
     workdir = tmp_path_factory.mktemp("systemd")
     with contextlib.ExitStack() as stack:
         stack.enter_context(machine_restored())
-        apt_get("install", "-y", str(build(workdir / "dist")))
+        apt_get("install", "-y", str(built_deb()))
         # A minute of history, so that the first poll already finds a full window.
         t0 = time.time() - 60
         news = FeedSpec("news", rate=5.0, t0=t0)
