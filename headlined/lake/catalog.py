@@ -28,6 +28,7 @@ from pyiceberg.exceptions import (
     ValidationError,
 )
 from pyiceberg.io import (
+    PY_IO_IMPL,
     S3_ACCESS_KEY_ID,
     S3_CONNECT_TIMEOUT,
     S3_ENDPOINT,
@@ -42,6 +43,7 @@ from pyiceberg.table import Table, TableProperties
 from sqlalchemy.engine import make_url
 
 from headlined.config import LakeS3Config
+from headlined.lake import durable_io
 from headlined.lake.layout import TableId, table_name
 
 CATALOG_NAME = "headlined"
@@ -93,6 +95,8 @@ def catalog_properties(url: str, warehouse: str, s3: LakeS3Config | None) -> dic
         "warehouse": warehouse_uri(warehouse),
         # A connection the pool kept across a PostgreSQL restart is tested before use.
         "pool_pre_ping": "true",
+        # pyiceberg's metadata on a local warehouse on disk before the catalog points at it.
+        PY_IO_IMPL: durable_io.IMPLEMENTATION,
         S3_CONNECT_TIMEOUT: str(CONNECT_TIMEOUT),
         S3_REQUEST_TIMEOUT: str(REQUEST_TIMEOUT),
     }

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 import polars as pl
 import pyarrow.fs as pafs
 import pytest
+import sqlalchemy
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table
 
@@ -568,3 +571,48 @@ def test_on_s3_copies_no_snapshot_refers_to_any_more_are_deleted(
     )
     copies = [i.path for i in listed if i.path.endswith(".parquet") and "/data/site-a/" in i.path]
     assert 1 <= len(copies) <= 2
+
+
+def test_on_a_local_warehouse_a_commits_files_are_on_disk_before_the_catalog_points_at_them(
+    site: Site, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyiceberg's own writes (manifests, manifest list, table metadata) are fsynced, file and
+    folder, before the catalog's UPDATE that makes the table point at them: a power cut can
+    lose the commit, never leave the table pointing at a file that is not on disk."""
+    events: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", str(Path(f"/proc/self/fd/{fd}").readlink())))
+        real_fsync(fd)
+
+    def statement(*args: Any) -> None:
+        if args[2].lstrip().upper().startswith("UPDATE ICEBERG_TABLES"):
+            events.append(("update", ""))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sqlalchemy.event.listen(sqlalchemy.Engine, "before_cursor_execute", statement)
+    try:
+        site.poll("alpha", 7)
+        assert publisher.cycle().added == 1
+        site.poll("alpha", 3)
+        assert publisher.cycle().added == 1
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.Engine, "before_cursor_execute", statement)
+    table = catalog(site.settings).load_table(MESSAGES)
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    written = [
+        urlsplit(location).path
+        for location in (
+            table.metadata_location,
+            snapshot.manifest_list,
+            *(m.manifest_path for m in snapshot.manifests(table.io)),
+        )
+    ]
+    commit = max(i for i, (kind, _) in enumerate(events) if kind == "update")
+    synced = [path for kind, path in events[:commit] if kind == "fsync"]
+    for path in written:
+        assert path in synced, f"{path} not fsynced before the commit"
+        folder = str(Path(path).parent)
+        assert folder in synced[synced.index(path) :], f"{folder} not fsynced after {path}"
