@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from headlined.lake.layout import LocalFile, bundle_path, flush_range, key_of, site_prefix
 
 Add = tuple[str, tuple[LocalFile, ...]]  # (lake path, the local files it copies, in order)
+Span = tuple[int, int]  # the first and last record id of a flush
 # Flushes in one bundle at most: a first cycle over years of minutely flushes copies a day's
 # worth at a time, not a single file of unbounded size.
 MAX_BUNDLE = 1000
@@ -97,13 +98,17 @@ def plan_table(
     prefix = site_prefix(location, site)
     mine = {path for path in registered if path.startswith(prefix)}
     singles: list[LocalFile] = []
-    flushes: dict[str, list[LocalFile]] = defaultdict(list)  # partition folder -> its flushes
+    # partition folder -> its flushes with their id ranges (a key is worked out once: years
+    # of minutely flushes are millions of files, planned again every cycle)
+    flushes: dict[str, list[tuple[Span, LocalFile]]] = defaultdict(list)
     for f in local:
-        if f.kind == "messages" and flush_range(f.key) is not None:
-            flushes[f.key.rpartition("/")[0]].append(f)
+        key = f.key if f.kind == "messages" else None
+        span = flush_range(key) if key is not None else None
+        if key is not None and span is not None:
+            flushes[key.rpartition("/")[0]].append((span, f))
         else:
             singles.append(f)
-    copies: dict[str, list[tuple[tuple[int, int], str]]] = defaultdict(list)  # by partition
+    copies: dict[str, list[tuple[Span, str]]] = defaultdict(list)  # by partition
     for path in mine:
         key = key_of(path, prefix)
         span = flush_range(key) if key is not None else None
@@ -125,23 +130,26 @@ def plan_table(
 
 
 def _plan_partition(
-    files: list[LocalFile], ours: list[tuple[tuple[int, int], str]], location: str, site: str
+    flushes: list[tuple[Span, LocalFile]],
+    ours: list[tuple[Span, str]],
+    location: str,
+    site: str,
 ) -> tuple[list[Add], list[str]]:
-    """One partition's flushes and this site's registered copies of them (id range, path):
-    (copies to add, registered copies to drop)."""
-    files = sorted(files, key=lambda f: (_range(f), f.relative))
+    """One partition's flushes (id range, file) and this site's registered copies of them
+    (id range, path): (copies to add, registered copies to drop)."""
+    flushes = sorted(flushes, key=lambda flush: (flush[0], flush[1].relative))
+    starts = [first for (first, _), _ in flushes]
     held: set[str] = set()  # the relative paths of flushes a kept copy holds
     removes: list[str] = []
-    spans = [_range(f) for f in files]
-    starts = [first for first, _ in spans]
     for (first, last), path in sorted(ours):
         members = []
         # Flushes never overlap: those within [first, last] lie side by side in id order.
-        for index in range(bisect.bisect_left(starts, first), len(files)):
-            if starts[index] > last:
+        for index in range(bisect.bisect_left(starts, first), len(flushes)):
+            (start, end), f = flushes[index]
+            if start > last:
                 break
-            if spans[index][1] <= last:
-                members.append(files[index])
+            if end <= last:
+                members.append(f)
         relatives = {f.relative for f in members}
         if members and not relatives & held and bundle_path(location, site, members) == path:
             held |= relatives
@@ -150,21 +158,15 @@ def _plan_partition(
     adds: list[Add] = []
     run: list[LocalFile] = []
     # Flushes DuckDB wrote as several files share one range: they go into one copy together.
-    for _, group in itertools.groupby(files, key=_range):
-        flush = list(group)
-        if any(f.relative in held for f in flush) or len(run) + len(flush) > MAX_BUNDLE:
+    for _, group in itertools.groupby(flushes, key=lambda flush: flush[0]):
+        files = [f for _, f in group]
+        taken = any(f.relative in held for f in files)
+        if taken or len(run) + len(files) > MAX_BUNDLE:
             if run:
                 adds.append((bundle_path(location, site, run), tuple(run)))
             run = []
-        if not any(f.relative in held for f in flush):
-            run += flush
+        if not taken:
+            run += files
     if run:
         adds.append((bundle_path(location, site, run), tuple(run)))
     return adds, removes
-
-
-def _range(f: LocalFile) -> tuple[int, int]:
-    span = flush_range(f.key)
-    if span is None:
-        raise ValueError(f"{f.path}: not a flush of messages")
-    return span
