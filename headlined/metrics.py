@@ -172,7 +172,8 @@ class HeadlinedCollector(Collector):
             )
         yield CounterMetricFamily(
             "headlined_lake_files_added",
-            "Files the lake registered since the daemon started",
+            "Lake files registered since the daemon started (each a copy of one local file "
+            "or of a partition's flushes)",
             value=float(lake.get("added", 0)),
         )
         last = lake.get("last_success")
