@@ -37,6 +37,7 @@ from tests.support.export_fixture import (
     Expected,
     Fixture,
     export,
+    export_config,
     normalise,
     read_dataset,
 )
@@ -161,21 +162,8 @@ def copy_influx(source: Source, dest: Path) -> Path:
 def write_config(
     tmp_path: Path, data_dir: Path, wal_dir: Path, log_level: str = "info", **extra: str
 ) -> Path:
-    config = {
-        "state_dir": str(tmp_path / "state"),
-        "log_level": log_level,
-        "influx": {
-            "data_dir": str(data_dir),
-            "wal_dir": str(wal_dir),
-            "inspect_socket": None,  # the daemon's own reader, as its own user
-            "chunk": "7d",
-            "output_dir": str(tmp_path / "out"),
-            **extra,
-        },
-    }
-    path = tmp_path / "headlined.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return path
+    # The daemon's own reader, as its own user; weekly chunks.
+    return export_config(tmp_path, data_dir, wal_dir, log_level=log_level, chunk="7d", **extra)
 
 
 def chunk_rows(state_dir: Path) -> list[ChunkRow]:

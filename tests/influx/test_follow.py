@@ -16,12 +16,11 @@ from typing import Any
 
 import duckdb
 import pytest
-import yaml
 
 from headlined.influx.chunkplan import GO_ZERO_NS, to_ns
 from headlined.influx.convert import path_segment
 from tests.support.daemon_process import Daemon
-from tests.support.export_fixture import export
+from tests.support.export_fixture import export, export_config
 from tests.support.influxdb_server import (
     InfluxServer,
     quote_ident,
@@ -86,21 +85,7 @@ def influx(tmp_path: Path) -> Iterator[InfluxServer]:
 
 
 def write_config(tmp_path: Path, influx: InfluxServer, **extra: Any) -> Path:
-    config = {
-        "state_dir": str(tmp_path / "state"),
-        "log_level": "info",
-        "influx": {
-            "data_dir": str(influx.data_dir),
-            "wal_dir": str(influx.wal_dir),
-            "inspect_socket": None,
-            "output_dir": str(tmp_path / "out"),
-            **extra,
-        },
-    }
-    tmp_path.mkdir(exist_ok=True)
-    path = tmp_path / "headlined.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return path
+    return export_config(tmp_path, influx.data_dir, influx.wal_dir, **extra)
 
 
 def in_influx(influx: InfluxServer, db: str) -> tuple[Points, dict[str, dict[str, str]]]:

@@ -32,7 +32,7 @@ from headlined.coverage.model import ChunkState
 from headlined.influx import convert
 from headlined.influx.chunkplan import to_ns
 from tests.influx.test_follow import in_influx, in_parquet
-from tests.support.export_fixture import export
+from tests.support.export_fixture import export, export_config
 from tests.support.influxdb_server import InfluxServer, require_binary, running_influxd
 
 HOUR = 3600 * 10**9
@@ -73,20 +73,7 @@ def influx(tmp_path: Path) -> Iterator[InfluxServer]:
 
 
 def _config(tmp_path: Path, influx: InfluxServer) -> Path:
-    config = {
-        "state_dir": str(tmp_path / "state"),
-        "log_level": "info",
-        "influx": {
-            "data_dir": str(influx.data_dir),
-            "wal_dir": str(influx.wal_dir),
-            "inspect_socket": None,
-            "start": _rfc3339(NEW_FROM),
-            "output_dir": str(tmp_path / "out"),
-        },
-    }
-    path = tmp_path / "headlined.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return path
+    return export_config(tmp_path, influx.data_dir, influx.wal_dir, start=_rfc3339(NEW_FROM))
 
 
 def _raw_export(influx: InfluxServer, tmp_path: Path) -> Path:

@@ -17,11 +17,10 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-import yaml
 
 from headlined.influx.verify.compare import day_text
 from tests.support.daemon_process import Daemon
-from tests.support.export_fixture import Fixture, build, export
+from tests.support.export_fixture import Fixture, build, export, export_config
 from tests.support.influxdb_server import (
     InfluxServer,
     edit_config,
@@ -38,23 +37,9 @@ TAGS = ("id", "model")
 
 
 def write_config(root: Path, influx: InfluxServer, **extra: Any) -> Path:
-    config = {
-        "state_dir": str(root / "state"),
-        "log_level": "info",
-        "influx": {
-            "data_dir": str(influx.data_dir),
-            "wal_dir": str(influx.wal_dir),
-            "inspect_socket": None,
-            "chunk": "7d",  # several files per measurement, so one can go missing
-            "output_dir": str(root / "influx"),
-            "url": influx.http_url,
-            **extra,
-        },
-    }
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "headlined.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return path
+    # Several files per measurement (chunk 7d), so that one can go missing.
+    settings = {"chunk": "7d", "url": influx.http_url, **extra}
+    return export_config(root, influx.data_dir, influx.wal_dir, output="influx", **settings)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import yaml
 
 from tests.support.influxdb_server import InfluxServer
 
@@ -235,3 +236,32 @@ def export(config: Path, *extra: str, timeout: float = 300) -> subprocess.Comple
         timeout=timeout,
         check=False,
     )
+
+
+def export_config(
+    root: Path,
+    data_dir: Path,
+    wal_dir: Path,
+    *,
+    output: str = "out",
+    log_level: str = "info",
+    **influx: Any,
+) -> Path:
+    """``root/headlined.yaml``: state under ``root``, exporting ``data_dir``/``wal_dir`` with
+    headlined's own reader (no inspect socket: the test's user reads the files) into
+    ``root/<output>``, plus the ``influx`` settings given."""
+    config = {
+        "state_dir": str(root / "state"),
+        "log_level": log_level,
+        "influx": {
+            "data_dir": str(data_dir),
+            "wal_dir": str(wal_dir),
+            "inspect_socket": None,
+            "output_dir": str(root / output),
+            **influx,
+        },
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "headlined.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
