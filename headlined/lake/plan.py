@@ -88,12 +88,19 @@ class TablePlan:
 
 
 def plan_table(
-    local: Iterable[LocalFile], registered: Iterable[str], location: str, site: str
+    local: Iterable[LocalFile],
+    registered: Iterable[str],
+    location: str,
+    site: str,
+    *,
+    messages: bool = False,
 ) -> TablePlan:
     """The plan that makes this site's part of the table equal to ``local``.
 
     ``registered``: every data file path of the table's current snapshot (any site's).
-    ``location``: the table's location URI, ``site``: this site's name.
+    ``location``: the table's location URI, ``site``: this site's name. ``messages``: the
+    table is ``headlined.messages``, whose flushes are bundled (no other table's files are,
+    whatever their names).
     """
     prefix = site_prefix(location, site)
     mine = {path for path in registered if path.startswith(prefix)}
@@ -102,14 +109,14 @@ def plan_table(
     # of minutely flushes are millions of files, planned again every cycle)
     flushes: dict[str, list[tuple[Span, LocalFile]]] = defaultdict(list)
     for f in local:
-        key = f.key if f.kind == "messages" else None
+        key = f.key if messages and f.kind == "messages" else None
         span = flush_range(key) if key is not None else None
         if key is not None and span is not None:
             flushes[key.rpartition("/")[0]].append((span, f))
         else:
             singles.append(f)
     copies: dict[str, list[tuple[Span, str]]] = defaultdict(list)  # by partition
-    for path in mine:
+    for path in mine if messages else ():
         key = key_of(path, prefix)
         span = flush_range(key) if key is not None else None
         if key is not None and span is not None:

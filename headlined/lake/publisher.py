@@ -325,7 +325,13 @@ class Publisher:
     ) -> Table:
         """Commit the plan's batches; the table as the last commit left it."""
         registered = self._registered(table, table_id)
-        plan = plan_table(files, registered, table.location(), self._settings.site)
+        plan = plan_table(
+            files,
+            registered,
+            table.location(),
+            self._settings.site,
+            messages=table_id == layout.MESSAGES_TABLE,
+        )
         tally.snapshot = _snapshot_id(table)
         tally.waiting = len(plan)
         for batch in plan.batches(BATCH_FILES):

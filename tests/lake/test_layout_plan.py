@@ -202,7 +202,7 @@ def applied(registered: list[str], plan: TablePlan) -> list[str]:
 
 def test_a_partitions_new_flushes_become_one_copy_and_the_next_ones_another() -> None:
     first = [flush(1, 5), flush(6, 9), flush(10, 12), flush(1, 5, source="b")]
-    plan = plan_table(first, [], MESSAGES_AT, "me")
+    plan = plan_table(first, [], MESSAGES_AT, "me", messages=True)
     assert [members for _, members in plan.add] == [
         (first[0], first[1], first[2]),
         (first[3],),
@@ -213,25 +213,27 @@ def test_a_partitions_new_flushes_become_one_copy_and_the_next_ones_another() ->
     assert key_of(bundle, site_prefix(MESSAGES_AT, "me")) == (
         "source=a/date=2026-11-23/part-000000000001-000000000012"
     )
-    assert plan_table(first, [], MESSAGES_AT, "me") == plan  # the same members, the same names
+    assert (
+        plan_table(first, [], MESSAGES_AT, "me", messages=True) == plan
+    )  # the same members, the same names
     registered = applied([], plan)
-    assert len(plan_table(first, registered, MESSAGES_AT, "me")) == 0
+    assert len(plan_table(first, registered, MESSAGES_AT, "me", messages=True)) == 0
     later = [*first, flush(13, 20), flush(21, 30)]
-    plan = plan_table(later, registered, MESSAGES_AT, "me")
+    plan = plan_table(later, registered, MESSAGES_AT, "me", messages=True)
     assert plan.remove == ()
     assert [members for _, members in plan.add] == [(later[4], later[5])]
-    assert len(plan_table(later, applied(registered, plan), MESSAGES_AT, "me")) == 0
+    assert len(plan_table(later, applied(registered, plan), MESSAGES_AT, "me", messages=True)) == 0
 
 
 def test_a_copy_whose_flushes_changed_is_made_again_in_the_same_change() -> None:
     files = [flush(1, 5), flush(6, 9), flush(10, 12)]
-    registered = applied([], plan_table(files, [], MESSAGES_AT, "me"))
+    registered = applied([], plan_table(files, [], MESSAGES_AT, "me", messages=True))
     for now in ([files[0], files[2]], [files[0], flush(6, 9, size=7), files[2]]):
-        plan = plan_table(now, registered, MESSAGES_AT, "me")
+        plan = plan_table(now, registered, MESSAGES_AT, "me", messages=True)
         (change,) = plan.changes
         assert change.remove == tuple(registered)
         assert [members for _, members in change.add] == [tuple(now)]
-    plan = plan_table([], registered, MESSAGES_AT, "me")
+    plan = plan_table([], registered, MESSAGES_AT, "me", messages=True)
     assert (plan.add, plan.remove) == ((), tuple(registered))
 
 
@@ -240,21 +242,21 @@ def test_flushes_of_one_range_stay_together_and_bundles_never_reach_over_a_kept_
     registered = [kept.lake_path(MESSAGES_AT, "me")]  # a copy of one flush: its own name
     split = [flush(10, 12, part=1, n=0), flush(10, 12, part=1, n=1)]
     files = [flush(1, 5), kept, *split, flush(13, 14)]
-    plan = plan_table(files, registered, MESSAGES_AT, "me")
+    plan = plan_table(files, registered, MESSAGES_AT, "me", messages=True)
     assert plan.remove == ()
     assert [members for _, members in plan.add] == [(files[0],), (*split, files[4])]
     # A copy of one of the split files alone (made before bundling) is made again with both.
     registered = [kept.lake_path(MESSAGES_AT, "me"), split[0].lake_path(MESSAGES_AT, "me")]
-    plan = plan_table([kept, *split], registered, MESSAGES_AT, "me")
+    plan = plan_table([kept, *split], registered, MESSAGES_AT, "me", messages=True)
     assert plan.remove == (split[0].lake_path(MESSAGES_AT, "me"),)
     assert [members for _, members in plan.add] == [tuple(split)]
 
 
 def test_a_bundle_holds_at_most_max_bundle_flushes() -> None:
     files = [flush(n, n) for n in range(1, MAX_BUNDLE + 3)]
-    plan = plan_table(files, [], MESSAGES_AT, "me")
+    plan = plan_table(files, [], MESSAGES_AT, "me", messages=True)
     assert [len(members) for _, members in plan.add] == [MAX_BUNDLE, 2]
-    assert len(plan_table(files, applied([], plan), MESSAGES_AT, "me")) == 0
+    assert len(plan_table(files, applied([], plan), MESSAGES_AT, "me", messages=True)) == 0
 
 
 @settings(max_examples=200, deadline=None)
@@ -283,9 +285,21 @@ def test_any_history_of_flushes_leaves_each_one_in_exactly_one_copy(
             stamp += 1
             local[name] = dataclasses.replace(local[name], mtime_ns=stamp)
         else:
-            plan = plan_table(list(local.values()), registered, MESSAGES_AT, "me")
+            plan = plan_table(list(local.values()), registered, MESSAGES_AT, "me", messages=True)
             holds.update(plan.add)
             registered = applied(registered, plan)
             held = [f for path in registered for f in holds[path]]
             assert sorted(held, key=repr) == sorted(local.values(), key=repr)
-            assert len(plan_table(list(local.values()), registered, MESSAGES_AT, "me")) == 0
+            assert (
+                len(plan_table(list(local.values()), registered, MESSAGES_AT, "me", messages=True))
+                == 0
+            )
+
+
+def test_only_the_messages_table_bundles_whatever_the_names() -> None:
+    """A measurement file named like a flush is planned as a file of its own."""
+    files = [local("autogen/part-000000000001-000000000005.parquet"), local("autogen/1_2.parquet")]
+    plan = plan_table(files, [], LOCATION, "me")
+    assert [members for _, members in plan.add] == [(files[1],), (files[0],)]
+    registered = applied([], plan)
+    assert len(plan_table(files, registered, LOCATION, "me")) == 0
