@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
-from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.exceptions import (
     NamespaceAlreadyExistsError,
     NoSuchTableError,
@@ -40,7 +40,9 @@ from pyiceberg.io import (
 )
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible
 from pyiceberg.table import Table, TableProperties
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from headlined.config import LakeS3Config
 from headlined.lake import durable_io
@@ -146,6 +148,19 @@ def open_catalog(url: str, warehouse: str, s3: LakeS3Config | None) -> SqlCatalo
                 f"{type(why).__name__}: {_without(str(why), properties)}"
             ) from None
     raise AssertionError("unreachable")
+
+
+def metadata_locations(catalog: SqlCatalog) -> dict[TableId, str | None]:
+    """Where each table of the catalog has its current metadata, in one query: a table whose
+    pointer did not move since it was last read holds what it held then (loading it instead
+    reads and parses its whole metadata file). A namespace is a database's name as it is,
+    dots and all."""
+    query = select(
+        IcebergTables.table_namespace, IcebergTables.table_name, IcebergTables.metadata_location
+    ).where(IcebergTables.catalog_name == catalog.name)
+    with Session(catalog.engine) as session:
+        rows = session.execute(query).all()
+    return {(str(namespace), str(name)): location for namespace, name, location in rows}
 
 
 def _without(text: str, properties: Mapping[str, str]) -> str:

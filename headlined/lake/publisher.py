@@ -173,6 +173,8 @@ class Publisher:
         self._folders = layout.Folders()
         # (table, schema id, Arrow schema of a lake copy) known to fit without a change.
         self._fitting: set[tuple[str, int, str]] = set()
+        # Tables that had nothing to do: (metadata location, local files, snapshot id) then.
+        self._idle: dict[TableId, tuple[str, tuple[tuple[str, int, int], ...], int | None]] = {}
 
     @property
     def settings(self) -> LakeSettings:
@@ -206,9 +208,10 @@ class Publisher:
         catalog = self._open()
         local, errors = self._local_files()
         try:
-            tables = set(local) | self._known_tables(catalog)
+            pointers = lake_catalog.metadata_locations(catalog)
         except sqlalchemy.exc.SQLAlchemyError as why:
             raise self._outage(why) from None
+        tables = set(local) | self._known_tables(pointers)
         result = CycleResult(0, 0, 0, {}, errors)
         self._clean_work_dir()
         stopped = False
@@ -217,11 +220,21 @@ class Publisher:
                 stopped = True
                 result = _add(result, table, _Tally(waiting=len(local.get(table, []))))
                 continue
+            files = local.get(table, [])
+            signature = tuple((f.relative, f.size, f.mtime_ns) for f in files)
+            idle = self._idle.pop(table, None)
+            if idle is not None and idle[:2] == (pointers.get(table), signature):
+                # Its local files and its snapshot are as they were when it last had nothing
+                # to do: it still has nothing to do (and is not loaded).
+                self._idle[table] = idle
+                result = _add(result, table, _Tally(snapshot=idle[2]))
+                continue
             tally = _Tally()
             try:
-                self._publish_table(
-                    catalog, table, local.get(table, []), tally, stop=stop, beat=beat
-                )
+                current = self._publish_table(catalog, table, files, tally, stop=stop, beat=beat)
+                done = not (tally.added or tally.removed or tally.waiting or tally.errors)
+                if current is not None and done:
+                    self._idle[table] = (current.metadata_location, signature, tally.snapshot)
             except _StoppedError:
                 stopped = True
             except (sqlalchemy.exc.SQLAlchemyError, OSError) as why:
@@ -249,7 +262,9 @@ class Publisher:
         *,
         stop: Callable[[], bool],
         beat: Callable[[], None],
-    ) -> None:
+    ) -> Table | None:
+        """Make the table mirror ``files``; the table as this left it (None: no such table
+        and nothing to put in it)."""
         prepared: dict[str, DataFile] = {}  # lake path -> its DataFile, kept across retries
         current: Table | None = None
         for attempt in Retrying(
@@ -262,7 +277,7 @@ class Publisher:
                 tally.waiting = 0
                 table = self._table(catalog, table_id, files)
                 if table is None:
-                    return
+                    return None
                 current = self._publish_plan(
                     table, table_id, files, tally, stop=stop, beat=beat, prepared=prepared
                 )
@@ -272,6 +287,7 @@ class Publisher:
         # fail, which only means next time.
         if current is not None and (tally.added or tally.removed):
             self._expire(current)
+        return current
 
     def _expire(self, table: Table) -> None:
         """Forget the table's snapshots older than ``keep_snapshots`` (never the current one):
@@ -568,15 +584,14 @@ class Publisher:
             grouped[local.table].append(local)
         return dict(grouped), errors
 
-    def _known_tables(self, catalog: SqlCatalog) -> set[TableId]:
-        """The catalog's tables that this site may hold files in and mirrors this cycle."""
+    def _known_tables(self, pointers: dict[TableId, str | None]) -> set[TableId]:
+        """The catalog's tables (``pointers``) that this site may hold files in and mirrors
+        this cycle."""
         known: set[TableId] = set()
-        for namespace in catalog.list_namespaces():
-            for ident in catalog.list_tables(namespace):
-                table_id = (str(ident[-2]), str(ident[-1]))
-                messages = table_id == layout.MESSAGES_TABLE
-                if ("messages" if messages else "influx.output_dir") in self._mirrored:
-                    known.add(table_id)
+        for table_id in pointers:
+            messages = table_id == layout.MESSAGES_TABLE
+            if ("messages" if messages else "influx.output_dir") in self._mirrored:
+                known.add(table_id)
         return known
 
     def _clean_work_dir(self) -> None:

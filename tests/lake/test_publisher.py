@@ -616,3 +616,56 @@ def test_on_a_local_warehouse_a_commits_files_are_on_disk_before_the_catalog_poi
         assert path in synced, f"{path} not fsynced before the commit"
         folder = str(Path(path).parent)
         assert folder in synced[synced.index(path) :], f"{folder} not fsynced after {path}"
+
+
+def test_a_table_with_nothing_new_is_not_loaded_until_its_files_or_snapshot_change(
+    tmp_path: Path, lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle reads each table's metadata pointer in one query; a table whose local files
+    and pointer are as they were when it last had nothing to do is not loaded (a lake of
+    hundreds of measurements would otherwise parse every table's metadata every cycle)."""
+    a = Site(tmp_path / "a", "site-a", lake)
+    b = Site(tmp_path / "b", "site-b", lake)
+    a.poll("alpha", 3)
+    for n in range(3):
+        a.export(f"{n}00_{n + 1}00", [f"m{n},host=h v=1.5,n=1i {T0 + n}"])
+    pub_a, pub_b = Publisher(a.settings), Publisher(b.settings)
+    loaded: list[str] = []
+    real_load = SqlCatalog.load_table
+
+    def counted(self: SqlCatalog, identifier: Any) -> Table:
+        loaded.append(".".join(identifier))
+        return real_load(self, identifier)
+
+    monkeypatch.setattr(SqlCatalog, "load_table", counted)
+    first = pub_a.cycle()
+    assert (first.added, first.errors) == (4, {})
+    pub_a.cycle()  # loads each table once more: now it knows they have nothing to do
+    loaded.clear()
+    idle = pub_a.cycle()
+    assert loaded == []
+    assert (idle.added, idle.waiting, idle.errors) == (0, 0, {})
+    assert idle.snapshots == first.snapshots
+
+    a.export("000_100", ["m0,host=h v=2.5,n=2i 5"])  # re-exported: a file replaced
+    b.export("500_600", [f"m2,host=h v=9.5,n=9i {T0 + 9}"])
+    assert pub_b.cycle().added == 1  # another site commits to db.m2
+    loaded.clear()
+    result = pub_a.cycle()
+    assert sorted(set(loaded)) == ["db.m0", "db.m2"]  # (a commit loads the table again too)
+    assert (result.added, result.removed, result.errors) == (1, 1, {})
+    rows = lake_rows(catalog(a.settings).load_table(("db", "m0")))
+    assert rows == [(5, 2.5)]
+    loaded.clear()
+    pub_a.cycle()
+    assert sorted(loaded) == ["db.m0"]  # it committed: it learns it is done by loading once
+    loaded.clear()
+    pub_a.cycle()
+    assert loaded == []
+    pub_a.close()
+    pub_b.close()
+
+
+def lake_rows(table: Table) -> list[tuple[Any, ...]]:
+    got = table.scan().to_arrow().to_pylist()
+    return sorted((r["time_ns"], r["v"]) for r in got)
