@@ -64,8 +64,12 @@ class LocalFile:
     @property
     def fingerprint(self) -> str:
         """A short digest of (relative path, size, mtime_ns): new content, new lake name."""
-        text = f"{self.relative}\0{self.size}\0{self.mtime_ns}"
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_CHARS]
+        return _digest(self.identity)
+
+    @property
+    def identity(self) -> str:
+        """(relative path, size, mtime_ns) as text: what a lake name digests."""
+        return f"{self.relative}\0{self.size}\0{self.mtime_ns}"
 
     def lake_path(self, table_location: str, site: str) -> str:
         """This file's lake name under ``table_location`` (a URI, no trailing "/")."""
@@ -97,10 +101,13 @@ def bundle_path(table_location: str, site: str, members: Sequence[LocalFile]) ->
     if first is None or last is None:
         raise ValueError(f"{head.path}, {tail.path}: not flushes of messages to bundle")
     folder = head.key.rpartition("/")[0]
-    text = "\n".join(f"{m.relative}\0{m.size}\0{m.mtime_ns}" for m in members)
-    fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    name = f"part-{first['first']}-{last['last']}-{fingerprint[:FINGERPRINT_CHARS]}{SUFFIX}"
+    fingerprint = _digest("\n".join(m.identity for m in members))
+    name = f"part-{first['first']}-{last['last']}-{fingerprint}{SUFFIX}"
     return f"{site_prefix(table_location, site)}{folder}/{name}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_CHARS]
 
 
 def site_prefix(table_location: str, site: str) -> str:

@@ -174,7 +174,7 @@ class Publisher:
         # (table, schema id, Arrow schema of a lake copy) known to fit without a change.
         self._fitting: set[tuple[str, int, str]] = set()
         # Tables that had nothing to do: (metadata location, local files, snapshot id) then.
-        self._idle: dict[TableId, tuple[str, tuple[tuple[str, int, int], ...], int | None]] = {}
+        self._idle: dict[TableId, tuple[str, tuple[LocalFile, ...], int | None]] = {}
 
     @property
     def settings(self) -> LakeSettings:
@@ -221,14 +221,14 @@ class Publisher:
                 result = _add(result, table, _Tally(waiting=len(local.get(table, []))))
                 continue
             files = local.get(table, [])
-            signature = tuple((f.relative, f.size, f.mtime_ns) for f in files)
-            idle = self._idle.pop(table, None)
+            signature = tuple(files)
+            idle = self._idle.get(table)
             if idle is not None and idle[:2] == (pointers.get(table), signature):
                 # Its local files and its snapshot are as they were when it last had nothing
                 # to do: it still has nothing to do (and is not loaded).
-                self._idle[table] = idle
                 result = _add(result, table, _Tally(snapshot=idle[2]))
                 continue
+            self._idle.pop(table, None)
             tally = _Tally()
             try:
                 current = self._publish_table(catalog, table, files, tally, stop=stop, beat=beat)

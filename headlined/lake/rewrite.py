@@ -80,7 +80,7 @@ def rewrite_measurement(
         f"{sql.literal(retention_policy)}::VARCHAR AS retention_policy",
         *(_lake_column(name, type_) for name, type_ in columns.items() if name != "time"),
     ]
-    return _copy(conn, local, lake, select)
+    return _copy(conn, [local], lake, select)
 
 
 def rewrite_messages(
@@ -109,26 +109,25 @@ def _lake_column(name: str, type_: str) -> str:
     return f"{column}::{lake_type} AS {column}" if lake_type else column
 
 
-def _read(local: Path | Sequence[Path]) -> str:
+def _read(local: Sequence[Path]) -> str:
     # hive_partitioning off: a messages file's source=/date= folders are not to become
     # columns behind our back (they are written explicitly). Several files are read in the
     # order given, matched by column name.
-    if isinstance(local, Path):
-        return f"read_parquet({sql.literal(str(local))}, hive_partitioning = false)"
     files = ", ".join(sql.literal(str(path)) for path in local)
-    return f"read_parquet([{files}], hive_partitioning = false, union_by_name = true)"
+    by_name = ", union_by_name = true" if len(local) > 1 else ""
+    return f"read_parquet([{files}], hive_partitioning = false{by_name})"
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, local: Path) -> dict[str, str]:
     try:
-        rows = conn.execute(f"DESCRIBE SELECT * FROM {_read(local)}").fetchall()
+        rows = conn.execute(f"DESCRIBE SELECT * FROM {_read([local])}").fetchall()
     except duckdb.Error as why:
         raise RewriteError(f"{local}: cannot be read as Parquet: {why}") from why
     return {str(row[0]): str(row[1]) for row in rows}
 
 
 def _copy(
-    conn: duckdb.DuckDBPyConnection, local: Path | Sequence[Path], lake: Path, select: list[str]
+    conn: duckdb.DuckDBPyConnection, local: Sequence[Path], lake: Path, select: list[str]
 ) -> int:
     query = f"SELECT {', '.join(select)} FROM {_read(local)}"
     try:
@@ -140,7 +139,5 @@ def _copy(
     return int(row[0]) if row else 0
 
 
-def _named(local: Path | Sequence[Path]) -> str:
-    if isinstance(local, Path):
-        return str(local)
+def _named(local: Sequence[Path]) -> str:
     return str(local[0]) if len(local) == 1 else f"{local[0]} (and {len(local) - 1} more)"
