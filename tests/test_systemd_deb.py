@@ -11,10 +11,13 @@ the package is purged, and the container powered off, however the tests end.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import grp
 import json
+import os
 import pwd
 import re
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +30,8 @@ import pytest
 
 from headlined.demo.server import DemoFeedServer
 from headlined.demo.spec import FeedSpec, Shape
+from headlined.poll.parquet import flush_messages
+from headlined.store import open_database
 from tests.support.daemon_process import write_config
 from tests.support.deb_package import (
     CONFFILE,
@@ -179,6 +184,7 @@ def test_headlined_service_polls_reloads_feeds_watchdog_and_stops_clean(booted: 
     assert grp.getgrgid(info.st_gid).gr_name == "headlined"
     assert stat.S_IMODE(info.st_mode) == 0o640
 
+    closed_day = _plant_closed_day(booted.news.name)
     c.systemctl("start", UNIT)
     props = ("ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "WatchdogUSec")
     started = c.show(UNIT, *props, "WatchdogTimestampMonotonic")
@@ -221,10 +227,58 @@ def test_headlined_service_polls_reloads_feeds_watchdog_and_stops_clean(booted: 
     alive = c.show(UNIT, *props)
     assert (alive["NRestarts"], alive["MainPID"]) == ("0", started["MainPID"]), alive
 
+    # A closed day's flushes merged after a flush, under the unit's seccomp filter and user.
+    _wait_for(c, lambda: bool(_events(c, "messages_compacted")), 90, "no closed day merged")
+    assert [p.name for p in closed_day.iterdir()] == ["part-000000000001-000000000030.parquet"]
+    assert _keys(closed_day) == [f"[{n}]" for n in range(30)]
+
     c.systemctl("stop", UNIT)
     stopped = c.show(UNIT, "ActiveState", "Result", "ExecMainStatus")
     assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
     assert c.journal(UNIT, priority="err") == ""
+
+
+def _plant_closed_day(source: str) -> Path:
+    """Three flushes of ``source`` into a long-closed day, as an earlier run of the daemon
+    left them (files and folders the service user's, under the unit's UMask); the folder."""
+    work = STATE.parent / "headlined-test-flushes"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    conn = open_database(work / "h.duckdb")
+    when = datetime.datetime(2020, 1, 1, 12, tzinfo=datetime.UTC)
+    for first in range(0, 30, 10):
+        conn.execute(
+            "INSERT INTO messages (source, record_key, record_time, payload, first_seen) "
+            "SELECT $1, '[' || n || ']', $2, json_object('n', n), $2 FROM range($3, $4) t(n)",
+            [source, when, first, first + 10],
+        )
+        flush_messages(conn, work)
+    conn.close()
+    user = pwd.getpwnam("headlined")
+    for path in [STATE, STATE / "parquet", STATE / "parquet" / "messages"]:
+        path.mkdir(mode=0o750, exist_ok=True)
+        os.chown(path, user.pw_uid, user.pw_gid)
+    shutil.copytree(
+        work / "messages" / f"source={source}", STATE / "parquet" / "messages" / f"source={source}"
+    )
+    shutil.rmtree(work)
+    for path in (STATE / "parquet").rglob("*"):
+        os.chown(path, user.pw_uid, user.pw_gid)
+        path.chmod(0o750 if path.is_dir() else 0o640)
+    folder = STATE / "parquet" / "messages" / f"source={source}" / "date=2020-01-01"
+    assert len(list(folder.iterdir())) == 3
+    return folder
+
+
+def _keys(folder: Path) -> list[str]:
+    conn = duckdb.connect()
+    try:
+        rows = conn.execute(
+            f"SELECT record_key FROM read_parquet('{folder}/*.parquet') ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [str(row[0]) for row in rows]
 
 
 def _points(db_index: int, start: int, count: int) -> list[str]:
@@ -326,6 +380,7 @@ def test_installed_service_exports_debian_influxdb_while_polling(
         "MainPID": pid,
         "NRestarts": "0",
     }
+
     c.systemctl("stop", UNIT)
     stopped = c.show(UNIT, "ActiveState", "Result", "ExecMainStatus")
     assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}

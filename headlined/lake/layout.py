@@ -157,27 +157,29 @@ class Folders:
     mtime, so an unchanged mtime means an unchanged listing: a cycle then stats one folder
     per partition instead of every file of years of flushes. A folder changed within
     ``RECENT_NS`` of now is listed every time, since a change in the same clock tick as our
-    listing would leave its mtime as it was.
+    listing would leave its mtime as it was. A folder swapped for another (a closed day's
+    flushes merged: headlined/poll/compact.py) is a new inode, listed afresh.
     """
 
     RECENT_NS = 2 * 10**9
 
     def __init__(self) -> None:
-        self._listings: dict[Path, tuple[int, list[tuple[Path, os.stat_result]]]] = {}
+        self._listings: dict[Path, tuple[tuple[int, int], list[tuple[Path, os.stat_result]]]] = {}
 
     def parquet_files(self, directory: Path) -> list[tuple[Path, os.stat_result]]:
         """The visible .parquet files of ``directory`` with their stat, by name."""
         try:
-            mtime_ns = directory.stat().st_mtime_ns
+            info = directory.stat()
         except (FileNotFoundError, NotADirectoryError):
             self._listings.pop(directory, None)
             return []
+        seen = (info.st_ino, info.st_mtime_ns)
         kept = self._listings.get(directory)
-        if kept is not None and kept[0] == mtime_ns:
+        if kept is not None and kept[0] == seen:
             return kept[1]
         listing = list(_parquet_files(directory))
-        if time.time_ns() - mtime_ns > self.RECENT_NS:
-            self._listings[directory] = (mtime_ns, listing)
+        if time.time_ns() - info.st_mtime_ns > self.RECENT_NS:
+            self._listings[directory] = (seen, listing)
         else:
             self._listings.pop(directory, None)
         return listing

@@ -467,16 +467,22 @@ class Publisher:
         before = [_identity(local.path) for local in members]
         conn = self._duckdb()
         local = members[0]
-        if local.source is not None and local.date is not None:
-            paths = [member.path for member in members]
-            rewrite.rewrite_messages(conn, paths, written, local.source, local.date)
-        elif local.retention_policy is not None:
-            rewrite.rewrite_measurement(conn, local.path, written, local.retention_policy)
+        try:
+            if local.source is not None and local.date is not None:
+                paths = [member.path for member in members]
+                rewrite.rewrite_messages(conn, paths, written, local.source, local.date)
+            elif local.retention_policy is not None:
+                rewrite.rewrite_measurement(conn, local.path, written, local.retention_policy)
+        except rewrite.RewriteError:
+            # Gone while it was read (a closed day's flushes merged): not an error, the next
+            # cycle sees the merged file.
+            if _changed(members, before):
+                raise _ChangedError from None
+            raise
         # Replaced while it was read (a re-export): the copy may hold the new content under
         # the old file's name; the next cycle sees the new file.
-        for member, seen in zip(members, before, strict=True):
-            if _identity(member.path) != seen or seen != (member.size, member.mtime_ns):
-                raise _ChangedError
+        if _changed(members, before):
+            raise _ChangedError
 
     def _lake_schema(self, files: list[LocalFile]) -> pa.Schema:
         """The Arrow schema of the first lake copy that can be made of ``files`` (written to
@@ -622,6 +628,14 @@ def _add(result: CycleResult, table: TableId, tally: _Tally) -> CycleResult:
 def _snapshot_id(table: Table) -> int | None:
     snapshot = table.current_snapshot()
     return snapshot.snapshot_id if snapshot is not None else None
+
+
+def _changed(members: tuple[LocalFile, ...], before: list[tuple[int, int] | None]) -> bool:
+    """Whether a member is not, or no longer, the file the plan saw."""
+    return any(
+        _identity(member.path) != seen or seen != (member.size, member.mtime_ns)
+        for member, seen in zip(members, before, strict=True)
+    )
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

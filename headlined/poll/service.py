@@ -6,14 +6,17 @@ A service of the daemon (start, reconfigure, shutdown). See docs/poller.md.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 
 from headlined import config, logs
 from headlined.control import Handler
 from headlined.poll import fetch, journal
+from headlined.poll.compact import Compactor
 from headlined.poll.parquet import flush_messages
 from headlined.poll.poller import SourcePoller
 from headlined.poll.rejects import RejectSampler
@@ -25,6 +28,9 @@ from headlined.supervisor import Heartbeat, Supervisor
 log = logs.get("pollservice")
 
 FLUSH_DEADLINE_S = 600.0
+# Merging closed days after a flush stops starting new partitions after this long (one
+# partition, a day of a busy feed, takes seconds); the rest waits for the next flush.
+COMPACT_BUDGET_S = 10.0
 
 
 class PollService:
@@ -39,6 +45,7 @@ class PollService:
         self._supervisor: Supervisor | None = None
         self.pollers: dict[str, SourcePoller] = {}
         self._flush_lock = asyncio.Lock()
+        self._compactor: Compactor | None = None
 
     async def start(self, supervisor: Supervisor) -> None:
         """Restore every source from the database and start polling."""
@@ -97,15 +104,35 @@ class PollService:
         """Bring DuckDB up to date with every committed poll (before reading it)."""
         await self._writer.sync()
 
-    async def flush(self) -> int:
-        """Copy new messages to Parquet now."""
+    async def flush(self, compact: bool = False) -> int:
+        """Copy new messages to Parquet now; with ``compact``, then merge closed days."""
         await self._writer.sync()
         async with self._flush_lock:
             parquet_dir = self._config.parquet_path
             rows = await self._store.call(lambda conn: flush_messages(conn, parquet_dir))
-        if rows:
-            log.info("parquet_flushed", rows=rows, dir=str(parquet_dir / "messages"))
+            if rows:
+                log.info("parquet_flushed", rows=rows, dir=str(parquet_dir / "messages"))
+            if compact:
+                # Still under the lock, right after a whole flush: none pending, none running.
+                await self._compact(parquet_dir / "messages")
         return rows
+
+    async def _compact(self, root: Path) -> None:
+        if self._compactor is None or self._compactor.root != root:
+            self._compactor = Compactor(root)
+        compactor = self._compactor
+        stopping = threading.Event()
+        done = asyncio.ensure_future(
+            asyncio.to_thread(compactor.run, COMPACT_BUDGET_S, stopping.is_set)
+        )
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The thread stops before its next swap; the flush lock is held until it has,
+            # so that no flush writes into a folder being swapped away.
+            stopping.set()
+            await asyncio.wait({done})
+            raise
 
     async def _flush_loop(self, heartbeat: Heartbeat) -> None:
         said: str | None = None
@@ -114,7 +141,7 @@ class PollService:
             await asyncio.sleep(self._config.flush_interval)
             heartbeat.beat(within=FLUSH_DEADLINE_S)
             try:
-                await self.flush()
+                await self.flush(compact=True)
             except (OSError, duckdb.Error) as exc:
                 # The records are safe in DuckDB and the copy resumes where it stopped: say
                 # why once (a folder made unwritable, a full disk), not a traceback a minute.

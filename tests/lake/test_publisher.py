@@ -25,6 +25,7 @@ from pyiceberg.table import Table
 from headlined.config import Config, InfluxConfig, LakeConfig, LakeS3Config, SourceConfig
 from headlined.influx.convert import convert
 from headlined.lake import publisher as publisher_module
+from headlined.lake import rewrite
 from headlined.lake.publisher import (
     SITE_PROPERTY,
     LakeError,
@@ -32,6 +33,7 @@ from headlined.lake.publisher import (
     Publisher,
     settings_from_config,
 )
+from headlined.poll.compact import CLOSED_AFTER_DAYS, Compactor
 from headlined.poll.parquet import flush_messages
 from headlined.store import open_database
 from tests.support.s3_server import S3Bucket
@@ -265,6 +267,60 @@ def test_a_reexported_chunk_replaces_its_rows_in_one_snapshot(
     result = publisher.cycle()
     assert (result.added, result.removed) == (0, 1)
     assert lake_cpu(catalog(site.settings).load_table(CPU)) == site.local_cpu()
+
+
+def test_a_merged_day_replaces_its_copies_in_one_snapshot(site: Site, publisher: Publisher) -> None:
+    """headlined/poll/compact.py merges a closed day's flushes: the lake drops that day's
+    copies and registers the merged file in the same snapshot (never both, never neither),
+    and a reader of the older snapshot still gets the old copies."""
+    for _ in range(3):
+        site.poll("a", 4)
+        site.poll("b", 3)
+    publisher.cycle()
+    site.poll("a", 2)  # a flush after the first cycle: a second copy of the partition
+    publisher.cycle()
+    table = catalog(site.settings).load_table(MESSAGES)
+    old_snapshot = table.current_snapshot().snapshot_id  # type: ignore[union-attr]
+    before = lake_messages(table)
+    assert len(_data_files(table)) == 3  # a: two copies, b: one
+
+    later = NOW + datetime.timedelta(days=CLOSED_AFTER_DAYS)
+    merged = Compactor(site.root / "pq" / "messages", clock=lambda: later)
+    assert len(merged.run(budget_s=60)) == 2
+    result = publisher.cycle()
+    assert (result.added, result.removed, result.errors) == (2, 3, {})
+    table = catalog(site.settings).load_table(MESSAGES)
+    assert lake_messages(table) == before == site.local_messages()
+    assert len(_data_files(table)) == 2
+    assert table.current_snapshot().parent_snapshot_id == old_snapshot  # type: ignore[union-attr]
+    assert lake_messages(table, old_snapshot) == before
+    assert publisher.cycle().added == 0  # the merged files are planned as kept
+
+
+def test_a_day_merged_while_a_cycle_copies_it_is_no_error_and_taken_next_cycle(
+    site: Site, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.poll("a", 4)
+    publisher.cycle()
+    site.poll("a", 4)
+    site.poll("a", 4)
+    later = NOW + datetime.timedelta(days=CLOSED_AFTER_DAYS)
+    compactor = Compactor(site.root / "pq" / "messages", clock=lambda: later)
+    copy = rewrite.rewrite_messages
+
+    def merged_first(*args: Any) -> int:
+        assert len(compactor.run(budget_s=60)) == 1  # the folder is swapped under the copy
+        return copy(*args)
+
+    monkeypatch.setattr(rewrite, "rewrite_messages", merged_first)
+    result = publisher.cycle()
+    assert (result.added, result.removed, result.errors) == (0, 0, {})
+    monkeypatch.setattr(rewrite, "rewrite_messages", copy)
+    result = publisher.cycle()
+    assert (result.added, result.removed, result.errors) == (1, 1, {})
+    table = catalog(site.settings).load_table(MESSAGES)
+    assert lake_messages(table) == site.local_messages()
+    assert len(site.local_messages()) == 12
 
 
 class Crash(BaseException):
