@@ -19,6 +19,7 @@ import pwd
 import re
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ def test_headlined_service_polls_reloads_feeds_watchdog_and_stops_clean(booted: 
     assert grp.getgrgid(info.st_gid).gr_name == "headlined"
     assert stat.S_IMODE(info.st_mode) == 0o640
 
-    closed_day = _plant_closed_day(booted.news.name)
+    closed_day = _plant_closed_day(c, booted.news.name)
     c.systemctl("start", UNIT)
     props = ("ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "WatchdogUSec")
     started = c.show(UNIT, *props, "WatchdogTimestampMonotonic")
@@ -238,12 +239,11 @@ def test_headlined_service_polls_reloads_feeds_watchdog_and_stops_clean(booted: 
     assert c.journal(UNIT, priority="err") == ""
 
 
-def _plant_closed_day(source: str) -> Path:
+def _plant_closed_day(container: Container, source: str) -> Path:
     """Three flushes of ``source`` into a long-closed day, as an earlier run of the daemon
-    left them (files and folders the service user's, under the unit's UMask); the folder."""
-    work = STATE.parent / "headlined-test-flushes"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    left them in the container's state directory (files and folders the service user's,
+    under the unit's UMask); the folder as the host sees it."""
+    work = Path(tempfile.mkdtemp(prefix="headlined-flushes-"))
     conn = open_database(work / "h.duckdb")
     when = datetime.datetime(2020, 1, 1, 12, tzinfo=datetime.UTC)
     for first in range(0, 30, 10):
@@ -254,18 +254,18 @@ def _plant_closed_day(source: str) -> Path:
         )
         flush_messages(conn, work)
     conn.close()
+    state = container.host_path(PurePosixPath(STATE))
     user = pwd.getpwnam("headlined")
-    for path in [STATE, STATE / "parquet", STATE / "parquet" / "messages"]:
+    for path in [state, state / "parquet", state / "parquet" / "messages"]:
         path.mkdir(mode=0o750, exist_ok=True)
         os.chown(path, user.pw_uid, user.pw_gid)
-    shutil.copytree(
-        work / "messages" / f"source={source}", STATE / "parquet" / "messages" / f"source={source}"
-    )
+    planted = state / "parquet" / "messages" / f"source={source}"
+    shutil.copytree(work / "messages" / f"source={source}", planted)
     shutil.rmtree(work)
-    for path in (STATE / "parquet").rglob("*"):
+    for path in [planted, *planted.rglob("*")]:
         os.chown(path, user.pw_uid, user.pw_gid)
         path.chmod(0o750 if path.is_dir() else 0o640)
-    folder = STATE / "parquet" / "messages" / f"source={source}" / "date=2020-01-01"
+    folder = planted / "date=2020-01-01"
     assert len(list(folder.iterdir())) == 3
     return folder
 
