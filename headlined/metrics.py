@@ -65,8 +65,8 @@ class HeadlinedCollector(Collector):
         self._document = document
 
     def collect(self) -> Iterator[Metric]:
-        """Yield every family: build info, per source, the journal, per export database, the
-        lake."""
+        """Yield every family: build info, per source, the journal, the Parquet copy, per
+        export database, the lake."""
         doc = self._document()
         info = GaugeMetricFamily(
             "headlined_build_info",
@@ -77,6 +77,7 @@ class HeadlinedCollector(Collector):
         yield info
         yield from self._sources(doc.get("sources", {}))
         yield from self._journal(doc.get("journal"))
+        yield from self._parquet(doc.get("parquet"))
         yield from self._export(doc.get("export", {}))
         yield from self._lake(doc.get("lake"))
 
@@ -126,6 +127,34 @@ class HeadlinedCollector(Collector):
             "headlined_journal_segments_set_aside_total",
             "Journal segments DuckDB refused three times, moved to journal/failed/ since start",
             value=float(journal.get("set_aside", 0)),
+        )
+
+    @staticmethod
+    def _parquet(parquet: dict[str, Any] | None) -> Iterator[Metric]:
+        if not parquet:
+            return
+        yield GaugeMetricFamily(
+            "headlined_parquet_flush_failing",
+            "1 while the last copy of new records to Parquet failed (they wait in DuckDB)",
+            value=1.0 if parquet.get("flush_error") else 0.0,
+        )
+        last_flush = GaugeMetricFamily(
+            "headlined_parquet_last_flush_timestamp_seconds",
+            "When new records were last copied to Parquet (Unix time; none before the first)",
+            labels=[],
+        )
+        if parquet.get("last_flush") is not None:
+            last_flush.add_metric([], float(parquet["last_flush"]))
+        yield last_flush
+        yield CounterMetricFamily(
+            "headlined_parquet_merges",
+            "Closed days of a source whose flushes were merged into one file since start",
+            value=float(parquet.get("days_merged", 0)),
+        )
+        yield CounterMetricFamily(
+            "headlined_parquet_merge_failures",
+            "Merges of a closed day that failed (the day stays as it was), since start",
+            value=float(parquet.get("merge_failures", 0)),
         )
 
     @staticmethod

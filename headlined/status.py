@@ -87,6 +87,29 @@ def _journal(journal: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _parquet(parquet: dict[str, Any] | None) -> list[str]:
+    if not parquet:
+        return []
+    last = parquet.get("last_flush")
+    merged = parquet.get("days_merged", 0)
+    ago = _ago(None if last is None else time.time() - last)
+    summary = f"{merged} closed day(s) merged since start ({parquet.get('dir')})"
+    lines = ["", f"parquet: last flush {ago}, {summary}"]
+    if parquet.get("flush_error"):
+        lines.append(f"parquet: FLUSH FAILING: {parquet['flush_error']} (records wait in DuckDB)")
+    if parquet.get("merge_failures"):
+        lines.append(
+            f"parquet: {parquet['merge_failures']} merge(s) of a closed day failed "
+            "(compaction_failed in the log); those days stay as they were"
+        )
+    if parquet.get("merge_unsupported"):
+        lines.append(
+            "parquet: closed days are not merged: the file system cannot swap folders "
+            "(compaction_unsupported in the log)"
+        )
+    return lines
+
+
 def render(document: dict[str, Any]) -> str:
     """The text ``headlined status`` prints."""
     lines = []
@@ -134,6 +157,7 @@ def render(document: dict[str, Any]) -> str:
         lines.append("")
         lines.extend(table(rows))
     lines.extend(_journal(document.get("journal")))
+    lines.extend(_parquet(document.get("parquet")))
     export = document.get("export", {})
     if document.get("export_waiting"):
         lines += ["", f"export: WAITING: {document['export_waiting']}"]

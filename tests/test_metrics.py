@@ -47,6 +47,10 @@ FAMILIES = {
     "headlined_last_success_timestamp_seconds": ("gauge", {"source"}),
     "headlined_journal_waiting_polls": ("gauge", set()),
     "headlined_journal_segments_set_aside": ("counter", set()),
+    "headlined_parquet_flush_failing": ("gauge", set()),
+    "headlined_parquet_last_flush_timestamp_seconds": ("gauge", set()),
+    "headlined_parquet_merges": ("counter", set()),
+    "headlined_parquet_merge_failures": ("counter", set()),
     "headlined_export_chunks": ("gauge", {"database", "state"}),
     "headlined_export_rows": ("gauge", {"database"}),
     "headlined_lake_failing": ("gauge", set()),
@@ -263,7 +267,7 @@ def test_promtool_check_rules_accepts_the_alerts() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_alerts_use_only_exposed_metrics(live: Scrape) -> None:
@@ -281,11 +285,20 @@ def test_alerts_use_only_exposed_metrics(live: Scrape) -> None:
         ),
         "HeadlinedLakeFailing": "headlined_lake_failing > 0",
         "HeadlinedLakeTableErrors": "headlined_lake_table_errors > 0",
+        "HeadlinedParquetFlushFailing": "headlined_parquet_flush_failing > 0",
     }
     exposed = {name for name, _ in live.samples} | set(live.families)
     for expr in exprs.values():
         for name in re.findall(r"headlined_\w+", expr):
             assert name in exposed, name
+
+
+def test_parquet_figures(live: Scrape) -> None:
+    assert live.value("headlined_parquet_flush_failing") == 0
+    # Scraped before the first flush (flush_interval 60 s): no time yet, not a made-up one.
+    assert not live.has("headlined_parquet_last_flush_timestamp_seconds")
+    assert live.value("headlined_parquet_merges_total") == 0
+    assert live.value("headlined_parquet_merge_failures_total") == 0
 
 
 def test_lake_figures(live: Scrape) -> None:

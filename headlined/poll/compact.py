@@ -7,13 +7,18 @@ records of the day before still come in), its folder's flushes are merged into o
 ``part-<first id>-<last id>.parquet`` holding the same rows in id order; a late record's
 flush into a closed day is merged with it on the next day's pass.
 
-Readers see the old folder or the new one, never both or neither: the merged file is built
-in a hidden folder beside the partition (``.compact-date=<D>``, with hard links to any file
-it does not merge), made durable, and swapped with the partition's folder in one
-``renameat2(RENAME_EXCHANGE)``. The old folder, now under the hidden name, is then deleted.
-A leftover hidden folder is always safe to delete: before the swap it holds an unfinished
-copy, after it the merged flushes. File systems without RENAME_EXCHANGE (NFS, some FUSE)
-are left uncompacted, said once.
+Readers see the day's flushes or the merged file, never both: the merged file is built in a
+work folder outside the tree (``<parquet_dir>/.compact/``: DuckDB's and polars' ``**`` globs
+also walk hidden folders), with hard links to any file it does not merge, made durable, and
+swapped with the day's folder in one ``renameat2(RENAME_EXCHANGE)``, so the day's folder
+always exists with one content or the other; the old folder, now in the work folder, is then
+deleted. A reader that listed the day's files just before the swap finds them gone when it
+opens them: DuckDB then fails ("Cannot open file"), or, having checked each listed file
+before reading, leaves that day out of a wider glob (README: once per source and day, at its
+merge; the lake's snapshots and the DuckDB state have no such moment). The work folder is
+always safe to delete: before a swap it holds an unfinished copy, after it the merged
+flushes; it is emptied at the first pass after a start. File systems without
+RENAME_EXCHANGE (NFS, some FUSE) are left unmerged, said once.
 
 Runs only between flushes (the caller holds the flush lock and has just finished a flush, so
 no flush is pending or being redone) on a DuckDB connection of its own.
@@ -39,7 +44,9 @@ from headlined import durable, logs, sql
 log = logs.get("compact")
 
 CLOSED_AFTER_DAYS = 2  # a date=D folder is merged once today (UTC) is at least D + 2
-STAGING_PREFIX = ".compact-"
+WORK_DIR = ".compact"  # in parquet_dir, beside messages/
+# Leftovers of flushes by earlier versions, which staged them inside messages/.
+_OLD_FLUSH_STAGING = ".tmp-"
 # A flush's file (parquet.py), with DuckDB's file number when it wrote several.
 _FLUSH = re.compile(r"part-(?P<first>[0-9]+)-(?P<last>[0-9]+)(?:-[^/]+)?\.parquet")
 _DATE_DIR = re.compile(r"date=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})")
@@ -133,28 +140,33 @@ def closed_partitions(root: Path, today: datetime.date) -> Iterator[Path]:
 
 
 def remove_leftovers(root: Path) -> list[Path]:
-    """Delete the hidden folders an interrupted merge left under ``root``; return them."""
-    removed = []
-    for source_dir in _subdirs(root, "source="):
-        here = [e for e in _entries(source_dir) if e.name.startswith(STAGING_PREFIX)]
-        for entry in here:
-            shutil.rmtree(entry)
-        if here:
-            durable.fsync(source_dir)
-        removed += here
+    """Delete what interrupted merges (and flushes of earlier versions) left around the
+    messages tree ``root``; return what was deleted. Only between flushes."""
+    removed = [root.parent / WORK_DIR] if (root.parent / WORK_DIR).exists() else []
+    removed += [e for e in _entries(root) if e.name.startswith(_OLD_FLUSH_STAGING)]
+    for leftover in removed:
+        shutil.rmtree(leftover)
+    if removed:
+        durable.fsync(root)
+        durable.fsync(root.parent)
     return removed
 
 
 def merge_partition(
-    conn: duckdb.DuckDBPyConnection, folder: Path, stop: Callable[[], bool] = lambda: False
+    conn: duckdb.DuckDBPyConnection,
+    folder: Path,
+    staging: Path,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Merged | None:
-    """Merge the flushes of partition ``folder`` into one file (see the module's doc);
-    None if there was nothing to merge or ``stop`` said so before the swap."""
+    """Merge the flushes of partition ``folder`` into one file, built in the folder
+    ``staging`` (on the same file system, outside the tree; made afresh), which then takes
+    the old folder and is deleted (see the module's doc); None if there was nothing to merge
+    or ``stop`` said so before the swap."""
     merge = plan_merge([path.name for path in _parquet_files(folder)])
     if merge is None:
         return None
-    staging = folder.with_name(STAGING_PREFIX + folder.name)
     shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
     staging.mkdir()
     try:
         before, rows = _copy(conn, folder, merge, staging / merge.name)
@@ -169,9 +181,9 @@ def merge_partition(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     durable.fsync(folder.parent)
-    # The old folder now has the hidden name: gone with it are the merged flushes.
+    durable.fsync(staging.parent)
+    # The old folder now has the work folder's name: gone with it are the merged flushes.
     shutil.rmtree(staging)
-    durable.fsync(folder.parent)
     after = (folder / merge.name).stat().st_size
     return Merged(folder, len(merge.flushes), rows, before, after)
 
@@ -279,22 +291,29 @@ class Compactor:
     def __init__(self, root: Path, clock: Callable[[], datetime.datetime] | None = None) -> None:
         self.root = root
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self._work = root.parent / WORK_DIR
+        self._started = False
         self._searched: datetime.date | None = None
         self._queue: list[Path] = []
-        self._unsupported = False
+        self.unsupported = False
+        self.days_merged = 0  # since this compactor started (the daemon's figures)
+        self.failures = 0
 
     def run(self, budget_s: float, stop: Callable[[], bool] = lambda: False) -> list[Merged]:
         """Merge queued closed partitions for about ``budget_s`` seconds (at least one);
         return what was merged. Blocking: run it on a thread, between flushes."""
-        if self._unsupported:
+        if self.unsupported:
             return []
         today = self._clock().date()
         if self._searched != today:
             try:
-                for leftover in remove_leftovers(self.root):
-                    log.info("compaction_leftover_removed", folder=str(leftover))
+                if not self._started:
+                    for leftover in remove_leftovers(self.root):
+                        log.info("compaction_leftover_removed", folder=str(leftover))
+                    self._started = True
                 self._queue = list(closed_partitions(self.root, today))
             except OSError as why:
+                self.failures += 1
                 log.error("compaction_failed", folder=str(self.root), error=str(why))
                 return []
             self._searched = today
@@ -306,10 +325,11 @@ class Compactor:
         try:
             while self._queue and not stop():
                 folder = self._queue.pop(0)
+                staging = self._work / folder.parent.name / folder.name
                 try:
-                    done = merge_partition(conn, folder, stop)
+                    done = merge_partition(conn, folder, staging, stop)
                 except UnsupportedError as why:
-                    self._unsupported = True
+                    self.unsupported = True
                     log.warning(
                         "compaction_unsupported",
                         error=str(why),
@@ -319,9 +339,11 @@ class Compactor:
                     break
                 except (CompactError, OSError) as why:
                     # This partition stays as it was; the next day's search tries it again.
+                    self.failures += 1
                     log.error("compaction_failed", folder=str(folder), error=str(why))
                     continue
                 if done is not None:
+                    self.days_merged += 1
                     merged.append(done)
                     log.info(
                         "messages_compacted",

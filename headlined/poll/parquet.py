@@ -31,7 +31,8 @@ def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
             return 0
         write_meta(conn, PENDING, f"{low},{high}")
     root = parquet_dir / "messages"
-    tmp = root / f".tmp-{low}-{high}"
+    # Staged outside messages/: DuckDB's and polars' ** globs walk hidden folders too.
+    tmp = parquet_dir / f".flush-{low}-{high}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     copied = conn.execute(

@@ -46,6 +46,10 @@ class PollService:
         self.pollers: dict[str, SourcePoller] = {}
         self._flush_lock = asyncio.Lock()
         self._compactor: Compactor | None = None
+        self._last_flush: float | None = None
+        self._flush_error: str | None = None
+        self._days_merged = 0  # by compactors of earlier parquet_dirs (a reload moved it)
+        self._merge_failures = 0
 
     async def start(self, supervisor: Supervisor) -> None:
         """Restore every source from the database and start polling."""
@@ -119,6 +123,9 @@ class PollService:
 
     async def _compact(self, root: Path) -> None:
         if self._compactor is None or self._compactor.root != root:
+            if self._compactor is not None:
+                self._days_merged += self._compactor.days_merged
+                self._merge_failures += self._compactor.failures
             self._compactor = Compactor(root)
         compactor = self._compactor
         stopping = threading.Event()
@@ -142,7 +149,9 @@ class PollService:
             heartbeat.beat(within=FLUSH_DEADLINE_S)
             try:
                 await self.flush(compact=True)
+                self._last_flush, self._flush_error = time.time(), None
             except (OSError, duckdb.Error) as exc:
+                self._flush_error = str(exc)
                 # The records are safe in DuckDB and the copy resumes where it stopped: say
                 # why once (a folder made unwritable, a full disk), not a traceback a minute.
                 if str(exc) != said:
@@ -214,4 +223,15 @@ class PollService:
                 "last_error": c.last_error,
                 "poll_duration_s": c.durations.snapshot(),
             }
-        return {"sources": out, "journal": self._writer.snapshot()}
+        return {"sources": out, "journal": self._writer.snapshot(), "parquet": self._parquet()}
+
+    def _parquet(self) -> dict[str, object]:
+        compactor = self._compactor
+        return {
+            "dir": str(self._config.parquet_path / "messages"),
+            "last_flush": self._last_flush,
+            "flush_error": self._flush_error,
+            "days_merged": self._days_merged + (compactor.days_merged if compactor else 0),
+            "merge_failures": self._merge_failures + (compactor.failures if compactor else 0),
+            "merge_unsupported": bool(compactor and compactor.unsupported),
+        }

@@ -21,8 +21,9 @@ from headlined.demo.spec import FeedSpec, Shape
 from headlined.poll import compact
 from headlined.poll.compact import Compactor, closed, merge_partition, plan_merge
 from headlined.poll.parquet import flush_messages
+from headlined.status import render
 from headlined.store import open_database
-from tests.support.daemon_process import Daemon, without_dac, write_config
+from tests.support.daemon_process import Daemon, status, without_dac, write_config
 
 OLD = datetime.datetime(2026, 11, 20, 9, tzinfo=datetime.UTC)
 TODAY = datetime.datetime(2026, 11, 23, 12, tzinfo=datetime.UTC)
@@ -147,7 +148,7 @@ def test_a_closed_partition_becomes_one_file_with_the_same_rows(tmp_path: Path) 
     folder = parquet / "messages" / "source=a" / "date=2026-11-20"
     assert len(list(folder.iterdir())) == 6
     conn = duckdb.connect()
-    merged = merge_partition(conn, folder)
+    merged = merge_partition(conn, folder, tmp_path / "work" / "1")
     assert merged is not None
     assert (merged.files, merged.rows) == (6, 300)
     assert merged.bytes_after < merged.bytes_before  # one footer, better compression
@@ -159,7 +160,8 @@ def test_a_closed_partition_becomes_one_file_with_the_same_rows(tmp_path: Path) 
     kinds = conn.execute(f"DESCRIBE SELECT * FROM read_parquet('{folder}/*.parquet')").fetchall()
     assert ("payload", "JSON") in {(k[0], k[1]) for k in kinds}
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
-    assert merge_partition(conn, folder) is None  # nothing left to merge
+    assert not (tmp_path / "work" / "1").exists()  # the old folder, swapped out, deleted
+    assert merge_partition(conn, folder, tmp_path / "work" / "2") is None  # nothing left
 
 
 def test_the_compactor_merges_closed_days_only_and_takes_late_flushes_later(
@@ -229,8 +231,9 @@ def test_a_merge_that_loses_rows_is_refused(tmp_path: Path) -> None:
         "SELECT 301 AS row_group_num_rows, 0 AS column_id, 1000 AS total_uncompressed_size"
     )
     with pytest.raises(compact.CompactError, match="merged 300 rows, its flushes hold 301"):
-        merge_partition(conn, folder)
+        merge_partition(conn, folder, tmp_path / "work" / "1")
     assert files(parquet) == listing
+    assert not (tmp_path / "work" / "1").exists()
 
 
 def test_row_groups_hold_about_four_mib_whatever_the_records_size() -> None:
@@ -252,15 +255,19 @@ def test_exchange_swaps_two_real_folders(tmp_path: Path) -> None:
         compact.exchange(tmp_path / "a", tmp_path / "missing")
 
 
-def test_a_reader_sees_every_row_once_while_days_are_merged(tmp_path: Path) -> None:
-    """The swap is one rename: a reader of the partition counts all its rows or, at worst,
-    fails on a file that moved away between its listing and its read; never a double."""
+def test_a_reader_never_sees_a_row_twice_nor_half_a_day_while_days_are_merged(
+    tmp_path: Path,
+) -> None:
+    """The swap is one rename: a reader of the tree gets each row once. What it can get
+    wrong (README) is a day whose files it listed just before the swap: DuckDB fails on a
+    listed file gone, or leaves out the whole day, never a part of it."""
     parquet, _ = build_tree(tmp_path, flushes=12, per_flush=200)
     folder = parquet / "messages" / "source=a" / "date=2026-11-20"
-    expected = len(rows(parquet)) - len([r for r in rows(parquet) if r[0] == "b"])
+    everything = len(rows(parquet))
+    day = len([r for r in rows(parquet) if r[0] == "a"])
     pristine = tmp_path / "pristine"
     shutil.copytree(folder, pristine)
-    counts: list[int] = []
+    counts: list[tuple[int, int]] = []
     failures: list[str] = []
     done = threading.Event()
 
@@ -269,9 +276,11 @@ def test_a_reader_sees_every_row_once_while_days_are_merged(tmp_path: Path) -> N
         while not done.is_set():
             try:
                 row = conn.execute(
-                    f"SELECT count(*) FROM read_parquet('{folder}/*.parquet')"
+                    "SELECT count(*), count(DISTINCT id) FROM "
+                    f"read_parquet('{parquet}/messages/**/*.parquet')"
                 ).fetchone()
-                counts.append(int(row[0]) if row else -1)
+                assert row is not None
+                counts.append((int(row[0]), int(row[1])))
             except duckdb.Error as why:
                 failures.append(str(why))
         conn.close()
@@ -281,9 +290,9 @@ def test_a_reader_sees_every_row_once_while_days_are_merged(tmp_path: Path) -> N
     try:
         conn = duckdb.connect()
         for _ in range(15):
-            assert merge_partition(conn, folder) is not None
+            assert merge_partition(conn, folder, tmp_path / "work" / "merge") is not None
             # Put the flushes back the same way, atomically, for the next merge.
-            fresh = tmp_path / "fresh"
+            fresh = tmp_path / "work" / "fresh"
             shutil.copytree(pristine, fresh)
             compact.exchange(fresh, folder)
             shutil.rmtree(fresh)
@@ -293,10 +302,9 @@ def test_a_reader_sees_every_row_once_while_days_are_merged(tmp_path: Path) -> N
         done.set()
         reader.join()
     assert len(counts) > 15
-    assert set(counts) == {expected}
-    # A failure can only be a file the reader listed and then found moved away: the folder
-    # never lacks the rows ("No files found" would mean a moment with neither).
-    assert all("Cannot open file" in f for f in failures), failures[:3]
+    assert all(rows_read == distinct for rows_read, distinct in counts)  # never both
+    assert {rows_read for rows_read, _ in counts} <= {everything, everything - day}
+    assert all("Cannot open file" in f or "No files found" in f for f in failures), failures[:2]
 
 
 # -- kill -9 in the middle ----------------------------------------------------------------------
@@ -318,9 +326,8 @@ def test_kill_9_at_any_moment_of_merging_loses_and_doubles_nothing(tmp_path: Pat
     expected = digest(parquet)
     pristine = tmp_path / "pristine"
     shutil.copytree(parquet, pristine)
-    rng = random.Random(19)  # noqa: S311  kill times, not secrets
-    outcomes = set()
-    for attempt in range(8):
+
+    def start() -> subprocess.Popen[str]:
         shutil.rmtree(parquet)
         shutil.copytree(pristine, parquet)
         child = subprocess.Popen(
@@ -331,19 +338,34 @@ def test_kill_9_at_any_moment_of_merging_loses_and_doubles_nothing(tmp_path: Pat
         )
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
-        time.sleep(rng.uniform(0.0, 0.3))
+        return child
+
+    # How long the merges take uninterrupted here: the kills land within that.
+    child = start()
+    started = time.monotonic()
+    assert child.stdout is not None
+    assert "done\n" in child.stdout  # after the merges' log lines
+    took = time.monotonic() - started
+    child.wait()
+    child.stdout.close()
+    rng = random.Random(19)  # noqa: S311  kill times, not secrets
+    outcomes = set()
+    for attempt in range(8):
+        child = start()
+        time.sleep(rng.uniform(0.0, took))
         child.send_signal(signal.SIGKILL)
         child.wait()
+        assert child.stdout is not None
         child.stdout.close()
-        staged = list(parquet.rglob(".compact-*"))
-        outcomes.add("mid-merge" if staged else "between merges")
+        left = [p for p in (parquet / ".compact").rglob("*") if p.is_file()]
+        outcomes.add("mid-merge" if left else "between merges")
         assert digest(parquet) == expected, f"attempt {attempt}: before the clean-up"
         # The next start removes the leftovers and merges what is left.
-        merged = Compactor(parquet / "messages", clock=lambda: TODAY).run(budget_s=600)
+        Compactor(parquet / "messages", clock=lambda: TODAY).run(budget_s=600)
         assert digest(parquet) == expected, f"attempt {attempt}: after the clean-up"
-        assert not list(parquet.rglob(".compact-*"))
-        assert len(list((parquet / "messages" / "source=a" / "date=2026-11-20").iterdir())) == 1
-        assert merged or not staged
+        assert not [p for p in (parquet / ".compact").rglob("*") if p.is_file()]
+        for day in ("source=a/date=2026-11-20", "source=b/date=2026-11-20"):
+            assert len(list((parquet / "messages" / day).iterdir())) == 1
     assert "mid-merge" in outcomes  # the kills did land inside merges
 
 
@@ -370,7 +392,12 @@ def test_the_daemon_merges_closed_days_after_a_flush(tmp_path: Path) -> None:
         while len(daemon.events("messages_compacted")) < 3:
             assert time.monotonic() < deadline, daemon.output()
             time.sleep(0.2)
+        parquet_status = status(config)["parquet"]
         assert daemon.stop() == 0
+    assert parquet_status["days_merged"] == 3
+    assert parquet_status["merge_failures"] == 0
+    assert parquet_status["flush_error"] is None
+    assert parquet_status["last_flush"] > time.time() - 60
     merged = daemon.events("messages_compacted")
     assert sorted(Path(e["folder"]).relative_to(parquet).as_posix() for e in merged) == [
         "messages/source=a/date=2020-01-20",
@@ -379,6 +406,32 @@ def test_the_daemon_merges_closed_days_after_a_flush(tmp_path: Path) -> None:
     ]
     after = [r for r in rows(parquet) if r[0] in ("a", "b")]
     assert after == before
+    assert not list((parquet / ".compact").rglob("*.parquet"))
     for source in ("a", "b"):
         for day in (parquet / "messages" / f"source={source}").iterdir():
             assert len(list(day.iterdir())) == 1, day
+
+
+def test_status_says_what_the_parquet_copy_needs() -> None:
+    figures = {
+        "dir": "/var/lib/headlined/parquet/messages",
+        "last_flush": time.time() - 30,
+        "flush_error": None,
+        "days_merged": 14,
+        "merge_failures": 0,
+        "merge_unsupported": False,
+    }
+    text = render({"parquet": figures})
+    assert "parquet: last flush 30s ago, 14 closed day(s) merged since start" in text
+    assert "FAILING" not in text
+    assert "failed" not in text
+    text = render(
+        {
+            "parquet": figures
+            | {"flush_error": "[Errno 28] No space left on device", "merge_failures": 2}
+            | {"merge_unsupported": True}
+        }
+    )
+    assert "parquet: FLUSH FAILING: [Errno 28] No space left on device" in text
+    assert "2 merge(s) of a closed day failed (compaction_failed in the log)" in text
+    assert "the file system cannot swap folders" in text

@@ -14,7 +14,7 @@ from headlined.demo.server import DemoFeedServer
 from headlined.demo.spec import FeedSpec, Shape
 from headlined.poll.parquet import PENDING, flush_messages
 from headlined.store import open_database
-from tests.support.daemon_process import Daemon, stored_keys, without_dac, write_config
+from tests.support.daemon_process import Daemon, status, stored_keys, without_dac, write_config
 
 NOBODY = 65534  # uid and gid of nobody: an owner the daemon, without DAC rights, cannot write as
 
@@ -52,7 +52,7 @@ def test_each_record_lands_once_in_its_partition(tmp_path: Path) -> None:
     assert len(keys) == 15
     assert len(set(keys)) == 15
     assert {(s, d) for s, d, _ in keys} == {("a", "2026-11-23"), ("b", "2026-11-23")}
-    assert not list((tmp_path / "pq").rglob(".tmp-*"))
+    assert not list((tmp_path / "pq").rglob(".flush-*"))
     conn.close()
 
 
@@ -99,13 +99,18 @@ def test_a_parquet_dir_made_unwritable_while_running_is_said_once_and_resumes(
             assert time.monotonic() < deadline, daemon.output()
             time.sleep(0.2)
         time.sleep(3)  # three more failed flushes: still one error
+        failing = status(config)["parquet"]
         for folder in folders:
             os.chown(folder, 0, 0)
         deadline = time.monotonic() + 30
         while not daemon.events("parquet_flush_resumed"):
             assert time.monotonic() < deadline, daemon.output()
             time.sleep(0.2)
+        resumed = status(config)["parquet"]
         assert daemon.stop() == 0
+    assert "Permission denied" in failing["flush_error"]
+    assert resumed["flush_error"] is None
+    assert resumed["last_flush"] > failing["last_flush"]
     assert len(daemon.events("parquet_flush_failed")) == 1
     assert daemon.events("component_crashed") == []
     assert "Traceback" not in daemon.output()
