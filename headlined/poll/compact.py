@@ -221,8 +221,8 @@ def _copy(
 def row_group_rows(rows: int, uncompressed_bytes: int) -> int:
     """Rows per row group of a merged file whose flushes hold ``rows`` rows in
     ``uncompressed_bytes``: about ROW_GROUP_BYTES of data each, since the writer holds a whole
-    row group in memory (DuckDB's default of 122,880 rows of a busy feed's payloads is
-    ~150 MB more RSS for the daemon)."""
+    row group in memory (DuckDB's default of 122,880 rows of a busy feed's payloads took
+    over 100 MB more RSS: bench/RESULTS.md)."""
     per_row = max(1, uncompressed_bytes // max(1, rows))
     return max(MIN_GROUP_ROWS, min(MAX_GROUP_ROWS, ROW_GROUP_BYTES // per_row))
 
