@@ -146,9 +146,8 @@ def remove_leftovers(root: Path) -> list[Path]:
     removed += [e for e in _entries(root) if e.name.startswith(_OLD_FLUSH_STAGING)]
     for leftover in removed:
         shutil.rmtree(leftover)
-    if removed:
-        durable.fsync(root)
-        durable.fsync(root.parent)
+    for folder in {leftover.parent for leftover in removed}:
+        durable.fsync(folder)
     return removed
 
 

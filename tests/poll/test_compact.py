@@ -194,6 +194,19 @@ def test_the_compactor_merges_closed_days_only_and_takes_late_flushes_later(
     assert len(list((parquet / "messages" / "source=a" / "date=2026-11-20").iterdir())) == 1
 
 
+def test_leftovers_are_removed_at_the_first_pass_only(tmp_path: Path) -> None:
+    parquet = tmp_path / "pq"
+    (parquet / ".compact" / "source=a" / "date=2026-11-20").mkdir(parents=True)
+    (parquet / ".compact" / "source=a" / "date=2026-11-20" / "part-1-9.parquet").touch()
+    compactor = Compactor(parquet / "messages", clock=lambda: TODAY)  # no messages/ yet
+    assert compactor.run(budget_s=60) == []
+    assert not (parquet / ".compact").exists()
+    assert compactor.failures == 0
+    (parquet / "messages" / ".tmp-1-9").mkdir(parents=True)  # an older version's flush
+    assert Compactor(parquet / "messages", clock=lambda: TODAY).run(budget_s=60) == []
+    assert not (parquet / "messages" / ".tmp-1-9").exists()
+
+
 def test_the_budget_leaves_the_rest_for_the_next_run(tmp_path: Path) -> None:
     parquet, _ = build_tree(tmp_path)
     compactor = Compactor(parquet / "messages", clock=lambda: TODAY)
