@@ -71,11 +71,14 @@ def _ago(seconds: float | None) -> str:
     return f"{format_duration(round(seconds))} ago" if seconds >= 1 else "just now"
 
 
+def _since(when: float | None) -> str:
+    return _ago(None if when is None else time.time() - when)
+
+
 def _journal(journal: dict[str, Any] | None) -> list[str]:
     if not journal:
         return []
-    applied = journal.get("last_applied")
-    ago = _ago(None if applied is None else time.time() - applied)
+    ago = _since(journal.get("last_applied"))
     waiting = journal.get("waiting_polls", 0)
     note = f"(last applied {ago}; queries apply it first)"
     lines = ["", f"journal: {waiting} polls committed and waiting for DuckDB {note}"]
@@ -90,9 +93,8 @@ def _journal(journal: dict[str, Any] | None) -> list[str]:
 def _parquet(parquet: dict[str, Any] | None) -> list[str]:
     if not parquet:
         return []
-    last = parquet.get("last_flush")
     merged = parquet.get("days_merged", 0)
-    ago = _ago(None if last is None else time.time() - last)
+    ago = _since(parquet.get("last_flush"))
     summary = f"{merged} closed day(s) merged since start ({parquet.get('dir')})"
     lines = ["", f"parquet: last flush {ago}, {summary}"]
     if parquet.get("flush_error"):

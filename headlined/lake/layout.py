@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from headlined.poll.parquet import FLUSH_NAME
+
 MESSAGES_NAMESPACE = "headlined"
 MESSAGES_TABLE: tuple[str, str] = (MESSAGES_NAMESPACE, "messages")
 SUFFIX = ".parquet"
@@ -40,8 +42,6 @@ FINGERPRINT_CHARS = 16
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
 _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_.=-]")
 _PARTITION = re.compile(r"(?P<key>source|date)=(?P<value>.+)")
-# A flush's file (headlined/poll/parquet.py), with DuckDB's file number when it wrote several.
-_FLUSH = re.compile(r"part-(?P<first>[0-9]+)-(?P<last>[0-9]+)(?:-[^/]+)?(?:\.parquet)?")
 
 Kind = Literal["messages", "measurement"]
 TableId = tuple[str, str]
@@ -82,13 +82,6 @@ class LocalFile:
         return "/".join(safe_segment(part) for part in stem.split("/"))
 
 
-def flush_range(key: str) -> tuple[int, int] | None:
-    """The record ids (first, last) a messages lake key or local key names
-    (``.../part-<first>-<last>[-<n>]``, headlined/poll/parquet.py), None for another name."""
-    match = _FLUSH.fullmatch(key.rpartition("/")[2])
-    return (int(match["first"]), int(match["last"])) if match else None
-
-
 def bundle_path(table_location: str, site: str, members: Sequence[LocalFile]) -> str:
     """The lake name of one copy of ``members`` (messages of one partition, flushes in id
     order): ``<folder>/part-<first>-<last>-<fingerprint>.parquet``, the fingerprint digesting
@@ -97,7 +90,7 @@ def bundle_path(table_location: str, site: str, members: Sequence[LocalFile]) ->
     if len(members) == 1:
         return members[0].lake_path(table_location, site)
     head, tail = members[0], members[-1]
-    first, last = _FLUSH.fullmatch(head.path.name), _FLUSH.fullmatch(tail.path.name)
+    first, last = FLUSH_NAME.fullmatch(head.path.name), FLUSH_NAME.fullmatch(tail.path.name)
     if first is None or last is None:
         raise ValueError(f"{head.path}, {tail.path}: not flushes of messages to bundle")
     folder = head.key.rpartition("/")[0]

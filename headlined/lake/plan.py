@@ -29,7 +29,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from headlined.lake.layout import LocalFile, bundle_path, flush_range, key_of, site_prefix
+from headlined.lake.layout import LocalFile, bundle_path, key_of, site_prefix
+from headlined.poll.parquet import flush_range
 
 Add = tuple[str, tuple[LocalFile, ...]]  # (lake path, the local files it copies, in order)
 Span = tuple[int, int]  # the first and last record id of a flush

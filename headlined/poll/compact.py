@@ -40,6 +40,7 @@ from pathlib import Path
 import duckdb
 
 from headlined import durable, logs, sql
+from headlined.poll.parquet import flush_range
 
 log = logs.get("compact")
 
@@ -47,8 +48,6 @@ CLOSED_AFTER_DAYS = 2  # a date=D folder is merged once today (UTC) is at least 
 WORK_DIR = ".compact"  # in parquet_dir, beside messages/
 # Leftovers of flushes by earlier versions, which staged them inside messages/.
 _OLD_FLUSH_STAGING = ".tmp-"
-# A flush's file (parquet.py), with DuckDB's file number when it wrote several.
-_FLUSH = re.compile(r"part-(?P<first>[0-9]+)-(?P<last>[0-9]+)(?:-[^/]+)?\.parquet")
 _DATE_DIR = re.compile(r"date=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})")
 
 # The merged file's row groups: about 4 MiB of uncompressed data each (row_group_rows).
@@ -103,11 +102,11 @@ def plan_merge(names: list[str]) -> Merge | None:
     spans: list[tuple[int, int, str]] = []
     kept: list[str] = []
     for name in names:
-        match = _FLUSH.fullmatch(name)
-        if match is None:
+        span = flush_range(name)
+        if span is None:
             kept.append(name)
         else:
-            spans.append((int(match["first"]), int(match["last"]), name))
+            spans.append((*span, name))
     if len(spans) < 2:
         return None
     spans.sort()

@@ -6,6 +6,7 @@ See docs/poller.md.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,16 @@ from headlined.store import read_meta, write_meta
 
 WATERMARK = "parquet_flushed_id"
 PENDING = "parquet_flush_pending"
+# A flush's file as flush_messages names it (or a lake key made of that name), with DuckDB's
+# file number when it wrote several; a closed day's merged file is named the same way.
+FLUSH_NAME = re.compile(r"part-(?P<first>[0-9]+)-(?P<last>[0-9]+)(?:-[^/]+)?(?:\.parquet)?")
+
+
+def flush_range(name: str) -> tuple[int, int] | None:
+    """The record ids (first, last) a flush's file or lake key names (its last path segment:
+    ``.../part-<first>-<last>[-<n>][.parquet]``), None for any other name."""
+    match = FLUSH_NAME.fullmatch(name.rpartition("/")[2])
+    return (int(match["first"]), int(match["last"])) if match else None
 
 
 def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:

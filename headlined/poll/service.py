@@ -47,7 +47,7 @@ class PollService:
         self._flush_lock = asyncio.Lock()
         self._compactor: Compactor | None = None
         self._last_flush: float | None = None
-        self._flush_error: str | None = None
+        self._flush_error: str | None = None  # the failing flush's error, said once
         self._days_merged = 0  # by compactors of earlier parquet_dirs (a reload moved it)
         self._merge_failures = 0
 
@@ -142,31 +142,29 @@ class PollService:
             raise
 
     async def _flush_loop(self, heartbeat: Heartbeat) -> None:
-        said: str | None = None
         while True:
             heartbeat.beat(within=self._config.flush_interval + FLUSH_DEADLINE_S)
             await asyncio.sleep(self._config.flush_interval)
             heartbeat.beat(within=FLUSH_DEADLINE_S)
             try:
                 await self.flush(compact=True)
-                self._last_flush, self._flush_error = time.time(), None
             except (OSError, duckdb.Error) as exc:
-                self._flush_error = str(exc)
                 # The records are safe in DuckDB and the copy resumes where it stopped: say
                 # why once (a folder made unwritable, a full disk), not a traceback a minute.
-                if str(exc) != said:
-                    said = str(exc)
+                if str(exc) != self._flush_error:
+                    self._flush_error = str(exc)
                     log.error(
                         "parquet_flush_failed",
                         dir=str(self._config.parquet_path),
-                        error=said,
+                        error=self._flush_error,
                         action="make parquet_dir writable by the service user (or free "
                         "space); the copy resumes by itself, nothing is lost",
                     )
                 continue
-            if said is not None:
+            self._last_flush = time.time()
+            if self._flush_error is not None:
                 log.info("parquet_flush_resumed", dir=str(self._config.parquet_path))
-                said = None
+                self._flush_error = None
 
     async def shutdown(self) -> None:
         """Commit every fetched poll, save schedules, copy to Parquet, close the client."""
