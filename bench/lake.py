@@ -1,7 +1,7 @@
 """The cost of ``lake:``: publishing N message flushes and M measurement chunks, lake off vs on.
 
     .venv/bin/python bench/lake.py [--flushes 20] [--chunks 4] [--runs 3] [--cycle-every 5]
-        [--series 10] [--fields 5] [--step 60]
+        [--warmup 1] [--series 10] [--fields 5] [--step 60]
 
 The same work is done twice, in the same script, each run a fresh child process, the four
 kinds of child taking turns (messages off, messages on, chunks off, chunks on; each run
@@ -23,7 +23,11 @@ starts with another one, so none always follows the same):
 - on: the same, plus a ``Publisher`` (local warehouse, SQLite catalog, both fresh in each run:
   the defaults of ``settings_from_config`` under a new state directory) whose ``cycle()``
   runs after every ``--cycle-every`` K flushes and every K chunks (and after the last),
-  timed together with the work. K = 5 by default: the daemon's ``flush_interval`` is 60 s
+  timed together with the work;
+- in both modes, ``--warmup`` W flushes (chunks) come first, then (on) a cycle that creates
+  the table, all timed apart and printed apart: a daemon creates its tables once and then
+  publishes for months, so the ratio is the steady state's; ``--warmup 0`` times the
+  table's creation in. K = 5 by default: the daemon's ``flush_interval`` is 60 s
   and its ``lake.interval`` 5 minutes. For chunks that is an upper bound: the daemon's
   exporter, going from chunk to chunk, makes more than 5 between two lake cycles, and each
   cycle pays its fixed cost (catalog, snapshot, manifests, a commit) once. The daemon also
@@ -143,12 +147,14 @@ def chunk_lines(index: int, series: int, fields: int, step: int) -> tuple[str, s
 
 
 def make_input(args: argparse.Namespace) -> Path:
-    """The cached input: minutes/<n>.jsonl and chunks/<stem>.lp; made when missing."""
+    """The cached input: minutes/<n>.jsonl and chunks/<stem>.lp (the warm-up's first); made
+    when missing."""
+    flushes, chunks = args.flushes + args.warmup, args.chunks + args.warmup
     cache = (
         ROOT
         / "bench"
         / ".cache"
-        / f"lake-v1-{args.flushes}m-{args.chunks}c-{args.series}x{args.fields}x{args.step}s"
+        / f"lake-v1-{flushes}m-{chunks}c-{args.series}x{args.fields}x{args.step}s"
     )
     if (cache / "done").exists():
         return cache
@@ -156,11 +162,11 @@ def make_input(args: argparse.Namespace) -> Path:
     shutil.rmtree(cache, ignore_errors=True)
     (cache / "minutes").mkdir(parents=True)
     (cache / "chunks").mkdir()
-    for minute in range(args.flushes):
+    for minute in range(flushes):
         rows = minute_records(minute)
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         (cache / "minutes" / f"{minute:05d}.jsonl").write_text(text, encoding="utf-8")
-    for index in range(args.chunks):
+    for index in range(chunks):
         stem, text, _ = chunk_lines(index, args.series, args.fields, args.step)
         (cache / "chunks" / f"{stem}.lp").write_text(text, encoding="utf-8")
     (cache / "done").touch()
@@ -195,9 +201,12 @@ class Clock:
         self.laps.append(wall)
 
 
-def child(mode: str, kind: str, cache: Path, work: Path, every: int) -> dict[str, Any]:
-    """Do one kind of work with the lake ``mode``, in ``work``, a cycle after every ``every``
-    flushes or chunks (and after the last); its times and checks."""
+def child(
+    mode: str, kind: str, cache: Path, work: Path, *, every: int, warmup: int
+) -> dict[str, Any]:
+    """Do one kind of work with the lake ``mode``, in ``work``: ``warmup`` flushes or chunks
+    and a cycle (timed apart), then the rest with a cycle after every ``every`` (and after
+    the last); its times and checks."""
     state = work / "state"
     messages_dir = work / "parquet" / "messages"
     influx_dir = work / "influx"
@@ -218,21 +227,27 @@ def child(mode: str, kind: str, cache: Path, work: Path, every: int) -> dict[str
                 work_dir=state / "lake" / "work",
             )
         )
-    total, lake = Clock(), Clock()
+    total, lake, first, first_lake = Clock(), Clock(), Clock(), Clock()
     problems: list[str] = []
 
-    def cycle(done: int, count: int) -> None:
-        if publisher is None or (done % every and done != count):
+    def clock(index: int) -> Clock:
+        return first if index < warmup else total
+
+    def cycle(index: int, count: int) -> None:
+        """After item ``index`` (0-based) of ``count``: a cycle at the end of the warm-up,
+        after every ``every`` timed items, and after the last."""
+        done = index + 1 - warmup
+        if publisher is None or done < 0 or (done % every and index + 1 != count):
             return
-        with lake:
+        with first_lake if done == 0 else lake:
             result = publisher.cycle()
         if result.errors or result.waiting:
             problems.append(f"a cycle: errors {result.errors}, waiting {result.waiting}")
 
     if kind == "messages":
-        rows = flushes(cache, work, total, cycle)
+        rows = flushes(cache, work, clock, cycle)
     else:
-        rows = chunks(cache, influx_dir, total, cycle)
+        rows = chunks(cache, influx_dir, clock, cycle)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     local = local_rows(messages_dir if kind == "messages" else influx_dir)
     if local != rows:
@@ -249,6 +264,8 @@ def child(mode: str, kind: str, cache: Path, work: Path, every: int) -> dict[str
         "lake_wall": lake.wall,
         "lake_cpu": lake.cpu,
         "cycles": lake.laps,
+        "first_wall": first.wall,
+        "first_cycle": first_lake.wall,
         "rows": rows,
         "lake_rows": lake_rows,
         "files": sum(
@@ -259,9 +276,11 @@ def child(mode: str, kind: str, cache: Path, work: Path, every: int) -> dict[str
     }
 
 
-def flushes(cache: Path, work: Path, total: Clock, cycle: Callable[[int, int], None]) -> int:
-    """Each cached minute into a real store, flushed to Parquet, then ``cycle(done, count)``;
-    the rows flushed."""
+def flushes(
+    cache: Path, work: Path, clock: Callable[[int], Clock], cycle: Callable[[int, int], None]
+) -> int:
+    """Each cached minute into a real store, flushed to Parquet, then ``cycle(index, count)``,
+    timed by ``clock(index)``; the rows flushed."""
     from headlined.poll.parquet import flush_messages  # noqa: PLC0415  measured in the child
     from headlined.store import open_database  # noqa: PLC0415  as above
 
@@ -269,8 +288,8 @@ def flushes(cache: Path, work: Path, total: Clock, cycle: Callable[[int, int], N
     conn = open_database(work / "state" / "headlined.duckdb")
     try:
         minutes = sorted((cache / "minutes").glob("*.jsonl"))
-        for done, minute in enumerate(minutes, 1):
-            with total:
+        for index, minute in enumerate(minutes):
+            with clock(index):
                 conn.execute(
                     """INSERT INTO messages (source, record_key, record_time, payload, first_seen)
                        SELECT source, k, timezone('UTC', make_timestamp(t)), p,
@@ -281,22 +300,24 @@ def flushes(cache: Path, work: Path, total: Clock, cycle: Callable[[int, int], N
                     [str(minute)],
                 )
                 rows += flush_messages(conn, work / "parquet")
-                cycle(done, len(minutes))
+                cycle(index, len(minutes))
     finally:
         conn.close()
     return rows
 
 
-def chunks(cache: Path, influx_dir: Path, total: Clock, cycle: Callable[[int, int], None]) -> int:
+def chunks(
+    cache: Path, influx_dir: Path, clock: Callable[[int], Clock], cycle: Callable[[int, int], None]
+) -> int:
     """Each cached chunk converted and published as the exporter does, then
-    ``cycle(done, count)``; the rows written."""
+    ``cycle(index, count)``, timed by ``clock(index)``; the rows written."""
     from headlined import durable  # noqa: PLC0415  measured in the child only
     from headlined.influx.convert import convert  # noqa: PLC0415  as above
 
     rows = 0
     sources = sorted((cache / "chunks").glob("*.lp"))
-    for done, lp in enumerate(sources, 1):
-        with total:
+    for index, lp in enumerate(sources):
+        with clock(index):
             stage = influx_dir / ".work" / lp.stem
             result = convert(
                 lp,
@@ -314,7 +335,7 @@ def chunks(cache: Path, influx_dir: Path, total: Clock, cycle: Callable[[int, in
                 durable.publish(written, final)
             shutil.rmtree(stage)
             rows += result.points
-            cycle(done, len(sources))
+            cycle(index, len(sources))
     return rows
 
 
@@ -352,7 +373,7 @@ def iceberg_rows(state: Path, kind: str) -> int:
         catalog.engine.dispose()
 
 
-def run(mode: str, kind: str, cache: Path, every: int) -> dict[str, Any]:
+def run(mode: str, kind: str, cache: Path, every: int, warmup: int) -> dict[str, Any]:
     """One child process, in a new temporary directory."""
     with tempfile.TemporaryDirectory(dir=ROOT / "bench" / ".cache", prefix="lake-run-") as tmp:
         out = Path(tmp) / "result.json"
@@ -367,6 +388,7 @@ def run(mode: str, kind: str, cache: Path, every: int) -> dict[str, Any]:
                 f"{tmp}/work",
                 str(out),
                 str(every),
+                str(warmup),
             ],
             check=False,
             capture_output=True,
@@ -413,6 +435,12 @@ def report(
             f"  a cycle in the first quarter of a run {spread(early, ' ms', 0)}, "
             f"in the last {spread(late, ' ms', 0)}"
         )
+    if all("first_wall" in r for r in off + on) and on[0]["first_wall"]:
+        print(
+            f"  the warm-up, apart: off {spread([r['first_wall'] for r in off], ' s')}, on "
+            f"{spread([r['first_wall'] for r in on], ' s')}, of which its cycle (creating the "
+            f"table) {spread([1000 * r['first_cycle'] for r in on], ' ms', 0)}"
+        )
     if all("rss" in r for r in off + on):
         print(
             f"  peak RSS: off {max(r['rss'] for r in off) / 2**20:.0f} MiB, "
@@ -446,12 +474,20 @@ def main() -> None:
         help="a lake cycle after every K flushes and every K chunks (and after the last): "
         "a lake.interval K times the flush_interval (default 5: 5m and 60 s, the defaults)",
     )
-    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        metavar="W",
+        help="flushes and chunks done first, with a cycle that creates the tables, timed "
+        "apart (a daemon creates its tables once and then publishes for months; default 1)",
+    )
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, kind, cache, work, out, every = args.child
+        mode, kind, cache, work, out, every, warmup = args.child
         logs.configure("warning", sys.stderr)  # the store's migrations are no news here
-        result = child(mode, kind, Path(cache), Path(work), int(every))
+        result = child(mode, kind, Path(cache), Path(work), every=int(every), warmup=int(warmup))
         Path(out).write_text(json.dumps(result))
         return
     cache = make_input(args)
@@ -461,7 +497,7 @@ def main() -> None:
     for n in range(args.runs):
         for k in range(len(order)):
             mode, kind = order[(n + k) % len(order)]
-            runs[mode, kind].append(run(mode, kind, cache, args.cycle_every))
+            runs[mode, kind].append(run(mode, kind, cache, args.cycle_every, args.warmup))
         print(f"  run {n + 1}/{args.runs} done", file=sys.stderr, flush=True)
     first = runs["on", "messages"][0], runs["on", "chunks"][0]
     print(

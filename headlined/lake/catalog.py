@@ -212,6 +212,9 @@ def ensure_table(
                 # (one per publishing interval with news).
                 TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
                 TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: str(METADATA_VERSIONS_KEPT),
+                # Manifests merged once a snapshot holds 100 (Java's default; pyiceberg's is
+                # off): else one more each commit, forever, for every reader to open.
+                TableProperties.MANIFEST_MERGE_ENABLED: "true",
             },
         )
         if partitioned:

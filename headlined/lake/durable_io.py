@@ -42,7 +42,7 @@ class _LocalFile(PyArrowFile):
     def create(self, overwrite: bool = False) -> OutputStream:
         """A buffered stream to the file; its data and folder entry are synced on close."""
         target = Path(self._path)
-        _make_folders(target.parent)
+        make_folders(target.parent)
         raw = _SyncedFile(target, "wb" if overwrite else "xb")
         return io.BufferedWriter(raw, buffer_size=_BUFFER)
 
@@ -60,7 +60,7 @@ class _SyncedFile(io.FileIO):
         durable.fsync(Path(str(self.name)).parent)
 
 
-def _make_folders(folder: Path) -> None:
+def make_folders(folder: Path) -> None:
     """``folder`` and any missing parents, each new one's entry synced in its parent."""
     missing: list[Path] = []
     while not folder.is_dir():

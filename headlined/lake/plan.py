@@ -11,20 +11,19 @@ Changes are grouped by key (a lake name without its fingerprint): a replaced fil
 and its successor's addition share a key, so a batch never splits them and a reader sees the
 old rows or the new ones, never both or neither.
 
-Messages are bundled: the flushes of one partition (source and day) that no registered copy
-holds become one lake copy, not one a minute (``layout.bundle_path``; a lake of fewer, larger
-files, and a cycle that copies 7 files instead of 35). A registered copy stays while the local
-flushes in its id range are exactly the ones it was made of; otherwise it is dropped and those
-flushes are bundled again, in the same change (all of a partition's changes are one change).
+Each local file becomes one lake file: a flush of messages is registered as it is (linked
+or uploaded, headlined/lake/publisher.py), so there is nothing to gain from bundling flushes.
+Versions before that bundled a partition's flushes into one copy (``layout.bundle_path``); such
+a registered bundle stays while the local flushes in its id range are exactly the ones it was
+made of (they are then in no other lake file), and is otherwise dropped and its flushes
+registered one by one, in the same change (all of a partition's changes are one change).
 Flushes never overlap (each takes the ids after the last), so a range holds its own flushes
-only; a run of flushes to bundle stops at a flush some kept copy holds, so that no bundle's
-range ever reaches over another's.
+only.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,11 +31,9 @@ from dataclasses import dataclass
 from headlined.lake.layout import LocalFile, bundle_path, key_of, site_prefix
 from headlined.poll.parquet import flush_range
 
-Add = tuple[str, tuple[LocalFile, ...]]  # (lake path, the local files it copies, in order)
+# (lake path, the local files it holds: one; several only in older versions' bundles)
+Add = tuple[str, tuple[LocalFile, ...]]
 Span = tuple[int, int]  # the first and last record id of a flush
-# Flushes in one bundle at most: a first cycle over years of minutely flushes copies a day's
-# worth at a time, not a single file of unbounded size.
-MAX_BUNDLE = 1000
 
 
 @dataclass(frozen=True)
@@ -143,38 +140,33 @@ def _plan_partition(
     location: str,
     site: str,
 ) -> tuple[list[Add], list[str]]:
-    """One partition's flushes (id range, file) and this site's registered copies of them
-    (id range, path): (copies to add, registered copies to drop)."""
+    """One partition's flushes (id range, file) and this site's registered lake files of
+    them (id range, path): (flushes to add, registered files to drop)."""
     flushes = sorted(flushes, key=lambda flush: (flush[0], flush[1].relative))
     starts = [first for (first, _), _ in flushes]
-    held: set[str] = set()  # the relative paths of flushes a kept copy holds
+    own = {f.lake_path(location, site): f for _, f in flushes}
+    held: set[str] = set()  # the relative paths of flushes a kept lake file holds
     removes: list[str] = []
     for (first, last), path in sorted(ours):
-        members = []
-        # Flushes never overlap: those within [first, last] lie side by side in id order.
-        for index in range(bisect.bisect_left(starts, first), len(flushes)):
-            (start, end), f = flushes[index]
-            if start > last:
-                break
-            if end <= last:
-                members.append(f)
+        single = own.get(path)
+        if single is not None:
+            members = [single]
+        else:
+            # An older version's bundle: flushes never overlap, so those within
+            # [first, last] lie side by side in id order.
+            members = []
+            for index in range(bisect.bisect_left(starts, first), len(flushes)):
+                (start, end), f = flushes[index]
+                if start > last:
+                    break
+                if end <= last:
+                    members.append(f)
         relatives = {f.relative for f in members}
         if members and not relatives & held and bundle_path(location, site, members) == path:
             held |= relatives
         else:
             removes.append(path)
-    adds: list[Add] = []
-    run: list[LocalFile] = []
-    # Flushes DuckDB wrote as several files share one range: they go into one copy together.
-    for _, group in itertools.groupby(flushes, key=lambda flush: flush[0]):
-        files = [f for _, f in group]
-        taken = any(f.relative in held for f in files)
-        if taken or len(run) + len(files) > MAX_BUNDLE:
-            if run:
-                adds.append((bundle_path(location, site, run), tuple(run)))
-            run = []
-        if not taken:
-            run += files
-    if run:
-        adds.append((bundle_path(location, site, run), tuple(run)))
+    adds: list[Add] = [
+        (f.lake_path(location, site), (f,)) for _, f in flushes if f.relative not in held
+    ]
     return adds, removes

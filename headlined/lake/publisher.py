@@ -28,6 +28,9 @@ Why every file is registered exactly once, whatever crashes where:
 from __future__ import annotations
 
 import contextlib
+import datetime
+import errno
+import os
 import secrets
 import shutil
 import socket
@@ -52,13 +55,15 @@ from pyiceberg.io.pyarrow import (
     parquet_path_to_id_mapping,
 )
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.typedef import Record
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from headlined import durable
 from headlined.config import Config, LakeConfig, LakeS3Config
+from headlined.lake import append, durable_io, layout, rewrite, sweep
 from headlined.lake import catalog as lake_catalog
-from headlined.lake import layout, rewrite, sweep
 from headlined.lake.catalog import LakeError
 from headlined.lake.layout import LocalFile, TableId, table_name
 from headlined.lake.plan import Change, TablePlan, plan_table
@@ -77,6 +82,7 @@ SITE_PROPERTY = "headlined.site"
 BATCH_FILES = 500
 COMMIT_ATTEMPTS = 8
 _SITE_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
+_EPOCH = datetime.date(1970, 1, 1)
 # (table location, schema id, properties) -> its statistics plan and Parquet column ids.
 _Plans = dict[tuple[str, int, str], tuple[dict[int, StatisticsCollector], dict[str, int]]]
 
@@ -173,6 +179,10 @@ class Publisher:
         self._folders = layout.Folders()
         # (table, schema id, Arrow schema of a lake copy) known to fit without a change.
         self._fitting: set[tuple[str, int, str]] = set()
+        # The tables as this publisher's last cycle left them (taken again if unchanged).
+        self._loaded: dict[TableId, Table] = {}
+        # Folders that got new lake names (links) since the last commit: synced before it.
+        self._unsynced: set[Path] = set()
         # Tables that had nothing to do: (metadata location, local files, snapshot id) then.
         self._idle: dict[TableId, tuple[str, tuple[LocalFile, ...], int | None]] = {}
 
@@ -231,7 +241,15 @@ class Publisher:
             self._idle.pop(table, None)
             tally = _Tally()
             try:
-                current = self._publish_table(catalog, table, files, tally, stop=stop, beat=beat)
+                current = self._publish_table(
+                    catalog,
+                    table,
+                    files,
+                    tally,
+                    pointer=pointers.get(table),
+                    stop=stop,
+                    beat=beat,
+                )
                 done = not (tally.added or tally.removed or tally.waiting or tally.errors)
                 if current is not None and done:
                     self._idle[table] = (current.metadata_location, signature, tally.snapshot)
@@ -260,11 +278,13 @@ class Publisher:
         files: list[LocalFile],
         tally: _Tally,
         *,
+        pointer: str | None,
         stop: Callable[[], bool],
         beat: Callable[[], None],
     ) -> Table | None:
         """Make the table mirror ``files``; the table as this left it (None: no such table
-        and nothing to put in it)."""
+        and nothing to put in it). ``pointer``: the catalog's metadata location for it, read
+        at the start of the cycle."""
         prepared: dict[str, DataFile] = {}  # lake path -> its DataFile, kept across retries
         current: Table | None = None
         for attempt in Retrying(
@@ -275,7 +295,9 @@ class Publisher:
         ):
             with attempt:
                 tally.waiting = 0
-                table = self._table(catalog, table_id, files)
+                # A lost race means another writer moved the table: load it again.
+                reuse = pointer if attempt.retry_state.attempt_number == 1 else None
+                table = self._table(catalog, table_id, files, reuse)
                 if table is None:
                     return None
                 current = self._publish_plan(
@@ -287,6 +309,8 @@ class Publisher:
         # fail, which only means next time.
         if current is not None and (tally.added or tally.removed):
             self._expire(current)
+        if current is not None:
+            self._loaded[table_id] = current
         return current
 
     def _expire(self, table: Table) -> None:
@@ -313,8 +337,18 @@ class Publisher:
         self.swept += sweep.sweep(table, prefix, self._settings.keep_snapshots)
 
     def _table(
-        self, catalog: SqlCatalog, table_id: TableId, files: list[LocalFile]
+        self,
+        catalog: SqlCatalog,
+        table_id: TableId,
+        files: list[LocalFile],
+        pointer: str | None,
     ) -> Table | None:
+        """The table, None if there is none and ``files`` is empty. The one this publisher
+        left last time is taken as it is while the catalog's ``pointer`` is still its
+        metadata: a load reads and parses the whole metadata again."""
+        loaded = self._loaded.pop(table_id, None)
+        if loaded is not None and pointer is not None and loaded.metadata_location == pointer:
+            return loaded
         try:
             return catalog.load_table(table_id)
         except NoSuchTableError:
@@ -363,7 +397,12 @@ class Publisher:
                 for path in change.remove
             ]
             if adds or removes:
-                table = self._commit(table, adds, removes)
+                # The new lake names' folder entries, once each, before the commit refers
+                # to them.
+                for folder in sorted(self._unsynced):
+                    durable.fsync(folder)
+                self._unsynced.clear()
+                table = self._commit(table, table_id, adds, removes)
                 beat()
                 tally.added += len(adds)
                 tally.removed += len(removes)
@@ -414,14 +453,25 @@ class Publisher:
     def _copy(
         self, table: Table, lake_path: str, members: tuple[LocalFile, ...]
     ) -> tuple[Table, DataFile]:
-        """Write the lake copy of ``members`` (one file, or a partition's flushes of messages)
-        at ``lake_path``; its DataFile (the table's schema widened first if the copy has new
-        columns)."""
+        """Put the lake file of ``members`` (one local file; several only in an older
+        version's bundle of flushes) at ``lake_path``; its DataFile (the table's schema widened
+        first if the file has new columns). A flush of messages goes as it is (_as_is)."""
+        local = members[0]
+        if len(members) == 1 and local.kind == "messages":
+            as_is = _as_is(local, table)
+            if as_is is not None:
+                metadata, partition = as_is
+                table = self._fit(table, metadata.schema.to_arrow_schema(), local)
+                data_file = _data_file(
+                    table, lake_path, metadata, local.size, self._plans, partition=partition
+                )
+                self._place(table, local, lake_path)
+                return table, data_file
         uri = urlsplit(lake_path)
         on_disk = uri.scheme == "file"
         if on_disk:
             final = Path(uri.path)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            durable_io.make_folders(final.parent)
             written = durable.temporary(final)
         else:
             self._settings.work_dir.mkdir(parents=True, exist_ok=True)
@@ -430,19 +480,38 @@ class Publisher:
             self._write_copy(members, written)
             metadata = pq.read_metadata(written)
             arrow_schema = metadata.schema.to_arrow_schema()
-            table = self._fit(table, arrow_schema, members[0])
+            table = self._fit(table, arrow_schema, local)
             data_file = _data_file(table, lake_path, metadata, written.stat().st_size, self._plans)
             if on_disk:
                 durable.publish(written, final)
             else:
-                with (
-                    written.open("rb") as source,
-                    table.io.new_output(lake_path).create(overwrite=True) as target,
-                ):
-                    shutil.copyfileobj(source, target, 8 << 20)
+                _upload(table, written, lake_path)
         finally:
             written.unlink(missing_ok=True)
         return table, data_file
+
+    def _place(self, table: Table, local: LocalFile, lake_path: str) -> None:
+        """Put ``local``'s bytes at ``lake_path`` as they are: on a local warehouse a hard
+        link (no copy; the flush never writes a published file again, and the lake's name
+        keeps the bytes when the local file is merged away), a copy where a link cannot be
+        made (another file system); on object storage an upload. _ChangedError if the file
+        is gone or is not the one the plan saw."""
+        uri = urlsplit(lake_path)
+        try:
+            if uri.scheme != "file":
+                _upload(table, local.path, lake_path)
+                info = local.path.stat()
+                placed = (info.st_size, info.st_mtime_ns)
+            else:
+                final = Path(uri.path)
+                durable_io.make_folders(final.parent)
+                placed = _link_or_copy(local.path, final)
+                self._unsynced.add(final.parent)
+        except FileNotFoundError:
+            raise _ChangedError from None
+        if placed != (local.size, local.mtime_ns):
+            # Replaced since the plan (merged days are new files with new names).
+            raise _ChangedError
 
     def _fit(self, table: Table, arrow_schema: pa.Schema, local: LocalFile) -> Table:
         """``table``, its schema widened first if the lake copy of ``local`` needs it."""
@@ -502,9 +571,26 @@ class Publisher:
                 written.unlink(missing_ok=True)
         raise LakeError(f"table {table_name(files[0].table)} cannot be created: {why}")
 
-    def _commit(self, table: Table, adds: list[DataFile], removes: list[DataFile]) -> Table:
+    def _commit(
+        self, table: Table, table_id: TableId, adds: list[DataFile], removes: list[DataFile]
+    ) -> Table:
         properties = {SITE_PROPERTY: self._settings.site}
+        parent = table.current_snapshot()
+        existing = parent.manifests(table.io) if parent is not None else []
+        merges = append.merges(table)
+        if not removes and (not merges or len(existing) + 1 < append.merge_at(table)):
+            appended = append.fast_append(table, adds, properties, existing)
+            # Our own manifest: the next cycle need not read it back.
+            prefix = layout.site_prefix(table.location(), self._settings.site)
+            self._manifests.setdefault(table_id, {})[appended.manifest.manifest_path] = tuple(
+                data_file for data_file in adds if data_file.file_path.startswith(prefix)
+            )
+            return table
         with table.transaction() as tx:
+            if merges and TableProperties.MANIFEST_MERGE_ENABLED not in table.metadata.properties:
+                # pyiceberg's merge append merges only where the table says so (tables made
+                # before 12-03 do not).
+                tx.set_properties({TableProperties.MANIFEST_MERGE_ENABLED: "true"})
             update = tx.update_snapshot(snapshot_properties=properties)
             if removes:
                 with update.overwrite() as overwrite:
@@ -513,11 +599,11 @@ class Publisher:
                     for data_file in adds:
                         overwrite.append_data_file(data_file)
             else:
-                # merge_append folds small manifests together now and then: readers and the
+                # pyiceberg's merge append folds the manifests together: readers and the
                 # next plan read fewer files.
-                with update.merge_append() as append:
+                with update.merge_append() as merge:
                     for data_file in adds:
-                        append.append_data_file(data_file)
+                        merge.append_data_file(data_file)
         return table
 
     def _registered(self, table: Table, table_id: TableId) -> dict[str, DataFile]:
@@ -647,11 +733,18 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _data_file(
-    table: Table, lake_path: str, metadata: pq.FileMetaData, size: int, plans: _Plans
+    table: Table,
+    lake_path: str,
+    metadata: pq.FileMetaData,
+    size: int,
+    plans: _Plans,
+    *,
+    partition: Record | None = None,
 ) -> DataFile:
-    """The DataFile of a lake copy, from its footer read locally (no extra GET on S3).
+    """The DataFile of a lake file, from its footer read locally (no extra GET on S3).
     ``plans`` keeps each schema's statistics plan and column ids (most of the cost for a
-    small file otherwise)."""
+    small file otherwise). ``partition``: its partition values, when the file does not hold
+    its partition columns (else they come from its statistics)."""
     schema = table.schema()
     properties = table.metadata.properties
     known = (table.location(), schema.schema_id, repr(sorted(properties.items())))
@@ -666,18 +759,100 @@ def _data_file(
         stats_columns=stats_columns,
         parquet_column_mapping=column_ids,
     )
-    return DataFile.from_args(
+    data_file = DataFile.from_args(
         content=DataFileContent.DATA,
         file_path=lake_path,
         file_format=FileFormat.PARQUET,
-        partition=statistics.partition(table.spec(), schema),
+        partition=partition
+        if partition is not None
+        else statistics.partition(table.spec(), schema),
         file_size_in_bytes=size,
         sort_order_id=None,
-        spec_id=table.metadata.default_spec_id,
         equality_ids=None,
         key_metadata=None,
         **statistics.to_serialized_dict(),
     )
+    # Not a field of the file's entry (from_args has no place for it); pyiceberg's reader sets
+    # it on what it reads from a manifest, and an overwrite that drops this file later needs
+    # it (the file may come from our cache of our own manifests).
+    data_file.spec_id = table.metadata.default_spec_id
+    return data_file
+
+
+def _as_is(local: LocalFile, table: Table) -> tuple[pq.FileMetaData, Record] | None:
+    """The footer and partition values of a flush of messages that can be registered as it
+    is, None if it needs a lake copy (rewrite.py: older flushes wrote ``payload`` with Parquet's
+    JSON type). As it is, a flush lacks the ``source`` and ``date`` columns, which only its
+    folder names: Iceberg readers take an identity partition's value from the table's
+    manifests for a file without that column (the spec's rule, which pyiceberg, polars, Spark
+    and Trino follow; it is how Hive tables are moved to Iceberg in place)."""
+    try:
+        metadata = pq.read_metadata(local.path)
+    except FileNotFoundError:
+        raise _ChangedError from None
+    except (OSError, pa.ArrowException):
+        return None  # the copy reports why it cannot be read
+    columns = [metadata.schema.column(i) for i in range(metadata.num_columns)]
+    names = {column.path for column in columns}
+    if (
+        rewrite.MESSAGES_ADDED[0] in names
+        or rewrite.MESSAGES_ADDED[1] in names
+        or not all(_plain(column) for column in columns)
+        or local.source is None
+        or local.date is None
+    ):
+        return None
+    schema = table.schema()
+    values: list[object] = []
+    for spec_field in table.spec().fields:
+        name = schema.find_column_name(spec_field.source_id)
+        if not isinstance(spec_field.transform, IdentityTransform) or name not in (
+            rewrite.MESSAGES_ADDED
+        ):
+            return None
+        values.append(local.source if name == "source" else (local.date - _EPOCH).days)
+    return metadata, Record(*values)
+
+
+def _plain(column: pq.ColumnSchema) -> bool:
+    """Whether a top-level Parquet column reads the same in every Iceberg v2 engine."""
+    if "." in column.path:
+        return False
+    logical = column.logical_type
+    kind = logical.type
+    if kind == "TIMESTAMP":
+        return "timeUnit=microseconds" in str(logical)
+    if kind == "INT":
+        return "isSigned=true" in str(logical)
+    return kind in ("STRING", "DATE", "NONE")
+
+
+def _link_or_copy(local: Path, final: Path) -> tuple[int, int]:
+    """``local`` also named ``final`` (its bytes copied, and synced, where a hard link cannot
+    be made); the (size, mtime_ns) of the file that ``final`` now holds. The caller syncs the
+    folder."""
+    temporary = durable.temporary(final)
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(local, temporary)
+        placed = temporary.stat()
+    except OSError as why:
+        if why.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copyfile(local, temporary)
+        durable.fsync(temporary)
+        # A file replaced before or during the copy shows in its status afterwards.
+        placed = local.stat()
+    temporary.replace(final)
+    return placed.st_size, placed.st_mtime_ns
+
+
+def _upload(table: Table, local: Path, lake_path: str) -> None:
+    with (
+        local.open("rb") as source,
+        table.io.new_output(lake_path).create(overwrite=True) as target,
+    ):
+        shutil.copyfileobj(source, target, 8 << 20)
 
 
 def _secrets(settings: LakeSettings) -> Iterable[str]:

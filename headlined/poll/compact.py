@@ -204,7 +204,9 @@ def _copy(
         want, size = (int(x or 0) for x in footers) if footers else (0, 0)
         written = durable.temporary(out)
         copied = conn.execute(
-            f"COPY (SELECT * FROM {source}) TO {sql.literal(str(written))} "
+            # payload as plain text: flushes of older versions wrote Parquet's JSON type.
+            f"COPY (SELECT * REPLACE (payload::VARCHAR AS payload) FROM {source}) TO "
+            f"{sql.literal(str(written))} "
             f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows(want, size)})"
         ).fetchone()
     except duckdb.Error as why:

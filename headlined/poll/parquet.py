@@ -1,7 +1,9 @@
 """Copies new messages to Parquet, each record exactly once, never half-written.
 
 ``<parquet_dir>/messages/source=<name>/date=<YYYY-MM-DD>/part-<first>-<last>.parquet``.
-See docs/poller.md.
+See docs/poller.md. ``payload`` is written as plain text (a UTF-8 string), not with Parquet's
+JSON type: every reader takes it as a string (polars read the JSON type as binary), DuckDB's
+JSON functions take it as it is, and the lake registers the file without a copy.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def flush_messages(conn: duckdb.DuckDBPyConnection, parquet_dir: Path) -> int:
             SELECT source,
                    strftime(coalesce(record_time, first_seen) AT TIME ZONE 'UTC', '%Y-%m-%d')
                        AS date,
-                   record_key, record_time, payload, first_seen, id
+                   record_key, record_time, payload::VARCHAR AS payload, first_seen, id
             FROM messages WHERE id > $1 AND id <= $2 ORDER BY id
         ) TO {sql.literal(str(tmp))}
         (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (source, date), OVERWRITE_OR_IGNORE)

@@ -15,12 +15,13 @@ from headlined.lake import layout
 from headlined.lake.layout import (
     MESSAGES_TABLE,
     LocalFile,
+    bundle_path,
     key_of,
     safe_segment,
     scan,
     site_prefix,
 )
-from headlined.lake.plan import MAX_BUNDLE, TablePlan, plan_table
+from headlined.lake.plan import TablePlan, plan_table
 
 LOCATION = "s3://bucket/lake/db.db/cpu"
 
@@ -171,7 +172,7 @@ def test_folders_list_a_folder_again_only_when_it_changed(tmp_path: Path) -> Non
     assert len(folders.parquet_files(folder)) == 5
 
 
-# -- messages: a partition's flushes bundled into one copy ------------------------------------
+# -- messages: one lake file a flush (older versions' bundles recognised) ---------------------
 
 
 def flush(
@@ -200,72 +201,67 @@ def applied(registered: list[str], plan: TablePlan) -> list[str]:
     return sorted((set(registered) - set(plan.remove)) | {path for path, _ in plan.add})
 
 
-def test_a_partitions_new_flushes_become_one_copy_and_the_next_ones_another() -> None:
+def test_each_flush_is_one_lake_file_under_its_own_name() -> None:
     first = [flush(1, 5), flush(6, 9), flush(10, 12), flush(1, 5, source="b")]
     plan = plan_table(first, [], MESSAGES_AT, "me", messages=True)
-    assert [members for _, members in plan.add] == [
-        (first[0], first[1], first[2]),
-        (first[3],),
-    ]
+    assert sorted(plan.add) == sorted((f.lake_path(MESSAGES_AT, "me"), (f,)) for f in first)
     assert len(plan) == 4  # what waits: the local files
-    bundle = next(path for path, members in plan.add if len(members) == 3)
-    assert bundle.startswith(f"{MESSAGES_AT}/data/me/source=a/date=2026-11-23/part-")
-    assert key_of(bundle, site_prefix(MESSAGES_AT, "me")) == (
-        "source=a/date=2026-11-23/part-000000000001-000000000012"
+    path = first[0].lake_path(MESSAGES_AT, "me")
+    assert key_of(path, site_prefix(MESSAGES_AT, "me")) == (
+        "source=a/date=2026-11-23/part-000000000001-000000000005"
     )
-    assert (
-        plan_table(first, [], MESSAGES_AT, "me", messages=True) == plan
-    )  # the same members, the same names
     registered = applied([], plan)
     assert len(plan_table(first, registered, MESSAGES_AT, "me", messages=True)) == 0
     later = [*first, flush(13, 20), flush(21, 30)]
     plan = plan_table(later, registered, MESSAGES_AT, "me", messages=True)
     assert plan.remove == ()
-    assert [members for _, members in plan.add] == [(later[4], later[5])]
+    assert [members for _, members in plan.add] == [(later[4],), (later[5],)]
     assert len(plan_table(later, applied(registered, plan), MESSAGES_AT, "me", messages=True)) == 0
 
 
-def test_a_copy_whose_flushes_changed_is_made_again_in_the_same_change() -> None:
+def test_an_older_versions_bundle_stays_until_its_flushes_change() -> None:
     files = [flush(1, 5), flush(6, 9), flush(10, 12)]
-    registered = applied([], plan_table(files, [], MESSAGES_AT, "me", messages=True))
+    bundle = bundle_path(MESSAGES_AT, "me", files)
+    registered = [bundle]
+    assert len(plan_table(files, registered, MESSAGES_AT, "me", messages=True)) == 0
+    # New flushes go one by one; the bundle stays.
+    later = [*files, flush(13, 20)]
+    plan = plan_table(later, registered, MESSAGES_AT, "me", messages=True)
+    assert (plan.remove, [m for _, m in plan.add]) == ((), [(later[3],)])
+    # One of its flushes rewritten, or gone (a closed day merged): the bundle is dropped and
+    # what is left is registered file by file, in the same change.
     for now in ([files[0], files[2]], [files[0], flush(6, 9, size=7), files[2]]):
         plan = plan_table(now, registered, MESSAGES_AT, "me", messages=True)
         (change,) = plan.changes
-        assert change.remove == tuple(registered)
-        assert [members for _, members in change.add] == [tuple(now)]
+        assert change.remove == (bundle,)
+        assert [members for _, members in change.add] == [(f,) for f in now]
     plan = plan_table([], registered, MESSAGES_AT, "me", messages=True)
-    assert (plan.add, plan.remove) == ((), tuple(registered))
+    assert (plan.add, plan.remove) == ((), (bundle,))
 
 
-def test_flushes_of_one_range_stay_together_and_bundles_never_reach_over_a_kept_copy() -> None:
+def test_flushes_of_one_range_are_each_their_own_lake_file() -> None:
     kept = flush(6, 9)
-    registered = [kept.lake_path(MESSAGES_AT, "me")]  # a copy of one flush: its own name
     split = [flush(10, 12, part=1, n=0), flush(10, 12, part=1, n=1)]
-    files = [flush(1, 5), kept, *split, flush(13, 14)]
+    registered = [kept.lake_path(MESSAGES_AT, "me"), split[0].lake_path(MESSAGES_AT, "me")]
+    files = [flush(1, 5), kept, *split]
     plan = plan_table(files, registered, MESSAGES_AT, "me", messages=True)
     assert plan.remove == ()
-    assert [members for _, members in plan.add] == [(files[0],), (*split, files[4])]
-    # A copy of one of the split files alone (made before bundling) is made again with both.
-    registered = [kept.lake_path(MESSAGES_AT, "me"), split[0].lake_path(MESSAGES_AT, "me")]
-    plan = plan_table([kept, *split], registered, MESSAGES_AT, "me", messages=True)
-    assert plan.remove == (split[0].lake_path(MESSAGES_AT, "me"),)
-    assert [members for _, members in plan.add] == [tuple(split)]
-
-
-def test_a_bundle_holds_at_most_max_bundle_flushes() -> None:
-    files = [flush(n, n) for n in range(1, MAX_BUNDLE + 3)]
-    plan = plan_table(files, [], MESSAGES_AT, "me", messages=True)
-    assert [len(members) for _, members in plan.add] == [MAX_BUNDLE, 2]
-    assert len(plan_table(files, applied([], plan), MESSAGES_AT, "me", messages=True)) == 0
+    assert [members for _, members in plan.add] == [(files[0],), (split[1],)]
+    assert len(plan_table(files, applied(registered, plan), MESSAGES_AT, "me", messages=True)) == 0
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from("aaadrc"), st.integers(0, 3)), max_size=40))
-def test_any_history_of_flushes_leaves_each_one_in_exactly_one_copy(
-    steps: list[tuple[str, int]],
+@given(
+    st.booleans(),
+    st.lists(st.tuples(st.sampled_from("aaadrc"), st.integers(0, 3)), max_size=40),
+)
+def test_any_history_of_flushes_leaves_each_one_in_exactly_one_lake_file(
+    bundled: bool, steps: list[tuple[str, int]]
 ) -> None:
-    """Flushes added (a), dropped (d), rewritten (r) and cycles (c), in any order: after a
-    cycle every local flush is in exactly one registered copy, and nothing is left to do."""
+    """Flushes added (a), dropped (d), rewritten (r) and cycles (c), in any order, from a lake
+    an older version may have filled with bundles (``bundled``: its cycle after the first
+    flushes): after a cycle every local flush is in exactly one registered lake file, and
+    nothing is left to do."""
     local: dict[str, LocalFile] = {}
     registered: list[str] = []
     holds: dict[str, tuple[LocalFile, ...]] = {}
@@ -284,6 +280,15 @@ def test_any_history_of_flushes_leaves_each_one_in_exactly_one_copy(
             name = names[which % len(names)]
             stamp += 1
             local[name] = dataclasses.replace(local[name], mtime_ns=stamp)
+        elif bundled and not registered and local:
+            # An older version's first cycle: each partition's flushes in one bundle.
+            by_day: dict[str, list[LocalFile]] = {}
+            for f in sorted(local.values(), key=lambda f: f.relative):
+                by_day.setdefault(str(f.date), []).append(f)
+            for members in by_day.values():
+                path = bundle_path(MESSAGES_AT, "me", members)
+                holds[path] = tuple(members)
+                registered.append(path)
         else:
             plan = plan_table(list(local.values()), registered, MESSAGES_AT, "me", messages=True)
             holds.update(plan.add)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import os
 import shutil
 import threading
@@ -25,7 +26,6 @@ from pyiceberg.table import Table
 from headlined.config import Config, InfluxConfig, LakeConfig, LakeS3Config, SourceConfig
 from headlined.influx.convert import convert
 from headlined.lake import publisher as publisher_module
-from headlined.lake import rewrite
 from headlined.lake.publisher import (
     SITE_PROPERTY,
     LakeError,
@@ -269,26 +269,29 @@ def test_a_reexported_chunk_replaces_its_rows_in_one_snapshot(
     assert lake_cpu(catalog(site.settings).load_table(CPU)) == site.local_cpu()
 
 
-def test_a_merged_day_replaces_its_copies_in_one_snapshot(site: Site, publisher: Publisher) -> None:
+def test_a_merged_day_replaces_its_flushes_in_one_snapshot(
+    site: Site, publisher: Publisher
+) -> None:
     """headlined/poll/compact.py merges a closed day's flushes: the lake drops that day's
-    copies and registers the merged file in the same snapshot (never both, never neither),
-    and a reader of the older snapshot still gets the old copies."""
+    flushes and registers the merged file in the same snapshot (never both, never neither),
+    and a reader of the older snapshot still gets the old files (the lake's links keep them
+    when the local ones are deleted)."""
     for _ in range(3):
         site.poll("a", 4)
         site.poll("b", 3)
     publisher.cycle()
-    site.poll("a", 2)  # a flush after the first cycle: a second copy of the partition
+    site.poll("a", 2)  # a flush after the first cycle
     publisher.cycle()
     table = catalog(site.settings).load_table(MESSAGES)
     old_snapshot = table.current_snapshot().snapshot_id  # type: ignore[union-attr]
     before = lake_messages(table)
-    assert len(_data_files(table)) == 3  # a: two copies, b: one
+    assert len(_data_files(table)) == 7  # each flush as it is: a 4, b 3
 
     later = NOW + datetime.timedelta(days=CLOSED_AFTER_DAYS)
     merged = Compactor(site.root / "pq" / "messages", clock=lambda: later)
     assert len(merged.run(budget_s=60)) == 2
     result = publisher.cycle()
-    assert (result.added, result.removed, result.errors) == (2, 3, {})
+    assert (result.added, result.removed, result.errors) == (2, 7, {})
     table = catalog(site.settings).load_table(MESSAGES)
     assert lake_messages(table) == before == site.local_messages()
     assert len(_data_files(table)) == 2
@@ -306,21 +309,114 @@ def test_a_day_merged_while_a_cycle_copies_it_is_no_error_and_taken_next_cycle(
     site.poll("a", 4)
     later = NOW + datetime.timedelta(days=CLOSED_AFTER_DAYS)
     compactor = Compactor(site.root / "pq" / "messages", clock=lambda: later)
-    copy = rewrite.rewrite_messages
+    link = publisher_module._link_or_copy
 
-    def merged_first(*args: Any) -> int:
-        assert len(compactor.run(budget_s=60)) == 1  # the folder is swapped under the copy
-        return copy(*args)
+    def merged_first(local: Path, final: Path) -> tuple[int, int]:
+        assert len(compactor.run(budget_s=60)) == 1  # the folder is swapped under the link
+        return link(local, final)
 
-    monkeypatch.setattr(rewrite, "rewrite_messages", merged_first)
+    monkeypatch.setattr(publisher_module, "_link_or_copy", merged_first)
     result = publisher.cycle()
     assert (result.added, result.removed, result.errors) == (0, 0, {})
-    monkeypatch.setattr(rewrite, "rewrite_messages", copy)
+    monkeypatch.setattr(publisher_module, "_link_or_copy", link)
     result = publisher.cycle()
     assert (result.added, result.removed, result.errors) == (1, 1, {})
     table = catalog(site.settings).load_table(MESSAGES)
     assert lake_messages(table) == site.local_messages()
     assert len(site.local_messages()) == 12
+
+
+def _lake_path(data_file: Any) -> Path:
+    return Path(urlsplit(data_file.file_path).path)
+
+
+def test_a_flush_is_registered_as_it_is_without_a_copy(site: Site, publisher: Publisher) -> None:
+    """A flush goes into the lake as it is: on a local warehouse a hard link to the very
+    file (no bytes copied), without the source and date columns, which Iceberg readers take
+    from the partition (pyiceberg and polars above read them back)."""
+    site.poll("alpha", 5)
+    site.poll("beta", 2)
+    assert publisher.cycle().added == 2
+    table = catalog(site.settings).load_table(MESSAGES)
+    local = {p.stat().st_ino: p for p in (site.root / "pq" / "messages").rglob("*.parquet")}
+    for data_file in _data_files(table):
+        assert _lake_path(data_file).stat().st_ino in local
+        columns = duckdb.sql(
+            f"DESCRIBE SELECT * FROM read_parquet('{_lake_path(data_file)}', "
+            "hive_partitioning = false)"
+        ).fetchall()
+        assert {c[0] for c in columns} == {
+            "record_key",
+            "record_time",
+            "payload",
+            "first_seen",
+            "id",
+        }
+    assert lake_messages(table) == site.local_messages()
+    frame = pl.scan_iceberg(table).filter(pl.col("source") == "beta").collect()
+    assert sorted(frame["id"].to_list()) == [6, 7]
+    summary = table.current_snapshot().summary  # type: ignore[union-attr]
+    assert summary is not None
+    assert summary["total-records"] == "7"
+    assert summary["total-data-files"] == "2"
+
+
+def test_an_older_flush_with_the_json_type_is_copied(site: Site, publisher: Publisher) -> None:
+    """Flushes of versions before 12-03 wrote ``payload`` with Parquet's JSON type, which
+    Iceberg engines do not read as a string: those still get a lake copy."""
+    site.poll("alpha", 4)
+    (older,) = (site.root / "pq" / "messages").rglob("*.parquet")
+    duckdb.execute(
+        f"COPY (SELECT * REPLACE (payload::JSON AS payload) FROM '{older}') "
+        f"TO '{site.root / 'older.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
+    )
+    (site.root / "older.parquet").replace(older)
+    site.poll("alpha", 3)
+    assert publisher.cycle().added == 2
+    table = catalog(site.settings).load_table(MESSAGES)
+    inodes = {_lake_path(f).stat().st_ino for f in _data_files(table)}
+    assert older.stat().st_ino not in inodes  # a copy
+    assert len(inodes & {p.stat().st_ino for p in older.parent.glob("*.parquet")}) == 1
+    assert lake_messages(table) == site.local_messages()
+    assert pl.scan_iceberg(table).collect()["payload"].dtype == pl.String
+
+
+def test_a_warehouse_on_another_file_system_gets_byte_copies(
+    site: Site, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cross_device(src: Any, dst: Any) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    site.poll("alpha", 4)
+    assert publisher.cycle().added == 1
+    table = catalog(site.settings).load_table(MESSAGES)
+    (data_file,) = _data_files(table)
+    (local,) = (site.root / "pq" / "messages").rglob("*.parquet")
+    assert _lake_path(data_file).stat().st_ino != local.stat().st_ino
+    assert _lake_path(data_file).read_bytes() == local.read_bytes()
+    assert lake_messages(table) == site.local_messages()
+
+
+def test_appends_keep_the_manifest_list_short(site: Site, publisher: Publisher) -> None:
+    """Each append commit adds one manifest; once a snapshot holds the table's
+    commit.manifest.min-count-to-merge, the next commit merges them (as pyiceberg and Java
+    do), so a lake of years of cycles is not a list of thousands of manifests."""
+    site.poll("alpha", 2)
+    publisher.cycle()
+    table = catalog(site.settings).load_table(MESSAGES)
+    with table.transaction() as tx:
+        tx.set_properties({"commit.manifest.min-count-to-merge": "4"})
+    counts = []
+    for _ in range(8):
+        site.poll("alpha", 2)
+        assert publisher.cycle().added == 1
+        table = catalog(site.settings).load_table(MESSAGES)
+        counts.append(len(table.current_snapshot().manifests(table.io)))  # type: ignore[union-attr]
+    assert max(counts) <= 4
+    assert 1 in counts[2:]  # merged at least once
+    assert lake_messages(table) == site.local_messages()
+    assert len(_data_files(table)) == 9
 
 
 class Crash(BaseException):
@@ -672,6 +768,9 @@ def test_on_a_local_warehouse_a_commits_files_are_on_disk_before_the_catalog_poi
         assert path in synced, f"{path} not fsynced before the commit"
         folder = str(Path(path).parent)
         assert folder in synced[synced.index(path) :], f"{folder} not fsynced after {path}"
+    # The flushes' lake names (hard links): their folder's entries too.
+    for data_file in _data_files(table):
+        assert str(Path(urlsplit(data_file.file_path).path).parent) in synced
 
 
 def test_a_table_with_nothing_new_is_not_loaded_until_its_files_or_snapshot_change(
@@ -696,7 +795,7 @@ def test_a_table_with_nothing_new_is_not_loaded_until_its_files_or_snapshot_chan
     monkeypatch.setattr(SqlCatalog, "load_table", counted)
     first = pub_a.cycle()
     assert (first.added, first.errors) == (4, {})
-    pub_a.cycle()  # loads each table once more: now it knows they have nothing to do
+    pub_a.cycle()  # plans each table once more: now it knows they have nothing to do
     loaded.clear()
     idle = pub_a.cycle()
     assert loaded == []
@@ -714,7 +813,9 @@ def test_a_table_with_nothing_new_is_not_loaded_until_its_files_or_snapshot_chan
     assert rows == [(5, 2.5)]
     loaded.clear()
     pub_a.cycle()
-    assert sorted(loaded) == ["db.m0"]  # it committed: it learns it is done by loading once
+    # It committed: it learns it is done from the table its commit left (the catalog still
+    # points at that metadata), not by loading it again.
+    assert loaded == []
     loaded.clear()
     pub_a.cycle()
     assert loaded == []
