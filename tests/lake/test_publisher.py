@@ -341,10 +341,10 @@ def test_a_flush_is_registered_as_it_is_without_a_copy(site: Site, publisher: Pu
     local = {p.stat().st_ino: p for p in (site.root / "pq" / "messages").rglob("*.parquet")}
     for data_file in _data_files(table):
         assert _lake_path(data_file).stat().st_ino in local
-        columns = duckdb.sql(
+        columns = rows(
             f"DESCRIBE SELECT * FROM read_parquet('{_lake_path(data_file)}', "
             "hive_partitioning = false)"
-        ).fetchall()
+        )
         assert {c[0] for c in columns} == {
             "record_key",
             "record_time",
