@@ -13,13 +13,18 @@ starts with another one, so none always follows the same):
   and keys) is inserted into a real store (``headlined.store.open_database``, one bulk
   ``INSERT ... SELECT`` from a file made beforehand, as the journal is applied in bulk) and
   then ``headlined.poll.parquet.flush_messages`` writes it (one file per source and day);
-- chunks, off: ``--chunks`` times, ``influx_inspect export``-style line protocol (one field a
-  line, sorted by series and field: ``--series`` x ``--fields`` x a 7-day chunk one point
-  every ``--step`` s, 504,000 lines by default) is converted by the real converter
-  (``headlined.influx.convert.convert``, layout "database", one thread as the daemon's
-  exporter) and published into ``<influx>/<db>/<rp>/<measurement>/`` with ``durable.publish``
-  (a real export also runs influx_inspect, which reads the TSM files: not here, so this
-  baseline is smaller than the daemon's work and the chunk ratio an upper bound);
+- export, off: a real export (headlined's ``Exporter`` with the default config but the paths,
+  its helper and ``influx_inspect`` reading a real influxd's TSM files, the converter, the
+  published chunks) of ``--chunks`` weeks of ``--series`` x ``--fields`` points a minute
+  (made once with a real influxd, one line a point), as the daemon exports a history: the
+  chunks are what it plans (one here);
+- chunks, off: the converter alone, as before the export kind: ``--chunks`` times,
+  ``influx_inspect export``-style line protocol (one field a line, sorted by series and
+  field: ``--series`` x ``--fields`` x a 7-day chunk one point every ``--step`` s, 504,000
+  lines by default) converted by the real converter (``headlined.influx.convert.convert``,
+  layout "database", one thread as the daemon's exporter) and published into
+  ``<influx>/<db>/<rp>/<measurement>/`` with ``durable.publish``; without influx_inspect's
+  part of the work, its ratio is an upper bound of the export's;
 - on: the same, plus a ``Publisher`` (local warehouse, SQLite catalog, both fresh in each run:
   the defaults of ``settings_from_config`` under a new state directory) whose ``cycle()``
   runs after every ``--cycle-every`` K flushes and every K chunks (and after the last),
@@ -39,7 +44,7 @@ The line protocol and the minutes of records are made once and cached under benc
 Each child times its work with the wall clock and its process CPU time (every thread, and
 any child process), the lake's ``cycle()`` separately, and reports its peak RSS (its own
 ru_maxrss: the on runs carry pyiceberg, pyarrow, SQLAlchemy). Printed per kind and combined
-(messages + chunks, run by run): the median and range of the off and on times, of the ratio
+(messages + export, run by run): the median and range of the off and on times, of the ratio
 on/off (target <= 1.2), the lake's share of the on time, the CPU ratio, a cycle's time (and
 whether it grows: the first quarter of a run's cycles against the last) and the peak RSS.
 After the clock stops, each on run reads its Iceberg tables back with pyiceberg and checks
@@ -74,7 +79,9 @@ from headlined.demo.spec import FeedSpec, Shape  # noqa: E402  as above
 from headlined.poll.records import record_key  # noqa: E402  as above
 
 TARGET = 1.2  # issue 19, acceptance 5
-KINDS = ("messages", "chunks")
+KINDS = ("messages", "export", "chunks")
+# What each kind times, for the report.
+PER = {"messages": "flushes of a minute", "export": "weeks exported", "chunks": "chunks converted"}
 MODES = ("off", "on")
 DATABASE, RP, MEASUREMENT = "bench", "autogen", "air"
 # 2026-12-01T08:00Z: the flushed minutes stay within one day, as most minutes do.
@@ -146,6 +153,51 @@ def chunk_lines(index: int, series: int, fields: int, step: int) -> tuple[str, s
     return stem, "\n".join(out) + "\n", len(out)
 
 
+def influx_data(args: argparse.Namespace) -> tuple[Path, Path]:
+    """influxd's data and wal folders holding database ``bench``: ``--warmup`` + ``--chunks``
+    weeks of the chunks' series, one line a point with every field (as an application
+    writes them), flushed to TSM; made once with a real influxd and cached."""
+    from tests.support.influxdb_server import running_influxd  # noqa: PLC0415  influxd
+
+    weeks = args.warmup + args.chunks
+    cache = (
+        ROOT
+        / "bench"
+        / ".cache"
+        / f"lake-influx-v1-{weeks}w-{args.series}x{args.fields}x{args.step}s"
+    )
+    done = cache / "complete"
+    if not done.exists():
+        print(f"making {cache} (once) ...", file=sys.stderr, flush=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir(parents=True)
+        with running_influxd(cache) as influx:
+            influx.create_database(DATABASE)
+            for week in range(weeks):
+                for s in range(args.series):
+                    influx.write(DATABASE, point_lines(week, s, args.fields, args.step))
+            influx.flush_to_tsm(DATABASE)
+            data_dir, wal_dir = influx.data_dir, influx.wal_dir
+        done.write_text(f"{data_dir}\n{wal_dir}\n")
+    data_dir, wal_dir = (Path(p) for p in done.read_text().split())
+    return data_dir, wal_dir
+
+
+def point_lines(week: int, series: int, fields: int, step: int) -> list[str]:
+    """Week ``week`` of series ``series``: the values of chunk_lines, a line a point."""
+    start = CHUNKS_T0 + week * WEEK
+    first_ns = int(start.timestamp()) * 10**9
+    key = f"{MEASUREMENT},city=Bangkok,station=st-{series:03d}"
+    out = []
+    for i in range(int(WEEK.total_seconds()) // step):
+        values = []
+        for name, value in FIELDS[:fields]:
+            u = (series * 2_654_435_761 + i * 40_503 + len(name) * 7_919) % 10_007 / 10_007
+            values.append(f"{name}={value(u)}")
+        out.append(f"{key} {','.join(values)} {first_ns + i * step * 10**9}")
+    return out
+
+
 def make_input(args: argparse.Namespace) -> Path:
     """The cached input: minutes/<n>.jsonl and chunks/<stem>.lp (the warm-up's first); made
     when missing."""
@@ -202,7 +254,15 @@ class Clock:
 
 
 def child(
-    mode: str, kind: str, cache: Path, work: Path, *, every: int, warmup: int
+    mode: str,
+    kind: str,
+    cache: Path,
+    work: Path,
+    *,
+    every: int,
+    warmup: int,
+    influx: tuple[Path, Path] | None = None,
+    weeks: int = 0,
 ) -> dict[str, Any]:
     """Do one kind of work with the lake ``mode``, in ``work``: ``warmup`` flushes or chunks
     and a cycle (timed apart), then the rest with a cycle after every ``every`` (and after
@@ -223,7 +283,7 @@ def child(
                 s3=None,
                 site="bench",
                 messages_dir=messages_dir if kind == "messages" else None,
-                influx_dir=influx_dir if kind == "chunks" else None,
+                influx_dir=influx_dir if kind != "messages" else None,
                 work_dir=state / "lake" / "work",
             )
         )
@@ -246,6 +306,8 @@ def child(
 
     if kind == "messages":
         rows = flushes(cache, work, clock, cycle)
+    elif kind == "export":
+        rows = exports(influx, work, clock, cycle, warmup=warmup, weeks=weeks)
     else:
         rows = chunks(cache, influx_dir, clock, cycle)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -339,6 +401,67 @@ def chunks(
     return rows
 
 
+def exports(
+    influx: tuple[Path, Path] | None,
+    work: Path,
+    clock: Callable[[int], Clock],
+    cycle: Callable[[int, int], None],
+    *,
+    warmup: int,
+    weeks: int,
+) -> int:
+    """A real export (headlined's Exporter: its helper, influx_inspect on the TSM files, the
+    converter, published chunks) of the first ``warmup`` weeks, then of the next ``weeks``,
+    each followed by ``cycle``; the rows exported. The default config but the paths, as the
+    daemon's first export of a history."""
+    import asyncio  # noqa: PLC0415  measured in the child only
+
+    from headlined.config import InfluxConfig  # noqa: PLC0415  as above
+    from headlined.influx.exporter import Exporter  # noqa: PLC0415  as above
+    from headlined.store import Store  # noqa: PLC0415  as above
+
+    assert influx is not None
+    data_dir, wal_dir = influx
+    store = Store(work / "state" / "headlined.duckdb")
+
+    async def export(end: datetime) -> int:
+        cfg = InfluxConfig(
+            data_dir=data_dir,
+            wal_dir=wal_dir,
+            output_dir=work / "influx",
+            inspect_socket=None,
+            databases=[DATABASE],
+            start=CHUNKS_T0,
+            end=end,
+            follow=None,
+        )
+        exporter = Exporter(cfg, store)
+        try:
+            await exporter.plan()
+            if not await exporter.run():
+                raise SystemExit(f"the export did not complete: {exporter.failures}")
+        finally:
+            await exporter.close()
+        return int(exporter.progress.rows)
+
+    async def steps() -> int:
+        await store.open()
+        rows = 0
+        try:
+            # As items (clock, cycle): the warm-up's weeks end at item warmup - 1, the
+            # timed weeks at the last item.
+            for end in (warmup, warmup + weeks) if warmup else (weeks,):
+                with clock(end - 1):
+                    # The exporter's progress counts the rows of the chunks done before too.
+                    rows = await export(CHUNKS_T0 + end * WEEK)
+                    cycle(end - 1, warmup + weeks)
+        finally:
+            await store.close()
+        return rows
+
+    return asyncio.run(steps())
+
+
 def local_rows(root: Path) -> int:
     """The rows of the Parquet files under ``root`` (footers only)."""
     import duckdb  # noqa: PLC0415  after the clock
@@ -373,7 +496,16 @@ def iceberg_rows(state: Path, kind: str) -> int:
         catalog.engine.dispose()
 
 
-def run(mode: str, kind: str, cache: Path, every: int, warmup: int) -> dict[str, Any]:
+def run(
+    mode: str,
+    kind: str,
+    cache: Path,
+    *,
+    every: int,
+    warmup: int,
+    influx: tuple[Path, Path],
+    weeks: int,
+) -> dict[str, Any]:
     """One child process, in a new temporary directory."""
     with tempfile.TemporaryDirectory(dir=ROOT / "bench" / ".cache", prefix="lake-run-") as tmp:
         out = Path(tmp) / "result.json"
@@ -389,6 +521,9 @@ def run(mode: str, kind: str, cache: Path, every: int, warmup: int) -> dict[str,
                 str(out),
                 str(every),
                 str(warmup),
+                str(influx[0]),
+                str(influx[1]),
+                str(weeks),
             ],
             check=False,
             capture_output=True,
@@ -482,48 +617,68 @@ def main() -> None:
         help="flushes and chunks done first, with a cycle that creates the tables, timed "
         "apart (a daemon creates its tables once and then publishes for months; default 1)",
     )
-    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=10, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, kind, cache, work, out, every, warmup = args.child
+        mode, kind, cache, work, out, every, warmup, data_dir, wal_dir, weeks = args.child
         logs.configure("warning", sys.stderr)  # the store's migrations are no news here
-        result = child(mode, kind, Path(cache), Path(work), every=int(every), warmup=int(warmup))
+        result = child(
+            mode,
+            kind,
+            Path(cache),
+            Path(work),
+            every=int(every),
+            warmup=int(warmup),
+            influx=(Path(data_dir), Path(wal_dir)),
+            weeks=int(weeks),
+        )
         Path(out).write_text(json.dumps(result))
         return
     cache = make_input(args)
+    influx = influx_data(args)
     order = [(mode, kind) for kind in KINDS for mode in MODES]
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in order}
     started = time.perf_counter()
     for n in range(args.runs):
         for k in range(len(order)):
             mode, kind = order[(n + k) % len(order)]
-            runs[mode, kind].append(run(mode, kind, cache, args.cycle_every, args.warmup))
+            runs[mode, kind].append(
+                run(
+                    mode,
+                    kind,
+                    cache,
+                    every=args.cycle_every,
+                    warmup=args.warmup,
+                    influx=influx,
+                    weeks=args.chunks,
+                )
+            )
         print(f"  run {n + 1}/{args.runs} done", file=sys.stderr, flush=True)
-    first = runs["on", "messages"][0], runs["on", "chunks"][0]
+    first = {kind: runs["on", kind][0] for kind in KINDS}
     print(
         f"{args.runs} runs of each, {time.perf_counter() - started:.0f} s; messages: "
-        f"{first[0]['rows']:,} records in {first[0]['files']} files; chunks: "
-        f"{first[1]['rows']:,} rows ({args.series} series x {args.fields} fields x "
-        f"{int(WEEK.total_seconds()) // args.step} points, "
-        f"{args.series * args.fields * int(WEEK.total_seconds()) // args.step:,} lines a chunk)"
-        f" in {first[1]['files']} files; a lake cycle after every "
+        f"{first['messages']['rows']:,} records in {first['messages']['files']} files; weeks "
+        f"exported and chunks converted: {first['chunks']['rows']:,} rows ({args.series} "
+        f"series x {args.fields} fields x {int(WEEK.total_seconds()) // args.step} points a "
+        f"week, {args.series * args.fields * int(WEEK.total_seconds()) // args.step:,} lines "
+        f"a chunk) in {first['chunks']['files']} files; a lake cycle after every "
         + ("flush and every chunk" if args.cycle_every == 1 else f"{args.cycle_every} of each")
     )
     ratios = {}
-    for kind, per in (("messages", "flushes of a minute"), ("chunks", "chunks")):
+    for kind in KINDS:
         count = args.flushes if kind == "messages" else args.chunks
-        ratios[kind] = report(kind, runs["off", kind], runs["on", kind], per, count)
+        ratios[kind] = report(kind, runs["off", kind], runs["on", kind], PER[kind], count)
     both = {
         mode: [
-            added(a, b) for a, b in zip(runs[mode, "messages"], runs[mode, "chunks"], strict=True)
+            added(a, b) for a, b in zip(runs[mode, "messages"], runs[mode, "export"], strict=True)
         ]
         for mode in MODES
     }
     ratios["combined"] = report(
-        "combined (messages + chunks, run by run)",
+        "combined (messages + export, run by run)",
         both["off"],
         both["on"],
-        "flushes and chunks",
+        "flushes and weeks",
         args.flushes + args.chunks,
     )
     print(
@@ -532,7 +687,7 @@ def main() -> None:
         + f"  (target <= {TARGET})"
     )
     problems = [p for result in (r for v in runs.values() for r in v) for p in result["problems"]]
-    checked = len(runs["on", "messages"]) + len(runs["on", "chunks"])
+    checked = sum(len(runs["on", kind]) for kind in KINDS)
     if problems:
         for problem in dict.fromkeys(problems):
             print(f"  FAIL {problem}")

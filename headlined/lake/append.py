@@ -52,10 +52,12 @@ from pyiceberg.utils.properties import property_as_bool, property_as_int
 
 @dataclass(frozen=True)
 class Appended:
-    """What a fast append committed: its snapshot and the manifest of the added files."""
+    """What a fast append committed: its snapshot, the manifest of the added files and the
+    snapshot's manifest list."""
 
     snapshot_id: int
     manifest: ManifestFile
+    manifest_list: str
 
 
 def merges(table: Table) -> bool:
@@ -171,7 +173,7 @@ def fast_append(
     _forget_old_metadata(table, metadata, response.metadata)
     table.metadata = response.metadata
     table.metadata_location = response.metadata_location
-    return Appended(snapshot_id, manifest)
+    return Appended(snapshot_id, manifest, manifest_list)
 
 
 def _codec(name: str | None) -> AvroCompressionCodec:

@@ -221,6 +221,11 @@ def ensure_table(
             with tx.update_spec() as spec:
                 for column in PARTITION_COLUMNS:
                     spec.add_identity(column)
+            # The first 16 characters of a JSON text prune nothing; counts only (each
+            # flush's statistics cost less, its manifest entry is smaller).
+            tx.set_properties(
+                {f"{TableProperties.METRICS_MODE_COLUMN_CONF_PREFIX}.payload": "counts"}
+            )
         mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
         tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
         return tx.commit_transaction()

@@ -54,7 +54,13 @@ from pyiceberg.io.pyarrow import (
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
 )
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent
+from pyiceberg.manifest import (
+    DataFile,
+    DataFileContent,
+    FileFormat,
+    ManifestContent,
+    ManifestFile,
+)
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.typedef import Record
@@ -181,6 +187,8 @@ class Publisher:
         self._fitting: set[tuple[str, int, str]] = set()
         # The tables as this publisher's last cycle left them (taken again if unchanged).
         self._loaded: dict[TableId, Table] = {}
+        # table -> (manifest list, its manifests) of the snapshot last seen or committed.
+        self._lists: dict[TableId, tuple[str, list[ManifestFile]]] = {}
         # Folders that got new lake names (links) since the last commit: synced before it.
         self._unsynced: set[Path] = set()
         # Tables that had nothing to do: (metadata location, local files, snapshot id) then.
@@ -575,16 +583,16 @@ class Publisher:
         self, table: Table, table_id: TableId, adds: list[DataFile], removes: list[DataFile]
     ) -> Table:
         properties = {SITE_PROPERTY: self._settings.site}
-        parent = table.current_snapshot()
-        existing = parent.manifests(table.io) if parent is not None else []
+        existing = self._manifest_files(table, table_id)
         merges = append.merges(table)
         if not removes and (not merges or len(existing) + 1 < append.merge_at(table)):
             appended = append.fast_append(table, adds, properties, existing)
-            # Our own manifest: the next cycle need not read it back.
+            # Our own manifest and list: the next cycle need not read them back.
             prefix = layout.site_prefix(table.location(), self._settings.site)
             self._manifests.setdefault(table_id, {})[appended.manifest.manifest_path] = tuple(
                 data_file for data_file in adds if data_file.file_path.startswith(prefix)
             )
+            self._lists[table_id] = (appended.manifest_list, [appended.manifest, *existing])
             return table
         with table.transaction() as tx:
             if merges and TableProperties.MANIFEST_MERGE_ENABLED not in table.metadata.properties:
@@ -609,25 +617,35 @@ class Publisher:
     def _registered(self, table: Table, table_id: TableId) -> dict[str, DataFile]:
         """This site's data files in the table's current snapshot, by path."""
         prefix = layout.site_prefix(table.location(), self._settings.site)
-        snapshot = table.current_snapshot()
         cached = self._manifests.get(table_id, {})
         seen: dict[str, tuple[DataFile, ...]] = {}
         found: dict[str, DataFile] = {}
-        if snapshot is not None:
-            for manifest in snapshot.manifests(table.io):
-                if manifest.content != ManifestContent.DATA:
-                    continue
-                ours = cached.get(manifest.manifest_path)
-                if ours is None:
-                    ours = tuple(
-                        entry.data_file
-                        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-                        if entry.data_file.file_path.startswith(prefix)
-                    )
-                seen[manifest.manifest_path] = ours
-                found.update((data_file.file_path, data_file) for data_file in ours)
+        for manifest in self._manifest_files(table, table_id):
+            if manifest.content != ManifestContent.DATA:
+                continue
+            ours = cached.get(manifest.manifest_path)
+            if ours is None:
+                ours = tuple(
+                    entry.data_file
+                    for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+                    if entry.data_file.file_path.startswith(prefix)
+                )
+            seen[manifest.manifest_path] = ours
+            found.update((data_file.file_path, data_file) for data_file in ours)
         self._manifests[table_id] = seen
         return found
+
+    def _manifest_files(self, table: Table, table_id: TableId) -> list[ManifestFile]:
+        """The manifests of the table's current snapshot (its manifest list read once)."""
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return []
+        kept = self._lists.get(table_id)
+        if kept is not None and kept[0] == snapshot.manifest_list:
+            return kept[1]
+        manifests = snapshot.manifests(table.io)
+        self._lists[table_id] = (snapshot.manifest_list, manifests)
+        return manifests
 
     # -- around the tables -------------------------------------------------------------------
 
