@@ -374,7 +374,11 @@ def chunks(
     """Each cached chunk converted and published as the exporter does, then
     ``cycle(index, count)``, timed by ``clock(index)``; the rows written."""
     from headlined import durable  # noqa: PLC0415  measured in the child only
-    from headlined.influx.convert import convert  # noqa: PLC0415  as above
+    from headlined.influx.convert import (  # noqa: PLC0415  as above
+        STAGED,
+        convert,
+        published_name,
+    )
 
     rows = 0
     sources = sorted((cache / "chunks").glob("*.lp"))
@@ -390,9 +394,11 @@ def chunks(
                 default_rp=RP,
                 work_dir=stage / "duckdb",
                 threads=1,
+                suffix=STAGED,
             )
             for written in result.files:
-                final = influx_dir / written.relative_to(stage / "out")
+                relative = written.relative_to(stage / "out")
+                final = influx_dir / relative.parent / published_name(relative.name)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 durable.publish(written, final)
             shutil.rmtree(stage)

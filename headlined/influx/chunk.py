@@ -134,6 +134,7 @@ async def run_chunk(
         threads=threads,
         progress=progress,
         schema=schema,
+        suffix=convert.STAGED,
     )
     try:
         result, outcome = await _streamed(reader, chunk, work, conversion, on_exported)
@@ -306,8 +307,9 @@ def _publish(staging: Path, output_dir: Path, chunk: Chunk) -> list[Path]:
     its new ones, never both or neither.
     """
     published = []
-    for staged in sorted(staging.rglob("*.parquet")):
-        final = output_dir / staged.relative_to(staging)
+    for staged in sorted(staging.rglob(f"*{convert.STAGED}")):
+        relative = staged.relative_to(staging)
+        final = output_dir / relative.parent / convert.published_name(relative.name)
         final.parent.mkdir(parents=True, exist_ok=True)
         durable.publish(staged, final)
         published.append(final)

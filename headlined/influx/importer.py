@@ -200,7 +200,11 @@ def _write_all(  # noqa: PLR0917  private: one caller, every argument a differen
         except ValueError as exc:
             raise ImportDataError(f"measurement {measurement[:40]!r}: {exc}") from None
         outcome = _write_measurement(
-            con, parts[measurement], target, work / "files" / f"{len(staged)}.parquet", metadata
+            con,
+            parts[measurement],
+            target,
+            work / "files" / f"{len(staged)}{convert.STAGED}",
+            metadata,
         )
         if outcome.widened:
             result.widened[measurement] = outcome.widened
@@ -349,6 +353,7 @@ def _stage_raw(
             work_dir=work / "duckdb",
             threads=threads,
             source_done=lines.unlink,
+            suffix=convert.STAGED,
         )
     except convert.ConvertError as exc:
         raise ImportDataError(f"{layout.path}: {exc}") from None
@@ -357,7 +362,9 @@ def _stage_raw(
         _, _, measurement = ident
         if not rows:
             continue
-        staged = out.joinpath(*(convert.path_segment(str(name)) for name in ident), "part.parquet")
+        staged = out.joinpath(
+            *(convert.path_segment(str(name)) for name in ident), f"part{convert.STAGED}"
+        )
         literal = sql.literal(str(staged))
         tags = converted.tag_columns[ident]
         described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal})").fetchall()

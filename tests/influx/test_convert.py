@@ -25,7 +25,16 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from headlined.influx.convert import ConvertError, ConvertResult, convert, path_segment, pivot, read
+from headlined.influx.convert import (
+    STAGED,
+    ConvertError,
+    ConvertResult,
+    convert,
+    path_segment,
+    pivot,
+    published_name,
+    read,
+)
 from headlined.influx.schema import resolve
 from headlined.lineprotocol import LineProtocolError, Point, parse
 from tests.support.influxdb_server import require_binary, running_influxd
@@ -825,6 +834,29 @@ def test_file_names_are_deterministic_and_a_redo_replaces_its_files(tmp_path: Pa
         "part-00001.parquet",
     ]
     assert other_stem.files == [out / "m" / "part-00001.parquet"]
+
+
+@pytest.mark.parametrize("pivot_first", [True, False])
+def test_staged_files_are_named_so_that_no_parquet_glob_counts_them(
+    tmp_path: Path, pivot_first: bool
+) -> None:
+    """A chunk or an import is converted under ``<output_dir>/.work/`` before it is published;
+    DuckDB's and polars' ``**/*.parquet`` walk hidden folders, so a staged file named
+    ``.parquet`` would be counted beside the published one. Staged files end in STAGED, a
+    redo replaces them (no stale ones), and published_name gives the final name."""
+    out = tmp_path / "out"
+    source = tmp_path / "in.lp"
+    source.write_text(f"# CONTEXT-DATABASE:a\nm v=1 {T0}\n# CONTEXT-DATABASE:b\nm v=2 {T0}\n")
+    for _ in range(2):
+        result = convert(source, out, file_stem="c1", suffix=STAGED, pivot=pivot_first)
+        assert sorted(p.name for p in (out / "m").iterdir()) == [
+            "c1-0.parquet-staged",
+            "c1-1.parquet-staged",
+        ]
+    assert not list(out.rglob("*.parquet"))
+    assert [published_name(p.name) for p in result.files] == ["c1-0.parquet", "c1-1.parquet"]
+    rows = duckdb.execute(f"SELECT sum(v) FROM read_parquet('{out}/m/*.parquet-staged')").fetchone()
+    assert rows == (3.0,)
 
 
 def test_files_appear_only_whole(tmp_path: Path) -> None:

@@ -24,7 +24,14 @@ from headlined.influx.convert.exact import ExactPath
 from headlined.influx.convert.groups import Series, group_order
 from headlined.influx.convert.job import ConvertError, ConvertResult, Settings
 from headlined.influx.convert.merge import Merge
-from headlined.influx.convert.paths import Destination, is_plain_name, path_segment
+from headlined.influx.convert.paths import (
+    PARQUET,
+    STAGED,
+    Destination,
+    is_plain_name,
+    path_segment,
+    published_name,
+)
 from headlined.influx.convert.read import Split, read_lines
 from headlined.influx.convert.rejects import Rejects
 from headlined.influx.convert.segments import Segments, check_layout
@@ -35,7 +42,15 @@ from headlined.lineprotocol.grammar import TYPES
 
 NoPivotError = fast_path.NoPivotError
 
-__all__ = ["ConvertError", "ConvertResult", "NoPivotError", "convert", "path_segment"]
+__all__ = [
+    "STAGED",
+    "ConvertError",
+    "ConvertResult",
+    "NoPivotError",
+    "convert",
+    "path_segment",
+    "published_name",
+]
 
 log = logs.get("convert")
 
@@ -59,6 +74,7 @@ def convert(
     growing: Callable[[], bool] | None = None,
     source_done: Callable[[], None] | None = None,
     schema: Mapping[str, MeasurementSchema] | None = None,
+    suffix: str = PARQUET,
 ) -> ConvertResult:
     """Convert line protocol at ``source`` (file, ``.gz`` or FIFO; read once) to Parquet.
 
@@ -76,6 +92,7 @@ def convert(
     ``schema`` (measurement -> MeasurementSchema, e.g. from discovery: one database per call)
     gives the columns and types that every file of a measurement must have, whatever values
     this input holds; ``ConvertResult.widened`` tells the fields whose values did not fit it.
+    ``suffix``: the files' (``STAGED`` for files the caller publishes elsewhere later).
 
     Raises ConvertError for a bad ``precision``, ``layout``, ``file_stem`` or type in
     ``schema``, or when layout "database" meets data with no database or retention policy (no
@@ -99,7 +116,7 @@ def convert(
             )
     settings = Settings(
         source=source,
-        destination=Destination(out_dir, layout, file_stem),
+        destination=Destination(out_dir, layout, file_stem, suffix),
         precision=precision,
         default_database=default_database,
         default_rp=default_rp,
@@ -187,6 +204,7 @@ def _general_way(
         con=con,
         source=settings.source,
         file_stem=settings.destination.file_stem,
+        suffix=settings.destination.suffix,
         series=series,
         rejects=rejects,
         schema=settings.schema,

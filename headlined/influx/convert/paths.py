@@ -50,13 +50,26 @@ def is_plain_name(name: str) -> bool:
     )
 
 
+PARQUET = ".parquet"
+# The suffix of a file written to be published elsewhere later (a chunk, an import): a
+# reader's `<output_dir>/**/*.parquet` glob, which walks hidden folders such as `.work/`
+# too (DuckDB, polars), must not count it beside the published file.
+STAGED = ".parquet-staged"
+
+
+def published_name(staged: str) -> str:
+    """The name a file written with the STAGED suffix is published under."""
+    return staged.removesuffix(STAGED) + PARQUET
+
+
 @dataclass(frozen=True)
 class Destination:
-    """Where the Parquet files go: ``out_dir``, its layout and the files' stem."""
+    """Where the Parquet files go: ``out_dir``, its layout, the files' stem and suffix."""
 
     out_dir: Path
     layout: str  # "measurement" or "database"
     file_stem: str
+    suffix: str = PARQUET
 
     def targets(self, groups: Iterable[GroupId]) -> dict[GroupId, Path]:
         """The final file of each group; groups whose names cannot be directories are left out."""
@@ -68,7 +81,7 @@ class Destination:
             for ident in groups:
                 with contextlib.suppress(ValueError):
                     parts = [path_segment(str(name)) for name in ident]
-                    targets[ident] = self.out_dir.joinpath(*parts, f"{self.file_stem}.parquet")
+                    targets[ident] = self.out_dir.joinpath(*parts, f"{self.file_stem}{self.suffix}")
             return targets
         by_measurement: dict[str, list[GroupId]] = defaultdict(list)
         for ident in groups:
@@ -81,7 +94,7 @@ class Destination:
             idents.sort(key=group_order)
             for index, ident in enumerate(idents):
                 name = self.file_stem if len(idents) == 1 else f"{self.file_stem}-{index}"
-                targets[ident] = directory / f"{name}.parquet"
+                targets[ident] = directory / f"{name}{self.suffix}"
         return targets
 
     def no_directory_reason(self) -> str:

@@ -46,6 +46,7 @@ def write_pivoted(
         con=con,
         source=settings.source,
         file_stem=settings.destination.file_stem,
+        suffix=settings.destination.suffix,
         series=Series(bulk_series, {}),
         rejects=rejects,
         schema=settings.schema,

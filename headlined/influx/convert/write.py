@@ -66,9 +66,9 @@ def copy_parquet(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> i
     return int(row[0]) if row else 0
 
 
-def _remove_stale(directory: Path, stem: str, keep: set[str]) -> None:
+def _remove_stale(directory: Path, stem: str, suffix: str, keep: set[str]) -> None:
     """Delete files of this stem that this run did not write (a redo must replace, not add)."""
-    pattern = re.compile(re.escape(stem) + r"(?:-[0-9]+)?\.parquet")
+    pattern = re.compile(re.escape(stem) + r"(?:-[0-9]+)?" + re.escape(suffix))
     removed = False
     for path in directory.iterdir():
         if pattern.fullmatch(path.name) and path.name not in keep:
@@ -86,6 +86,7 @@ class Output:
     con: duckdb.DuckDBPyConnection
     source: Path
     file_stem: str
+    suffix: str  # the files' (paths.PARQUET, or paths.STAGED)
     series: Series
     rejects: Rejects
     schema: Mapping[str, MeasurementSchema]  # measurement -> the columns its files must have
@@ -151,7 +152,7 @@ class Output:
             files.append(target)
             written[target.parent].add(target.name)
         for directory, names in written.items():
-            _remove_stale(directory, self.file_stem, names)
+            _remove_stale(directory, self.file_stem, self.suffix, names)
         self.rejects.write()
         result = ConvertResult(
             lines,
