@@ -821,14 +821,17 @@ def _as_is(local: LocalFile, table: Table) -> tuple[pq.FileMetaData, Record] | N
     ):
         return None
     schema = table.schema()
-    values: list[object] = []
-    for spec_field in table.spec().fields:
-        name = schema.find_column_name(spec_field.source_id)
-        if not isinstance(spec_field.transform, IdentityTransform) or name not in (
-            rewrite.MESSAGES_ADDED
-        ):
-            return None
-        values.append(local.source if name == "source" else (local.date - _EPOCH).days)
+    fields = table.spec().fields
+    partitioned = [schema.find_column_name(spec_field.source_id) for spec_field in fields]
+    # Exactly the identity partitions on source and date: else a reader would not find a
+    # value for a column the file lacks.
+    if sorted(str(name) for name in partitioned) != sorted(rewrite.MESSAGES_ADDED) or not all(
+        isinstance(spec_field.transform, IdentityTransform) for spec_field in fields
+    ):
+        return None
+    values = [
+        local.source if name == "source" else (local.date - _EPOCH).days for name in partitioned
+    ]
     return metadata, Record(*values)
 
 
