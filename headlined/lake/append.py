@@ -52,10 +52,9 @@ from pyiceberg.utils.properties import property_as_bool, property_as_int
 
 @dataclass(frozen=True)
 class Appended:
-    """What a fast append committed: its snapshot, the manifest of the added files and the
-    snapshot's manifest list."""
+    """What a fast append committed: the manifest of the added files and the new snapshot's
+    manifest list (the caller's cache, so that neither is read back)."""
 
-    snapshot_id: int
     manifest: ManifestFile
     manifest_list: str
 
@@ -173,7 +172,7 @@ def fast_append(
     _forget_old_metadata(table, metadata, response.metadata)
     table.metadata = response.metadata
     table.metadata_location = response.metadata_location
-    return Appended(snapshot_id, manifest, manifest_list)
+    return Appended(manifest, manifest_list)
 
 
 def _codec(name: str | None) -> AvroCompressionCodec:
