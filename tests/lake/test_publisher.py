@@ -25,6 +25,7 @@ from pyiceberg.table import Table
 
 from headlined.config import Config, InfluxConfig, LakeConfig, LakeS3Config, SourceConfig
 from headlined.influx.convert import convert
+from headlined.lake import layout
 from headlined.lake import publisher as publisher_module
 from headlined.lake.publisher import (
     SITE_PROPERTY,
@@ -361,16 +362,21 @@ def test_a_flush_is_registered_as_it_is_without_a_copy(site: Site, publisher: Pu
     assert summary["total-data-files"] == "2"
 
 
+def _as_json_typed(flush: Path, work: Path) -> None:
+    """``flush`` as versions before 12-03 wrote it: ``payload`` with Parquet's JSON type."""
+    duckdb.execute(
+        f"COPY (SELECT * REPLACE (payload::JSON AS payload) FROM '{flush}') "
+        f"TO '{work / 'older.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
+    )
+    (work / "older.parquet").replace(flush)
+
+
 def test_an_older_flush_with_the_json_type_is_copied(site: Site, publisher: Publisher) -> None:
     """Flushes of versions before 12-03 wrote ``payload`` with Parquet's JSON type, which
     Iceberg engines do not read as a string: those still get a lake copy."""
     site.poll("alpha", 4)
     (older,) = (site.root / "pq" / "messages").rglob("*.parquet")
-    duckdb.execute(
-        f"COPY (SELECT * REPLACE (payload::JSON AS payload) FROM '{older}') "
-        f"TO '{site.root / 'older.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
-    )
-    (site.root / "older.parquet").replace(older)
+    _as_json_typed(older, site.root)
     site.poll("alpha", 3)
     assert publisher.cycle().added == 2
     table = catalog(site.settings).load_table(MESSAGES)
@@ -379,6 +385,52 @@ def test_an_older_flush_with_the_json_type_is_copied(site: Site, publisher: Publ
     assert len(inodes & {p.stat().st_ino for p in older.parent.glob("*.parquet")}) == 1
     assert lake_messages(table) == site.local_messages()
     assert pl.scan_iceberg(table).collect()["payload"].dtype == pl.String
+
+
+def test_a_lake_an_older_version_filled_with_bundles_goes_on_without_a_double(
+    site: Site, publisher: Publisher
+) -> None:
+    """An older version bundled a partition's JSON-typed flushes into one lake copy. After
+    the upgrade the bundle stays while its flushes do, new flushes are linked one by one, and
+    when the day is merged the bundle and the links give way to the merged file in one
+    snapshot: every row once at every step."""
+    site.poll("a", 3)
+    site.poll("a", 2)
+    older = sorted((site.root / "pq" / "messages").rglob("*.parquet"))
+    for flush in older:
+        _as_json_typed(flush, site.root)
+    members = tuple(f for f in layout.scan(site.root / "pq" / "messages", None) if f.path in older)
+    assert len(members) == 2
+    # The older version's cycle: one copy of both flushes, committed.
+    assert publisher.cycle().added == 2  # (this version: each flush a copy of its own)
+    table = catalog(site.settings).load_table(MESSAGES)
+    bundle = layout.bundle_path(table.location(), "site-a", members)
+    # Made and committed the way the older version did, by the copy path that still takes
+    # a bundle's several members.
+    old = Publisher(site.settings)
+    table, data_file = old._copy(table, bundle, members)
+    table = old._commit(table, MESSAGES, [data_file], _data_files(table))
+    old.close()
+    assert [f.file_path for f in _data_files(table)] == [bundle]
+
+    fresh = Publisher(site.settings)
+    try:
+        assert fresh.cycle().added == 0  # the bundle holds exactly its flushes: kept
+        site.poll("a", 4)
+        result = fresh.cycle()
+        assert (result.added, result.removed) == (1, 0)
+        table = catalog(site.settings).load_table(MESSAGES)
+        assert lake_messages(table) == site.local_messages()
+        later = NOW + datetime.timedelta(days=CLOSED_AFTER_DAYS)
+        assert len(Compactor(site.root / "pq" / "messages", clock=lambda: later).run(60)) == 1
+        result = fresh.cycle()
+        assert (result.added, result.removed, result.errors) == (1, 2, {})
+    finally:
+        fresh.close()
+    table = catalog(site.settings).load_table(MESSAGES)
+    assert lake_messages(table) == site.local_messages()
+    assert len(site.local_messages()) == 9
+    assert len(_data_files(table)) == 1
 
 
 def test_a_warehouse_on_another_file_system_gets_byte_copies(
