@@ -20,13 +20,14 @@ file always gets the same one. Only the lake names under ``data/<site>/`` are th
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import os
 import re
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,9 @@ _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_.=-]")
 _PARTITION = re.compile(r"(?P<key>source|date)=(?P<value>.+)")
 
 Kind = Literal["messages", "measurement"]
+# A folder's .parquet files with their size and mtime_ns (not the whole os.stat_result:
+# years of folders are kept).
+Listing = list[tuple[Path, int, int]]
 TableId = tuple[str, str]
 
 
@@ -60,11 +64,16 @@ class LocalFile:
     source: str | None = None  # messages: the source=<S> folder
     date: datetime.date | None = None  # messages: the date=<D> folder
     retention_policy: str | None = None  # measurements: the <rp> folder
+    # Worked out once (a file is planned every cycle, and Folders keeps it while its folder
+    # does not change): the part of the lake name that stays when the file is replaced, and
+    # a short digest of (relative path, size, mtime_ns): new content, new lake name.
+    key: str = field(init=False, compare=False, repr=False)
+    fingerprint: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def fingerprint(self) -> str:
-        """A short digest of (relative path, size, mtime_ns): new content, new lake name."""
-        return _digest(self.identity)
+    def __post_init__(self) -> None:
+        stem = self.relative.removesuffix(SUFFIX)
+        object.__setattr__(self, "key", "/".join(safe_segment(p) for p in stem.split("/")))
+        object.__setattr__(self, "fingerprint", _digest(self.identity))
 
     @property
     def identity(self) -> str:
@@ -74,12 +83,6 @@ class LocalFile:
     def lake_path(self, table_location: str, site: str) -> str:
         """This file's lake name under ``table_location`` (a URI, no trailing "/")."""
         return f"{site_prefix(table_location, site)}{self.key}-{self.fingerprint}{SUFFIX}"
-
-    @property
-    def key(self) -> str:
-        """The part of the lake name that stays when the file is replaced (no fingerprint)."""
-        stem = self.relative.removesuffix(SUFFIX)
-        return "/".join(safe_segment(part) for part in stem.split("/"))
 
 
 def bundle_path(table_location: str, site: str, members: Sequence[LocalFile]) -> str:
@@ -97,6 +100,11 @@ def bundle_path(table_location: str, site: str, members: Sequence[LocalFile]) ->
     fingerprint = _digest("\n".join(m.identity for m in members))
     name = f"part-{first['first']}-{last['last']}-{fingerprint}{SUFFIX}"
     return f"{site_prefix(table_location, site)}{folder}/{name}"
+
+
+# LocalFiles made before, by (path, size, mtime_ns); what makes a folder's LocalFiles.
+Made = dict[tuple[Path, int, int], LocalFile]
+Make = Callable[[Listing, Made], list[LocalFile]]
 
 
 def _digest(text: str) -> str:
@@ -157,10 +165,13 @@ class Folders:
     RECENT_NS = 2 * 10**9
 
     def __init__(self) -> None:
-        self._listings: dict[Path, tuple[tuple[int, int], list[tuple[Path, os.stat_result]]]] = {}
+        self._listings: dict[Path, tuple[tuple[int, int], Listing]] = {}
+        # folder -> (its last listing, the LocalFiles made of it)
+        self._files: dict[Path, tuple[Listing, list[LocalFile]]] = {}
 
-    def parquet_files(self, directory: Path) -> list[tuple[Path, os.stat_result]]:
-        """The visible .parquet files of ``directory`` with their stat, by name."""
+    def parquet_files(self, directory: Path) -> Listing:
+        """The visible .parquet files of ``directory`` with their size and mtime_ns, by
+        name."""
         try:
             info = directory.stat()
         except (FileNotFoundError, NotADirectoryError):
@@ -176,6 +187,22 @@ class Folders:
         else:
             self._listings.pop(directory, None)
         return listing
+
+    def local_files(self, directory: Path, make: Make) -> list[LocalFile]:
+        """The folder's LocalFiles, made by ``make`` from its listing and the ones made
+        before (by (path, size, mtime_ns)): a cycle over years of folders makes none again,
+        and one over today's folder only those of its new flushes."""
+        listing = self.parquet_files(directory)
+        kept = self._files.get(directory)
+        if kept is not None and kept[0] is listing:
+            return kept[1]
+        before = {(f.path, f.size, f.mtime_ns): f for f in kept[1]} if kept is not None else {}
+        files = make(listing, before)
+        if listing:
+            self._files[directory] = (listing, files)
+        else:
+            self._files.pop(directory, None)
+        return files
 
 
 def scan(
@@ -209,7 +236,7 @@ def _subdirs(directory: Path) -> Iterator[Path]:
             yield entry
 
 
-def _parquet_files(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
+def _parquet_files(directory: Path) -> Iterator[tuple[Path, int, int]]:
     try:
         entries = sorted(directory.iterdir())
     except (FileNotFoundError, NotADirectoryError):
@@ -218,7 +245,7 @@ def _parquet_files(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
         if _visible(entry.name) and entry.name.endswith(SUFFIX):
             info = _stat(entry)
             if info is not None:
-                yield entry, info
+                yield entry, info.st_size, info.st_mtime_ns
 
 
 def _scan_messages(root: Path, folders: Folders) -> Iterator[LocalFile]:
@@ -234,17 +261,25 @@ def _scan_messages(root: Path, folders: Folders) -> Iterator[LocalFile]:
                 date = None
             if date is None:
                 continue
-            for path, info in folders.parquet_files(date_dir):
-                yield LocalFile(
-                    table=MESSAGES_TABLE,
-                    kind="messages",
-                    path=path,
-                    relative=path.relative_to(root).as_posix(),
-                    size=info.st_size,
-                    mtime_ns=info.st_mtime_ns,
-                    source=source,
-                    date=date,
-                )
+            new = functools.partial(
+                LocalFile, table=MESSAGES_TABLE, kind="messages", source=source, date=date
+            )
+            folder = f"{source_dir.name}/{date_dir.name}"
+            yield from folders.local_files(
+                date_dir, functools.partial(_made, folder=folder, new=new)
+            )
+
+
+def _made(
+    listing: Listing, before: Made, *, folder: str, new: Callable[..., LocalFile]
+) -> list[LocalFile]:
+    """A folder's LocalFiles: those made before if unchanged, else ``new`` ones (a
+    LocalFile with the folder's own fields given)."""
+    return [
+        before.get((path, size, mtime_ns))
+        or new(path=path, relative=f"{folder}/{path.name}", size=size, mtime_ns=mtime_ns)
+        for path, size, mtime_ns in listing
+    ]
 
 
 def _partition(name: str, key: str) -> str | None:
@@ -262,13 +297,12 @@ def _scan_measurements(root: Path, folders: Folders) -> Iterator[LocalFile]:
             retention_policy = urllib.parse.unquote(rp_dir.name)
             for m_dir in _subdirs(rp_dir):
                 table = (database, urllib.parse.unquote(m_dir.name))
-                for path, info in folders.parquet_files(m_dir):
-                    yield LocalFile(
-                        table=table,
-                        kind="measurement",
-                        path=path,
-                        relative=f"{rp_dir.name}/{path.name}",
-                        size=info.st_size,
-                        mtime_ns=info.st_mtime_ns,
-                        retention_policy=retention_policy,
-                    )
+                new = functools.partial(
+                    LocalFile,
+                    table=table,
+                    kind="measurement",
+                    retention_policy=retention_policy,
+                )
+                yield from folders.local_files(
+                    m_dir, functools.partial(_made, folder=rp_dir.name, new=new)
+                )

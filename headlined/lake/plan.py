@@ -34,6 +34,7 @@ from headlined.poll.parquet import flush_range
 # (lake path, the local files it holds: one; several only in older versions' bundles)
 Add = tuple[str, tuple[LocalFile, ...]]
 Span = tuple[int, int]  # the first and last record id of a flush
+_Flush = tuple[Span, LocalFile, str]  # a flush, its id range and its lake name
 
 
 @dataclass(frozen=True)
@@ -103,28 +104,39 @@ def plan_table(
     prefix = site_prefix(location, site)
     mine = {path for path in registered if path.startswith(prefix)}
     singles: list[LocalFile] = []
-    # partition folder -> its flushes with their id ranges (a key is worked out once: years
-    # of minutely flushes are millions of files, planned again every cycle)
-    flushes: dict[str, list[tuple[Span, LocalFile]]] = defaultdict(list)
+    # partition folder -> its flushes with their id ranges and lake names (each worked out
+    # once: the open days of a busy site are ~20,000 flushes, planned again every cycle)
+    flushes: dict[str, list[_Flush]] = defaultdict(list)
+    names: dict[str, str] = {}  # a flush's lake name -> its partition folder
     for f in local:
         key = f.key if messages and f.kind == "messages" else None
         span = flush_range(key) if key is not None else None
         if key is not None and span is not None:
-            flushes[key.rpartition("/")[0]].append((span, f))
+            folder = key.rpartition("/")[0]
+            name = f.lake_path(location, site)
+            flushes[folder].append((span, f, name))
+            names[name] = folder
         else:
             singles.append(f)
-    copies: dict[str, list[tuple[Span, str]]] = defaultdict(list)  # by partition
+    kept: dict[str, set[str]] = defaultdict(set)  # by partition: flushes registered as such
+    copies: dict[str, list[tuple[Span, str]]] = defaultdict(list)  # by partition: others
     for path in mine if messages else ():
+        if path in names:
+            kept[names[path]].add(path)
+            continue
         key = key_of(path, prefix)
         span = flush_range(key) if key is not None else None
         if key is not None and span is not None:
             copies[key.rpartition("/")[0]].append((span, path))
     by_key: dict[str, tuple[list[Add], list[str]]] = defaultdict(lambda: ([], []))
     for folder in flushes.keys() | copies.keys():
-        adds, removes = _plan_partition(flushes[folder], copies[folder], location, site)
+        adds, removes = _plan_partition(
+            flushes[folder], kept[folder], copies[folder], location, site
+        )
         if adds or removes:
             by_key[folder] = (adds, removes)
     taken = {path for folder_copies in copies.values() for _, path in folder_copies}
+    taken.update(path for paths in kept.values() for path in paths)
     desired = {f.lake_path(location, site): f for f in singles}
     for path in sorted(desired.keys() - mine):
         by_key[desired[path].key][0].append((path, (desired[path],)))
@@ -135,38 +147,35 @@ def plan_table(
 
 
 def _plan_partition(
-    flushes: list[tuple[Span, LocalFile]],
-    ours: list[tuple[Span, str]],
+    flushes: list[_Flush],
+    kept: set[str],
+    bundles: list[tuple[Span, str]],
     location: str,
     site: str,
 ) -> tuple[list[Add], list[str]]:
-    """One partition's flushes (id range, file) and this site's registered lake files of
-    them (id range, path): (flushes to add, registered files to drop)."""
+    """One partition's flushes (id range, file, lake name), the lake names of those
+    registered as they are (``kept``) and this site's other registered lake files of the
+    partition (id range, path: an older version's bundles): (flushes to add, registered
+    files to drop)."""
     flushes = sorted(flushes, key=lambda flush: (flush[0], flush[1].relative))
-    starts = [first for (first, _), _ in flushes]
-    own = {f.lake_path(location, site): f for _, f in flushes}
-    held: set[str] = set()  # the relative paths of flushes a kept lake file holds
+    starts = [first for (first, _), _, _ in flushes]
+    # The relative paths of flushes a kept lake file holds: first those registered as they
+    # are (a bundle that also holds one of them is dropped, its others added one by one).
+    held = {f.relative for _, f, name in flushes if name in kept}
     removes: list[str] = []
-    for (first, last), path in sorted(ours):
-        single = own.get(path)
-        if single is not None:
-            members = [single]
-        else:
-            # An older version's bundle: flushes never overlap, so those within
-            # [first, last] lie side by side in id order.
-            members = []
-            for index in range(bisect.bisect_left(starts, first), len(flushes)):
-                (start, end), f = flushes[index]
-                if start > last:
-                    break
-                if end <= last:
-                    members.append(f)
+    for (first, last), path in sorted(bundles):
+        # Flushes never overlap, so those within [first, last] lie side by side in id order.
+        members = []
+        for index in range(bisect.bisect_left(starts, first), len(flushes)):
+            (start, end), f, _ = flushes[index]
+            if start > last:
+                break
+            if end <= last:
+                members.append(f)
         relatives = {f.relative for f in members}
         if members and not relatives & held and bundle_path(location, site, members) == path:
             held |= relatives
         else:
             removes.append(path)
-    adds: list[Add] = [
-        (f.lake_path(location, site), (f,)) for _, f in flushes if f.relative not in held
-    ]
+    adds: list[Add] = [(name, (f,)) for _, f, name in flushes if f.relative not in held]
     return adds, removes

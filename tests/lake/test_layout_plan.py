@@ -151,16 +151,16 @@ def test_folders_list_a_folder_again_only_when_it_changed(tmp_path: Path) -> Non
     old = time.time_ns() - 3600 * 10**9
     os.utime(folder, ns=(old, old))
     folders = layout.Folders()
-    assert [p.name for p, _ in folders.parquet_files(folder)] == ["a.parquet"]
+    assert [p.name for p, _, _ in folders.parquet_files(folder)] == ["a.parquet"]
     # A file slipped in with the folder's mtime put back: the kept listing is used (this is
     # what makes a cycle cheap), so it is not seen...
     (folder / "b.parquet").write_bytes(b"2")
     os.utime(folder, ns=(old, old))
-    assert [p.name for p, _ in folders.parquet_files(folder)] == ["a.parquet"]
+    assert [p.name for p, _, _ in folders.parquet_files(folder)] == ["a.parquet"]
     # ...while any real change (a rename in, as headlined publishes) moves the mtime.
     (tmp_path / "c.parquet").write_bytes(b"3")
     (tmp_path / "c.parquet").rename(folder / "c.parquet")
-    names = [p.name for p, _ in folders.parquet_files(folder)]
+    names = [p.name for p, _, _ in folders.parquet_files(folder)]
     assert names == ["a.parquet", "b.parquet", "c.parquet"]
     # Changed just now: listed again every time (a change in the same clock tick as the
     # listing would not move the mtime).
@@ -170,6 +170,33 @@ def test_folders_list_a_folder_again_only_when_it_changed(tmp_path: Path) -> Non
     (folder / "e.parquet").write_bytes(b"5")
     os.utime(folder, ns=(recent, recent))
     assert len(folders.parquet_files(folder)) == 5
+
+
+def test_a_scan_makes_a_local_file_again_only_when_it_is_new_or_changed(tmp_path: Path) -> None:
+    """Years of folders and the open days' ~20,000 flushes are scanned every cycle: a file
+    seen before is the same LocalFile (its key and fingerprint worked out once)."""
+    root = tmp_path / "messages"
+    day = root / "source=a" / "date=2026-11-23"
+    day.mkdir(parents=True)
+    for n in (1, 2):
+        (day / f"part-{n:012d}-{n:012d}.parquet").write_bytes(b"x" * n)
+    folders = layout.Folders()
+    first = scan(root, None, folders)
+    assert scan(root, None, folders) == first
+    (tmp_path / "new.parquet").write_bytes(b"3")
+    (tmp_path / "new.parquet").rename(day / "part-000000000003-000000000003.parquet")
+    replaced = day / "part-000000000002-000000000002.parquet"
+    (tmp_path / "again.parquet").write_bytes(b"yy!")
+    (tmp_path / "again.parquet").rename(replaced)
+    later = scan(root, None, folders)
+    assert len(later) == 3
+    assert later[0] is first[0]  # unchanged: the very object
+    assert later[1] is not first[1]
+    assert (later[1].size, later[1].fingerprint) != (first[1].size, first[1].fingerprint)
+    assert later[1].key == first[1].key  # replaced: same key, new lake name
+    assert [f.relative for f in later] == [
+        f"source=a/date=2026-11-23/part-{n:012d}-{n:012d}.parquet" for n in (1, 2, 3)
+    ]
 
 
 # -- messages: one lake file a flush (older versions' bundles recognised) ---------------------
