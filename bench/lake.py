@@ -135,6 +135,12 @@ def minute_records(minute: int) -> list[dict[str, Any]]:
     return rows
 
 
+def noise(series: int, i: int, field: str) -> float:
+    """A deterministic value in [0, 1) for point ``i`` of ``series``' ``field``: so that
+    Parquet sizes mean something, and every kind writes the same values."""
+    return (series * 2_654_435_761 + i * 40_503 + len(field) * 7_919) % 10_007 / 10_007
+
+
 def chunk_lines(index: int, series: int, fields: int, step: int) -> tuple[str, str, int]:
     """(file stem, line protocol, lines) of chunk ``index``: a 7-day chunk as
     ``influx_inspect export`` writes it, one field a line, by series, field and time."""
@@ -142,14 +148,14 @@ def chunk_lines(index: int, series: int, fields: int, step: int) -> tuple[str, s
     stem = f"{start:%Y%m%dT%H%M%SZ}_{start + WEEK:%Y%m%dT%H%M%SZ}"
     first_ns = int(start.timestamp()) * 10**9
     points = int(WEEK.total_seconds()) // step
-    out = []
+    out: list[str] = []
     for s in range(series):
         key = f"{MEASUREMENT},city=Bangkok,station=st-{s:03d}"
         for name, value in FIELDS[:fields]:
-            for i in range(points):
-                # Deterministic noise, so Parquet sizes mean something.
-                u = (s * 2_654_435_761 + i * 40_503 + len(name) * 7_919) % 10_007 / 10_007
-                out.append(f"{key} {name}={value(u)} {first_ns + i * step * 10**9}")
+            out.extend(
+                f"{key} {name}={value(noise(s, i, name))} {first_ns + i * step * 10**9}"
+                for i in range(points)
+            )
     return stem, "\n".join(out) + "\n", len(out)
 
 
@@ -192,8 +198,7 @@ def point_lines(week: int, series: int, fields: int, step: int) -> list[str]:
     for i in range(int(WEEK.total_seconds()) // step):
         values = []
         for name, value in FIELDS[:fields]:
-            u = (series * 2_654_435_761 + i * 40_503 + len(name) * 7_919) % 10_007 / 10_007
-            values.append(f"{name}={value(u)}")
+            values.append(f"{name}={value(noise(series, i, name))}")
         out.append(f"{key} {','.join(values)} {first_ns + i * step * 10**9}")
     return out
 

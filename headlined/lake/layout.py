@@ -102,11 +102,6 @@ def bundle_path(table_location: str, site: str, members: Sequence[LocalFile]) ->
     return f"{site_prefix(table_location, site)}{folder}/{name}"
 
 
-# LocalFiles made before, by (path, size, mtime_ns); what makes a folder's LocalFiles.
-Made = dict[tuple[Path, int, int], LocalFile]
-Make = Callable[[Listing, Made], list[LocalFile]]
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_CHARS]
 
@@ -188,16 +183,23 @@ class Folders:
             self._listings.pop(directory, None)
         return listing
 
-    def local_files(self, directory: Path, make: Make) -> list[LocalFile]:
-        """The folder's LocalFiles, made by ``make`` from its listing and the ones made
-        before (by (path, size, mtime_ns)): a cycle over years of folders makes none again,
-        and one over today's folder only those of its new flushes."""
+    def local_files(
+        self, directory: Path, folder: str, new: Callable[..., LocalFile]
+    ) -> list[LocalFile]:
+        """The LocalFiles of ``directory`` (``folder``: its path under the table's folder;
+        ``new``: a LocalFile with the folder's own fields given). Those made before are
+        taken again while unchanged (path, size, mtime_ns): a cycle over years of folders
+        makes none, and one over today's folder only those of its new flushes."""
         listing = self.parquet_files(directory)
         kept = self._files.get(directory)
         if kept is not None and kept[0] is listing:
             return kept[1]
         before = {(f.path, f.size, f.mtime_ns): f for f in kept[1]} if kept is not None else {}
-        files = make(listing, before)
+        files = [
+            before.get((path, size, mtime_ns))
+            or new(path=path, relative=f"{folder}/{path.name}", size=size, mtime_ns=mtime_ns)
+            for path, size, mtime_ns in listing
+        ]
         if listing:
             self._files[directory] = (listing, files)
         else:
@@ -265,21 +267,7 @@ def _scan_messages(root: Path, folders: Folders) -> Iterator[LocalFile]:
                 LocalFile, table=MESSAGES_TABLE, kind="messages", source=source, date=date
             )
             folder = f"{source_dir.name}/{date_dir.name}"
-            yield from folders.local_files(
-                date_dir, functools.partial(_made, folder=folder, new=new)
-            )
-
-
-def _made(
-    listing: Listing, before: Made, *, folder: str, new: Callable[..., LocalFile]
-) -> list[LocalFile]:
-    """A folder's LocalFiles: those made before if unchanged, else ``new`` ones (a
-    LocalFile with the folder's own fields given)."""
-    return [
-        before.get((path, size, mtime_ns))
-        or new(path=path, relative=f"{folder}/{path.name}", size=size, mtime_ns=mtime_ns)
-        for path, size, mtime_ns in listing
-    ]
+            yield from folders.local_files(date_dir, folder, new)
 
 
 def _partition(name: str, key: str) -> str | None:
@@ -303,6 +291,4 @@ def _scan_measurements(root: Path, folders: Folders) -> Iterator[LocalFile]:
                     kind="measurement",
                     retention_policy=retention_policy,
                 )
-                yield from folders.local_files(
-                    m_dir, functools.partial(_made, folder=rp_dir.name, new=new)
-                )
+                yield from folders.local_files(m_dir, rp_dir.name, new)
