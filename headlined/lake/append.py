@@ -49,6 +49,8 @@ from pyiceberg.table.update import (
 )
 from pyiceberg.utils.properties import property_as_bool, property_as_int
 
+from headlined.lake.catalog import HeadlinedCatalog
+
 
 @dataclass(frozen=True)
 class Appended:
@@ -152,7 +154,12 @@ def fast_append(
             "schema-id": metadata.current_schema_id,
         }
     )
-    response = table.catalog.commit_table(
+    # Onto the table as the caller holds it, where the catalog can (see commit_onto).
+    catalog = table.catalog
+    commit_table = (
+        catalog.commit_onto if isinstance(catalog, HeadlinedCatalog) else catalog.commit_table
+    )
+    response = commit_table(
         table,
         (
             AssertTableUUID(uuid=metadata.table_uuid),

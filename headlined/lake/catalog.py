@@ -39,7 +39,9 @@ from pyiceberg.io import (
     S3_SESSION_TOKEN,
 )
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible
-from pyiceberg.table import Table, TableProperties
+from pyiceberg.table import CommitTableResponse, Table, TableProperties
+from pyiceberg.table.update import TableRequirement, TableUpdate
+from pyiceberg.typedef import Identifier
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -115,6 +117,41 @@ def catalog_properties(url: str, warehouse: str, s3: LakeS3Config | None) -> dic
     return properties
 
 
+class HeadlinedCatalog(SqlCatalog):
+    """pyiceberg's SQL catalog, which can also commit onto a table its caller holds as current
+    (``commit_onto``) instead of reading the table's metadata again first."""
+
+    def __init__(self, name: str, **properties: str) -> None:
+        super().__init__(name, **properties)
+        self._current: Table | None = None
+
+    def commit_onto(
+        self,
+        table: Table,
+        requirements: tuple[TableRequirement, ...],
+        updates: tuple[TableUpdate, ...],
+    ) -> CommitTableResponse:
+        """``commit_table`` with ``table`` taken as the table's current state.
+
+        SqlCatalog's commit loads the table (a read and parse of its whole metadata, on S3 a
+        GET) only to apply the updates to it. It then moves the catalog's pointer with an
+        UPDATE conditioned on the pointer it loaded, which is what makes a commit safe against
+        other writers. Taken from ``table`` instead, a stale ``table`` fails that UPDATE:
+        CommitFailedException, as a lost race does."""
+        self._current = table
+        try:
+            return self.commit_table(table, requirements, updates)
+        finally:
+            self._current = None
+
+    def load_table(self, identifier: str | Identifier) -> Table:
+        """The table from the catalog, or the one ``commit_onto`` is committing onto."""
+        current = self._current
+        if current is not None and identifier == current.name():
+            return current
+        return super().load_table(identifier)
+
+
 def open_catalog(url: str, warehouse: str, s3: LakeS3Config | None) -> SqlCatalog:
     """Open (and on first use create) the catalog; LakeError when it cannot be reached."""
     try:
@@ -133,7 +170,7 @@ def open_catalog(url: str, warehouse: str, s3: LakeS3Config | None) -> SqlCatalo
     # second try finds the tables.
     for attempt in range(2):
         try:
-            return SqlCatalog(CATALOG_NAME, **properties)
+            return HeadlinedCatalog(CATALOG_NAME, **properties)
         except Exception as why:  # noqa: BLE001  any driver error: say which catalog, no secret
             if attempt == 0:
                 continue
