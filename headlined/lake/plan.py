@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from headlined.lake.layout import LocalFile, bundle_path, key_of, site_prefix
 from headlined.poll.parquet import flush_range
 
-# (lake path, the local files it holds: one; several only in older versions' bundles)
-Add = tuple[str, tuple[LocalFile, ...]]
+Add = tuple[str, LocalFile]  # a lake path and the local file it is made of
 Span = tuple[int, int]  # the first and last record id of a flush
 _Flush = tuple[Span, LocalFile, str]  # a flush, its id range and its lake name
 
@@ -46,7 +45,7 @@ class Change:
 
     def __len__(self) -> int:
         """Local files it publishes plus lake files it drops: what waits for it."""
-        return sum(len(members) for _, members in self.add) + len(self.remove)
+        return len(self.add) + len(self.remove)
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class TablePlan:
 
     @property
     def add(self) -> tuple[Add, ...]:
-        """The files to register: (lake path, the local files it copies)."""
+        """The files to register: (lake path, its local file)."""
         return tuple(a for change in self.changes for a in change.add)
 
     @property
@@ -139,7 +138,7 @@ def plan_table(
     taken.update(path for paths in kept.values() for path in paths)
     desired = {f.lake_path(location, site): f for f in singles}
     for path in sorted(desired.keys() - mine):
-        by_key[desired[path].key][0].append((path, (desired[path],)))
+        by_key[desired[path].key][0].append((path, desired[path]))
     for path in sorted(mine - desired.keys() - taken):
         # A path of ours that is not one of our names (key None) is dropped on its own.
         by_key[key_of(path, prefix) or path][1].append(path)
@@ -177,5 +176,5 @@ def _plan_partition(
             held |= relatives
         else:
             removes.append(path)
-    adds: list[Add] = [(name, (f,)) for _, f, name in flushes if f.relative not in held]
+    adds: list[Add] = [(name, f) for _, f, name in flushes if f.relative not in held]
     return adds, removes

@@ -442,9 +442,9 @@ class Publisher:
                 continue
             ready: list[DataFile] = []
             try:
-                for path, members in change.add:
+                for path, local in change.add:
                     if path not in prepared:
-                        table, prepared[path] = self._copy(table, path, members)
+                        table, prepared[path] = self._copy(table, path, local)
                         beat()
                     ready.append(prepared[path])
             except (rewrite.RewriteError, LakeError) as why:
@@ -458,14 +458,11 @@ class Publisher:
             adds += ready
         return table, adds, skipped
 
-    def _copy(
-        self, table: Table, lake_path: str, members: tuple[LocalFile, ...]
-    ) -> tuple[Table, DataFile]:
-        """Put the lake file of ``members`` (one local file; several only in an older
-        version's bundle of flushes) at ``lake_path``; its DataFile (the table's schema widened
-        first if the file has new columns). A flush of messages goes as it is (_as_is)."""
-        local = members[0]
-        if len(members) == 1 and local.kind == "messages":
+    def _copy(self, table: Table, lake_path: str, local: LocalFile) -> tuple[Table, DataFile]:
+        """Put the lake file of ``local`` at ``lake_path``; its DataFile (the table's schema
+        widened first if the file has new columns). A flush of messages goes as it is
+        (_as_is)."""
+        if local.kind == "messages":
             as_is = _as_is(local, table)
             if as_is is not None:
                 metadata, partition = as_is
@@ -485,7 +482,7 @@ class Publisher:
             self._settings.work_dir.mkdir(parents=True, exist_ok=True)
             written = self._settings.work_dir / f".{uuid.uuid4().hex}.parquet"
         try:
-            self._write_copy(members, written)
+            self._write_copy(local, written)
             metadata = pq.read_metadata(written)
             arrow_schema = metadata.schema.to_arrow_schema()
             table = self._fit(table, arrow_schema, local)
@@ -540,25 +537,23 @@ class Publisher:
         )
         return table
 
-    def _write_copy(self, members: tuple[LocalFile, ...], written: Path) -> None:
-        before = [_identity(local.path) for local in members]
+    def _write_copy(self, local: LocalFile, written: Path) -> None:
+        before = _identity(local.path)
         conn = self._duckdb()
-        local = members[0]
         try:
             if local.source is not None and local.date is not None:
-                paths = [member.path for member in members]
-                rewrite.rewrite_messages(conn, paths, written, local.source, local.date)
+                rewrite.rewrite_messages(conn, local.path, written, local.source, local.date)
             elif local.retention_policy is not None:
                 rewrite.rewrite_measurement(conn, local.path, written, local.retention_policy)
         except rewrite.RewriteError:
             # Gone while it was read (a closed day's flushes merged): not an error, the next
             # cycle sees the merged file.
-            if _changed(members, before):
+            if _changed(local, before):
                 raise _ChangedError from None
             raise
         # Replaced while it was read (a re-export): the copy may hold the new content under
         # the old file's name; the next cycle sees the new file.
-        if _changed(members, before):
+        if _changed(local, before):
             raise _ChangedError
 
     def _lake_schema(self, files: list[LocalFile]) -> pa.Schema:
@@ -569,7 +564,7 @@ class Publisher:
         for local in files:
             written = self._settings.work_dir / f".{uuid.uuid4().hex}.parquet"
             try:
-                self._write_copy((local,), written)
+                self._write_copy(local, written)
                 return pq.read_schema(written)
             except rewrite.RewriteError as error:
                 why = str(error)
@@ -734,12 +729,10 @@ def _snapshot_id(table: Table) -> int | None:
     return snapshot.snapshot_id if snapshot is not None else None
 
 
-def _changed(members: tuple[LocalFile, ...], before: list[tuple[int, int] | None]) -> bool:
-    """Whether a member is not, or no longer, the file the plan saw."""
-    return any(
-        _identity(member.path) != seen or seen != (member.size, member.mtime_ns)
-        for member, seen in zip(members, before, strict=True)
-    )
+def _changed(local: LocalFile, before: tuple[int, int] | None) -> bool:
+    """Whether ``local`` (``before``: its identity when its copy began) is not, or no
+    longer, the file the plan saw."""
+    return _identity(local.path) != before or before != (local.size, local.mtime_ns)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -11,16 +11,16 @@ is copied (DuckDB, an in-memory connection of its own) with:
 - then the tag and field columns as they are, but for unsigned integers, which Iceberg has
   no type for: UBIGINT becomes DECIMAL(20,0) (exact), the smaller ones the next signed type.
 
-Messages files (a partition's flushes, one lake copy for several: headlined/lake/plan.py)
-get the ``source`` and ``date`` columns that only its path held (Iceberg
-partitions are columns of the data), and ``payload`` as plain VARCHAR: the local file's JSON
-logical type trips polars' Iceberg reader (Binary against String) and pyiceberg's statistics.
+A flush of messages is registered as it is (headlined/lake/publisher.py) unless an older
+version wrote its ``payload`` with Parquet's JSON logical type, which trips polars' Iceberg
+reader (Binary against String) and pyiceberg's statistics. Such a file (a flush, or a day
+an older version merged) is copied, with ``payload`` as plain VARCHAR and the ``source`` and
+``date`` columns that only its path held.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -81,18 +81,18 @@ def rewrite_measurement(
         f"{sql.literal(retention_policy)}::VARCHAR AS retention_policy",
         *(_lake_column(name, type_) for name, type_ in columns.items() if name != "time"),
     ]
-    return _copy(conn, [local], lake, select)
+    return _copy(conn, local, lake, select)
 
 
 def rewrite_messages(
     conn: duckdb.DuckDBPyConnection,
-    local: Sequence[Path],
+    local: Path,
     lake: Path,
     source: str,
     date: datetime.date,
 ) -> int:
-    """Write the lake copy of the messages files ``local`` (flushes of one partition, in
-    order) to ``lake``, as one file; return its rows."""
+    """Write the lake copy of the messages file ``local`` (of partition ``source``, ``date``)
+    to ``lake``; return its rows."""
     # The poller's files have one schema (headlined/poll/parquet.py): no DESCRIBE first, which
     # cost a third as much as the copy of a minute's file. A file without `payload` fails the
     # copy with a RewriteError; one with other columns is checked against the table after.
@@ -110,35 +110,26 @@ def _lake_column(name: str, type_: str) -> str:
     return f"{column}::{lake_type} AS {column}" if lake_type else column
 
 
-def _read(local: Sequence[Path]) -> str:
+def _read(local: Path) -> str:
     # hive_partitioning off: a messages file's source=/date= folders are not to become
-    # columns behind our back (they are written explicitly). Several files are read in the
-    # order given, matched by column name.
-    files = ", ".join(sql.literal(str(path)) for path in local)
-    by_name = ", union_by_name = true" if len(local) > 1 else ""
-    return f"read_parquet([{files}], hive_partitioning = false{by_name})"
+    # columns behind our back (they are written explicitly).
+    return f"read_parquet({sql.literal(str(local))}, hive_partitioning = false)"
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, local: Path) -> dict[str, str]:
     try:
-        rows = conn.execute(f"DESCRIBE SELECT * FROM {_read([local])}").fetchall()
+        rows = conn.execute(f"DESCRIBE SELECT * FROM {_read(local)}").fetchall()
     except duckdb.Error as why:
         raise RewriteError(f"{local}: cannot be read as Parquet: {why}") from why
     return {str(row[0]): str(row[1]) for row in rows}
 
 
-def _copy(
-    conn: duckdb.DuckDBPyConnection, local: Sequence[Path], lake: Path, select: list[str]
-) -> int:
+def _copy(conn: duckdb.DuckDBPyConnection, local: Path, lake: Path, select: list[str]) -> int:
     query = f"SELECT {', '.join(select)} FROM {_read(local)}"
     try:
         row = conn.execute(
             f"COPY ({query}) TO {sql.literal(str(lake))} (FORMAT parquet, COMPRESSION zstd)"
         ).fetchone()
     except duckdb.Error as why:
-        raise RewriteError(f"{_named(local)}: cannot be copied into the lake: {why}") from why
+        raise RewriteError(f"{local}: cannot be copied into the lake: {why}") from why
     return int(row[0]) if row else 0
-
-
-def _named(local: Sequence[Path]) -> str:
-    return str(local[0]) if len(local) == 1 else f"{local[0]} (and {len(local) - 1} more)"

@@ -103,7 +103,7 @@ def test_plan_adds_the_missing_and_never_touches_another_sites_files() -> None:
     theirs = files[0].lake_path(LOCATION, "other")
     registered = [files[0].lake_path(LOCATION, "me"), theirs]
     plan = plan_table(files, registered, LOCATION, "me")
-    assert [f for _, f in plan.add] == [(files[1],)]
+    assert [f for _, f in plan.add] == [files[1]]
     assert plan.remove == ()
     # All registered: nothing to do; the other site's file is never removed.
     registered.append(files[1].lake_path(LOCATION, "me"))
@@ -119,7 +119,7 @@ def test_a_replaced_file_is_removed_and_added_in_one_change() -> None:
     plan = plan_table([new, other], registered, LOCATION, "me")
     assert len(plan.changes) == 1
     change = plan.changes[0]
-    assert change.add == ((new.lake_path(LOCATION, "me"), (new,)),)
+    assert change.add == ((new.lake_path(LOCATION, "me"), new),)
     assert change.remove == (old.lake_path(LOCATION, "me"),)
 
 
@@ -231,7 +231,9 @@ def applied(registered: list[str], plan: TablePlan) -> list[str]:
 def test_each_flush_is_one_lake_file_under_its_own_name() -> None:
     first = [flush(1, 5), flush(6, 9), flush(10, 12), flush(1, 5, source="b")]
     plan = plan_table(first, [], MESSAGES_AT, "me", messages=True)
-    assert sorted(plan.add) == sorted((f.lake_path(MESSAGES_AT, "me"), (f,)) for f in first)
+    assert sorted(plan.add, key=repr) == sorted(
+        ((f.lake_path(MESSAGES_AT, "me"), f) for f in first), key=repr
+    )
     assert len(plan) == 4  # what waits: the local files
     path = first[0].lake_path(MESSAGES_AT, "me")
     assert key_of(path, site_prefix(MESSAGES_AT, "me")) == (
@@ -242,7 +244,7 @@ def test_each_flush_is_one_lake_file_under_its_own_name() -> None:
     later = [*first, flush(13, 20), flush(21, 30)]
     plan = plan_table(later, registered, MESSAGES_AT, "me", messages=True)
     assert plan.remove == ()
-    assert [members for _, members in plan.add] == [(later[4],), (later[5],)]
+    assert [f for _, f in plan.add] == [later[4], later[5]]
     assert len(plan_table(later, applied(registered, plan), MESSAGES_AT, "me", messages=True)) == 0
 
 
@@ -254,14 +256,14 @@ def test_an_older_versions_bundle_stays_until_its_flushes_change() -> None:
     # New flushes go one by one; the bundle stays.
     later = [*files, flush(13, 20)]
     plan = plan_table(later, registered, MESSAGES_AT, "me", messages=True)
-    assert (plan.remove, [m for _, m in plan.add]) == ((), [(later[3],)])
+    assert (plan.remove, [f for _, f in plan.add]) == ((), [later[3]])
     # One of its flushes rewritten, or gone (a closed day merged): the bundle is dropped and
     # what is left is registered file by file, in the same change.
     for now in ([files[0], files[2]], [files[0], flush(6, 9, size=7), files[2]]):
         plan = plan_table(now, registered, MESSAGES_AT, "me", messages=True)
         (change,) = plan.changes
         assert change.remove == (bundle,)
-        assert [members for _, members in change.add] == [(f,) for f in now]
+        assert [f for _, f in change.add] == now
     plan = plan_table([], registered, MESSAGES_AT, "me", messages=True)
     assert (plan.add, plan.remove) == ((), (bundle,))
 
@@ -273,7 +275,7 @@ def test_flushes_of_one_range_are_each_their_own_lake_file() -> None:
     files = [flush(1, 5), kept, *split]
     plan = plan_table(files, registered, MESSAGES_AT, "me", messages=True)
     assert plan.remove == ()
-    assert [members for _, members in plan.add] == [(files[0],), (split[1],)]
+    assert [f for _, f in plan.add] == [files[0], split[1]]
     assert len(plan_table(files, applied(registered, plan), MESSAGES_AT, "me", messages=True)) == 0
 
 
@@ -318,7 +320,7 @@ def test_any_history_of_flushes_leaves_each_one_in_exactly_one_lake_file(
                 registered.append(path)
         else:
             plan = plan_table(list(local.values()), registered, MESSAGES_AT, "me", messages=True)
-            holds.update(plan.add)
+            holds.update((path, (f,)) for path, f in plan.add)
             registered = applied(registered, plan)
             held = [f for path in registered for f in holds[path]]
             assert sorted(held, key=repr) == sorted(local.values(), key=repr)
@@ -332,6 +334,6 @@ def test_only_the_messages_table_bundles_whatever_the_names() -> None:
     """A measurement file named like a flush is planned as a file of its own."""
     files = [local("autogen/part-000000000001-000000000005.parquet"), local("autogen/1_2.parquet")]
     plan = plan_table(files, [], LOCATION, "me")
-    assert [members for _, members in plan.add] == [(files[1],), (files[0],)]
+    assert [f for _, f in plan.add] == [files[1], files[0]]
     registered = applied([], plan)
     assert len(plan_table(files, registered, LOCATION, "me")) == 0

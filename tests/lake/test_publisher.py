@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import duckdb
 import polars as pl
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy
 from pyiceberg.catalog.sql import SqlCatalog
@@ -405,10 +406,19 @@ def test_a_lake_an_older_version_filled_with_bundles_goes_on_without_a_double(
     assert publisher.cycle().added == 2  # (this version: each flush a copy of its own)
     table = catalog(site.settings).load_table(MESSAGES)
     bundle = layout.bundle_path(table.location(), "site-a", members)
-    # Made and committed the way the older version did, by the copy path that still takes
-    # a bundle's several members.
+    # Made and committed the way the older version did: one copy of both, with the source
+    # and date columns, replacing their copies.
+    made = Path(urlsplit(bundle).path)
+    files = ", ".join(f"'{member.path}'" for member in members)
+    duckdb.execute(
+        f"COPY (SELECT '{members[0].source}' AS source, DATE '{members[0].date}' AS date, "
+        f"* REPLACE (payload::VARCHAR AS payload) FROM read_parquet([{files}], "
+        f"hive_partitioning = false)) TO '{made}' (FORMAT parquet, COMPRESSION zstd)"
+    )
     old = Publisher(site.settings)
-    table, data_file = old._copy(table, bundle, members)
+    data_file = publisher_module._data_file(
+        table, bundle, pq.read_metadata(made), made.stat().st_size, {}
+    )
     table = old._commit(table, MESSAGES, [data_file], _data_files(table))
     old.close()
     assert [f.file_path for f in _data_files(table)] == [bundle]

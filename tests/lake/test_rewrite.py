@@ -89,7 +89,7 @@ def test_messages_get_source_and_date_and_a_plain_text_payload(tmp_path: Path) -
     flush_messages(store, tmp_path / "pq")
     store.close()
     (local,) = (tmp_path / "pq" / "messages").rglob("*.parquet")
-    rewrite_messages(connect(), [local], tmp_path / "lake.parquet", "s 1", now.date())
+    rewrite_messages(connect(), local, tmp_path / "lake.parquet", "s 1", now.date())
     table = pq.read_table(tmp_path / "lake.parquet")
     assert table.column_names == [
         "source",
