@@ -154,7 +154,8 @@ class Folders:
     per partition instead of every file of years of flushes. A folder changed within
     ``RECENT_NS`` of now is listed every time, since a change in the same clock tick as our
     listing would leave its mtime as it was. A folder swapped for another (a closed day's
-    flushes merged: headlined/poll/compact.py) is a new inode, listed afresh.
+    flushes merged: headlined/poll/compact.py) is a new inode, listed afresh. What is kept of
+    a folder no scan reaches any more goes at the end of the scan (:meth:`forget_unseen`).
     """
 
     RECENT_NS = 2 * 10**9
@@ -163,10 +164,12 @@ class Folders:
         self._listings: dict[Path, tuple[tuple[int, int], Listing]] = {}
         # folder -> (its last listing, the LocalFiles made of it)
         self._files: dict[Path, tuple[Listing, list[LocalFile]]] = {}
+        self._seen: set[Path] = set()  # the folders asked about since forget_unseen
 
     def parquet_files(self, directory: Path) -> Listing:
         """The visible .parquet files of ``directory`` with their size and mtime_ns, by
         name."""
+        self._seen.add(directory)
         try:
             info = directory.stat()
         except (FileNotFoundError, NotADirectoryError):
@@ -206,6 +209,15 @@ class Folders:
             self._files.pop(directory, None)
         return files
 
+    def forget_unseen(self) -> None:
+        """Drop what is kept of the folders not asked about since the last call (removed
+        from the tree, or outside it now), so that years of daemon uptime keep only what the
+        tree holds."""
+        for kept in (self._listings, self._files):
+            for directory in kept.keys() - self._seen:
+                del kept[directory]
+        self._seen = set()
+
 
 def scan(
     messages_dir: Path | None, influx_dir: Path | None, folders: Folders | None = None
@@ -216,6 +228,7 @@ def scan(
     found = list(_scan_messages(messages_dir, folders)) if messages_dir is not None else []
     if influx_dir is not None:
         found += _scan_measurements(influx_dir, folders)
+    folders.forget_unseen()
     found.sort(key=lambda f: (f.table, f.relative))
     return found
 

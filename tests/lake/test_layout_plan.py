@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -197,6 +198,23 @@ def test_a_scan_makes_a_local_file_again_only_when_it_is_new_or_changed(tmp_path
     assert [f.relative for f in later] == [
         f"source=a/date=2026-11-23/part-{n:012d}-{n:012d}.parquet" for n in (1, 2, 3)
     ]
+
+
+def test_a_scan_forgets_the_folders_it_no_longer_reaches(tmp_path: Path) -> None:
+    """A folder removed from the tree (a source dropped, a day's folder gone) is not kept for
+    the daemon's lifetime."""
+    root = tmp_path / "messages"
+    days = [root / "source=a" / f"date=2026-11-{d}" for d in (22, 23)]
+    for n, day in enumerate(days, 1):
+        day.mkdir(parents=True)
+        (day / f"part-{n:012d}-{n:012d}.parquet").write_bytes(b"x")
+    folders = layout.Folders()
+    assert len(scan(root, None, folders)) == 2
+    assert set(folders._files) == set(days)
+    shutil.rmtree(days[0])
+    assert len(scan(root, None, folders)) == 1
+    assert set(folders._files) == {days[1]}
+    assert set(folders._listings) <= {days[1]}
 
 
 # -- messages: one lake file a flush (older versions' bundles recognised) ---------------------
