@@ -1,8 +1,10 @@
 """``headlined-inspect``: reads InfluxDB's files for the daemon and streams them back.
 
 Answers ``discover``, ``export`` and ``wal_scan`` on stdin/stdout until stdin ends; runs the
-influx_inspect of ``$HEADLINED_INFLUX_INSPECT``, never one the client names. Imports only the
-standard library and pure modules, to start fast. See docs/exporter.md.
+influx_inspect of ``$HEADLINED_INFLUX_INSPECT``, never one the client names. On a Unix socket
+(systemd's, or a local child's socketpair) an ``export`` may come with the client's pipe,
+which influx_inspect then writes into itself. Imports only the standard library and pure
+modules, to start fast. See docs/exporter.md.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import selectors
 import shutil
+import socket
 import stat
 import struct
 import subprocess
@@ -43,6 +46,7 @@ from headlined.influx.protocol import (
 from headlined.influx.spawn import BINARY_ENV
 
 READ_SIZE = 1 << 20
+MAX_FDS = 4  # descriptors taken with one request (one is used; more are closed)
 # F_SETPIPE_SZ (Linux): a 1 MiB pipe means 16x fewer reads and frames than the 64 KiB default.
 _F_SETPIPE_SZ = 1031
 
@@ -85,44 +89,106 @@ class Inspect:
         return self._probed
 
 
+class _Requests:
+    """Request lines from the client, each with the descriptors sent along with it: a Unix
+    socket carries them (SCM_RIGHTS), a pipe none."""
+
+    def __init__(self, inp: BinaryIO) -> None:
+        self._inp = inp
+        self._sock: socket.socket | None = None
+        if stat.S_ISSOCK(os.fstat(inp.fileno()).st_mode):
+            # Read by recvmsg, never through inp's buffer: a plain read drops descriptors.
+            self._sock = socket.socket(fileno=os.dup(inp.fileno()))
+        self._buffer = b""
+
+    def fileno(self) -> int:
+        """The connection's descriptor (readable mid-export: the client closed it)."""
+        return self._inp.fileno()
+
+    def next(self) -> tuple[bytes, list[int]]:
+        """The next line (at most MAX_REQUEST + 1 bytes; empty at the end) and the
+        descriptors that came with it, which the caller closes."""
+        if self._sock is None:
+            return self._inp.readline(MAX_REQUEST + 1), []
+        fds: list[int] = []
+        while b"\n" not in self._buffer and len(self._buffer) <= MAX_REQUEST:
+            data, received, _, _ = socket.recv_fds(self._sock, READ_SIZE, MAX_FDS)
+            fds += received
+            if not data:
+                break
+            self._buffer += data
+        end = self._buffer.find(b"\n")
+        cut = end + 1 if end >= 0 else MAX_REQUEST + 1
+        line, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        return line, fds
+
+
 def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
     """Answer requests from ``inp`` on ``out`` until ``inp`` ends."""
-    while line := inp.readline(MAX_REQUEST + 1):
+    requests = _Requests(inp)
+    while True:
+        line, fds = requests.next()
         try:
-            request = decode_request(line)
-        except ProtocolError as exc:
-            write_json(out, FAILURE, {"kind": "bad_request", "error": str(exc)})
-            continue
-        try:
-            if request.op == "discover":
-                found = datadir.discover(
-                    Path(request.data_dir),
-                    Path(request.wal_dir),
-                    list(request.databases),
-                    Path(request.meta_dir) if request.meta_dir else None,
-                )
-                write_json(out, RESULT, found.to_json())
-            elif request.op == "export":
-                # The blocks are checked while influx_inspect exports (the files are read
-                # twice at once, from the page cache), not after it.
-                check = _BlockCheck(request)
-                code = _export(request, inspect, inp, out, None)
-                if code == 0:
-                    for line in check.result():
-                        write_frame(out, STDERR, line)
-                    out.flush()
-                write_json(out, RESULT, {"exit": code})
-            else:
-                scanner = datadir.WalScanner()
-                code = _export(request, inspect, inp, out, scanner)
-                scan = scanner.finish()
-                write_json(
-                    out, RESULT, {"exit": code, "scan": None if scan is None else scan.to_json()}
-                )
-        except datadir.DataDirError as exc:
-            write_json(out, FAILURE, {"kind": exc.kind, "error": str(exc)})
-        except (InspectError, datadir.InfluxFilesError) as exc:
-            write_json(out, FAILURE, {"kind": "inspect", "error": str(exc)})
+            if not line:
+                return
+            _answer(line, fds, requests.fileno(), out, inspect)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+def _answer(line: bytes, fds: list[int], client: int, out: BinaryIO, inspect: Inspect) -> None:
+    """Answer one request; a pipe ``fds`` holds that it uses is taken out of it (and closed)."""
+    try:
+        request = decode_request(line)
+        pipe = _passed_pipe(request, fds)
+    except ProtocolError as exc:
+        write_json(out, FAILURE, {"kind": "bad_request", "error": str(exc)})
+        return
+    if pipe is not None:
+        fds.remove(pipe)
+    try:
+        if request.op == "discover":
+            found = datadir.discover(
+                Path(request.data_dir),
+                Path(request.wal_dir),
+                list(request.databases),
+                Path(request.meta_dir) if request.meta_dir else None,
+            )
+            write_json(out, RESULT, found.to_json())
+        elif request.op == "export":
+            # The blocks are checked while influx_inspect exports (the files are read
+            # twice at once, from the page cache), not after it.
+            check = _BlockCheck(request)
+            code = _export(request, inspect, client, out, pipe=pipe)
+            if code == 0:
+                for bad in check.result():
+                    write_frame(out, STDERR, bad)
+                out.flush()
+            write_json(out, RESULT, {"exit": code})
+        else:
+            scanner = datadir.WalScanner()
+            code = _export(request, inspect, client, out, scanner=scanner)
+            scan = scanner.finish()
+            write_json(
+                out, RESULT, {"exit": code, "scan": None if scan is None else scan.to_json()}
+            )
+    except datadir.DataDirError as exc:
+        write_json(out, FAILURE, {"kind": exc.kind, "error": str(exc)})
+    except (InspectError, datadir.InfluxFilesError) as exc:
+        write_json(out, FAILURE, {"kind": "inspect", "error": str(exc)})
+
+
+def _passed_pipe(request: Request, fds: list[int]) -> int | None:
+    """The pipe an export request came with (None if it asks for D frames); ProtocolError
+    if it says it came with one and did not, or with something else."""
+    if not request.passed_pipe:
+        return None
+    if len(fds) != 1:
+        raise ProtocolError(f"passed_pipe: {len(fds)} descriptors came with the request")
+    if not stat.S_ISFIFO(os.fstat(fds[0]).st_mode):
+        raise ProtocolError("passed_pipe: the descriptor is not a pipe")
+    return fds[0]
 
 
 class _BlockCheck:
@@ -188,20 +254,32 @@ def _argv(request: Request, path: str, lponly: bool, data_dir: str, fd: int) -> 
 def _export(
     request: Request,
     inspect: Inspect,
-    inp: BinaryIO,
+    client: int,
     out: BinaryIO,
-    scanner: datadir.WalScanner | None,
+    *,
+    scanner: datadir.WalScanner | None = None,
+    pipe: int | None = None,
 ) -> int:
-    """Run influx_inspect; stream its output back, or, given ``scanner``, the WAL's into it."""
-    path, lponly = inspect.probe()
+    """Run influx_inspect; stream its output back, or, given ``scanner``, the WAL's into it,
+    or let it write into the client's ``pipe`` (closed here once influx_inspect has it)."""
+    try:
+        path, lponly = inspect.probe()
+    except InspectError:
+        if pipe is not None:
+            os.close(pipe)
+        raise
     with contextlib.ExitStack() as stack:
         # A data dir without TSM files makes influx_inspect read the WAL alone; the WAL dir
         # itself is one (and needs no temporary folder).
         data_dir = request.data_dir if scanner is None else request.wal_dir
-        read_end, write_end = os.pipe()
-        stack.callback(os.close, read_end)
-        with contextlib.suppress(OSError):  # a smaller pipe still works
-            fcntl.fcntl(read_end, _F_SETPIPE_SZ, READ_SIZE)
+        read_end: int | None = None
+        if pipe is None:
+            read_end, write_end = os.pipe()
+            stack.callback(os.close, read_end)
+            with contextlib.suppress(OSError):  # a smaller pipe still works
+                fcntl.fcntl(read_end, _F_SETPIPE_SZ, READ_SIZE)
+        else:
+            write_end = pipe
         try:
             proc = subprocess.Popen(
                 _argv(request, path, lponly, data_dir, write_end),
@@ -215,7 +293,7 @@ def _export(
         finally:
             os.close(write_end)  # the child's copy is the only writer: EOF when it exits
         try:
-            _pump(proc, read_end, inp, out, scanner)
+            _pump(proc, read_end, client, out, scanner)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -225,21 +303,24 @@ def _export(
 
 def _pump(
     proc: subprocess.Popen[bytes],
-    data_fd: int,
-    inp: BinaryIO,
+    data_fd: int | None,
+    client: int,
     out: BinaryIO,
     scanner: datadir.WalScanner | None,
 ) -> None:
+    """influx_inspect's output (``data_fd``, None when it writes into the client's pipe) and
+    stderr into frames, or the output into ``scanner``, until both end."""
     if proc.stderr is None:
         raise InspectError("influx_inspect was started without a stderr pipe")
     err_fd = proc.stderr.fileno()
     selector = selectors.DefaultSelector()
-    selector.register(data_fd, selectors.EVENT_READ, DATA)
+    if data_fd is not None:
+        selector.register(data_fd, selectors.EVENT_READ, DATA)
     selector.register(err_fd, selectors.EVENT_READ, STDERR)
     # The client says nothing until the reply is complete: its side becoming readable means it
     # closed the connection (it stopped, or gave up on this export), even while influx_inspect
     # is silent; then influx_inspect is stopped at once rather than run on for nobody.
-    selector.register(inp.fileno(), selectors.EVENT_READ, None)
+    selector.register(client, selectors.EVENT_READ, None)
     splicing = scanner is None and _can_splice(out)
     try:
         while len(selector.get_map()) > 1:

@@ -1,6 +1,8 @@
 """The wire format between the daemon and ``headlined-inspect`` (pure).
 
-A request is one JSON line; a reply is ``D``/``E`` frames, then one ``R`` or ``F``. See
+A request is one JSON line; a reply is ``D``/``E`` frames, then one ``R`` or ``F``. An
+``export`` request may come with a pipe (SCM_RIGHTS, on a Unix socket) and say so
+(``passed_pipe``): influx_inspect then writes into it and the reply holds no ``D`` frame. See
 docs/exporter.md.
 """
 
@@ -52,6 +54,8 @@ class Request:
     retention_policy: str = ""
     start: str = ""
     end: str = ""
+    # The line protocol goes into the pipe sent with this request, not back in D frames.
+    passed_pipe: bool = False
 
     def encode(self) -> bytes:
         """One JSON line."""
@@ -67,6 +71,7 @@ class Request:
                     "retention_policy": self.retention_policy,
                     "start": self.start,
                     "end": self.end,
+                    "passed_pipe": self.passed_pipe,
                 }
             ).encode()
             + b"\n"
@@ -90,6 +95,11 @@ def decode_request(line: bytes) -> Request:
     databases = raw.get("databases", [])
     if not isinstance(databases, list) or not all(isinstance(d, str) for d in databases):
         raise ProtocolError("databases: not a list of strings")
+    passed_pipe = raw.get("passed_pipe", False)
+    if not isinstance(passed_pipe, bool):
+        raise ProtocolError("passed_pipe: not true or false")
+    if passed_pipe and op != "export":
+        raise ProtocolError(f"{op} takes no pipe")
     if not texts["data_dir"] or not texts["wal_dir"]:
         raise ProtocolError("data_dir and wal_dir are required")
     if op != "discover" and not (texts["database"] and texts["retention_policy"]):
@@ -97,7 +107,7 @@ def decode_request(line: bytes) -> Request:
     for key in ("start", "end"):
         if texts[key] and not _RFC3339.fullmatch(texts[key]):
             raise ProtocolError(f"{key}: not an RFC 3339 UTC time: {texts[key]!r}")
-    return Request(op=op, databases=tuple(databases), **texts)
+    return Request(op=op, databases=tuple(databases), passed_pipe=passed_pipe, **texts)
 
 
 def frame_header(kind: bytes, size: int) -> bytes:

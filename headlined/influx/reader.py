@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
+import dataclasses
 import os
 import socket
-import subprocess
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar
 
 from headlined import logs
 from headlined.config import InfluxConfig
@@ -42,6 +42,7 @@ log = logs.get("influx_reader")
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10.0
+PASSED_PIPE_MODE = 0o666  # see _passable
 STDERR_KEEP = 1 << 20  # influx_inspect can name thousands of skipped keys: keep a bounded part
 
 
@@ -62,25 +63,15 @@ class Exported:
 
 
 class _Connection:
-    """One blocking connection to a helper: requests go out, frames come back."""
+    """One blocking connection to a helper (a Unix socket): requests go out, frames come
+    back."""
 
-    def __init__(
-        self,
-        rfile: BinaryIO,
-        wfile: BinaryIO,
-        close: Callable[[], None],
-        name: str,
-        *,
-        splice: bool = False,
-    ) -> None:
-        """``splice``: ``rfile`` is an unbuffered pipe, whose ``D`` payloads can be moved
-        into a sink file by splice(2), never copied through this process."""
-        self._rfile = rfile
-        self._wfile = wfile
+    def __init__(self, sock: socket.socket, close: Callable[[], None], name: str) -> None:
+        self._sock = sock
+        self._rfile: BinaryIO = sock.makefile("rb")
         self._close = close
         self.name = name
         self.broken = False
-        self._splice = splice and hasattr(os, "splice")
 
     def call(
         self,
@@ -88,17 +79,23 @@ class _Connection:
         on_data: Callable[[bytes], None] | None = None,
         sink: int | None = None,
     ) -> tuple[dict[str, Any], str]:
-        """Send ``request``; pass ``D`` frames to ``on_data``, or append them to the file
-        descriptor ``sink`` (not opened for appending: splice(2) refuses those); return
-        (result, stderr)."""
-        self.send(request)
+        """Send ``request``; pass ``D`` frames to ``on_data``, or write them to the file
+        descriptor ``sink``; return (result, stderr). An export into a pipe ``sink`` sends
+        the helper the pipe itself: influx_inspect writes into it, nothing is relayed."""
+        fds: tuple[int, ...] = ()
+        if request.op == "export" and sink is not None and _passable(sink):
+            request = dataclasses.replace(request, passed_pipe=True)
+            fds = (sink,)
+        self.send(request, fds)
         return self.receive(on_data, sink)
 
-    def send(self, request: Request) -> None:
-        """Send ``request`` without waiting for its reply (ReaderError if it cannot be)."""
+    def send(self, request: Request, fds: tuple[int, ...] = ()) -> None:
+        """Send ``request`` (and ``fds`` with it) without waiting for its reply (ReaderError
+        if it cannot be)."""
+        data = request.encode()
         try:
-            self._wfile.write(request.encode())
-            self._wfile.flush()
+            sent = socket.send_fds(self._sock, [data], list(fds)) if fds else 0
+            self._sock.sendall(data[sent:])
         except OSError as exc:
             self.broken = True
             raise ReaderError(f"{self.name}: {exc}") from None
@@ -124,10 +121,7 @@ class _Connection:
         while header := read_header(self._rfile):
             kind, size = header
             if kind == DATA and sink is not None:
-                if self._splice:
-                    _splice_exactly(self._rfile.fileno(), sink, size)
-                else:
-                    _write_all(sink, read_payload(self._rfile, size))
+                _write_all(sink, read_payload(self._rfile, size))
                 continue
             payload = read_payload(self._rfile, size)
             if kind == DATA:
@@ -147,14 +141,27 @@ class _Connection:
         """End the connection (unblocks a thread waiting on it)."""
         self.broken = True
         self._close()
+        # The reader holds the socket open until it is closed too (once a waiting read ends).
+        self._rfile.close()
 
 
-def _splice_exactly(source: int, sink: int, size: int) -> None:
-    while size:
-        moved = os.splice(source, sink, size)
-        if not moved:
-            raise ProtocolError(f"stream ended {size} bytes before the end of a frame")
-        size -= moved
+def _passable(sink: int) -> bool:
+    """Whether ``sink`` is a pipe the helper can be sent; False (the line protocol then
+    comes back in frames) where its mode cannot be set.
+
+    The helper may run as InfluxDB's user, and influx_inspect reopens the pipe by
+    /proc/self/fd/N for reading and writing (Go's os.Create), which checks the pipe's mode:
+    both are opened to all. That lets no one new in. Reaching the pipe by such a name takes
+    holding it or the right to trace a process that does: this one (its user or root), or
+    influx_inspect, whose user can read InfluxDB's data in any case and could as well feed
+    the helper's own pipe."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(sink).st_mode):
+            return False
+        os.fchmod(sink, PASSED_PIPE_MODE)
+    except OSError:
+        return False
+    return True
 
 
 def _write_all(sink: int, data: bytes) -> None:
@@ -183,39 +190,23 @@ def _connect_socket(path: Path) -> _Connection:
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
 
-    return _Connection(
-        sock.makefile("rb"), sock.makefile("wb"), close, f"headlined-inspect at {path}"
-    )
+    return _Connection(sock, close, f"headlined-inspect at {path}")
 
 
 def _spawn_local(
-    inspect: str, *, polite: bool = True, proc: subprocess.Popen[bytes] | None = None
+    inspect: str, *, polite: bool = True, helper: spawn.Local | None = None
 ) -> _Connection:
-    """A connection to a local helper: ``proc`` (started already, see spawn.Early) or one
+    """A connection to a local helper: ``helper`` (started already, see spawn.Early) or one
     started now."""
-    if proc is None:
+    if helper is None:
         try:
-            proc = spawn.start(inspect, polite=polite)
+            helper = spawn.start(inspect, polite=polite)
         except OSError as exc:
             argv = " ".join(spawn.helper_argv(polite=polite))
             raise ReaderError(f"cannot start {argv}: {exc}") from None
-    if proc.stdin is None or proc.stdout is None:
-        raise ReaderError("the local headlined-inspect was started without pipes")
-    stdin, stdout = io.BufferedWriter(cast("io.RawIOBase", proc.stdin)), proc.stdout
-
-    def close() -> None:
-        # Its stdin ending makes it stop influx_inspect and exit; a kill would orphan that.
-        with contextlib.suppress(OSError):
-            stdin.close()
-        spawn.stop(proc)
-
-    return _Connection(
-        cast("BinaryIO", stdout),
-        cast("BinaryIO", stdin),
-        close,
-        "headlined-inspect (local)",
-        splice=True,
-    )
+    local = helper
+    # Its input ending makes it stop influx_inspect and exit; a kill would orphan that.
+    return _Connection(local.sock, lambda: spawn.stop(local), "headlined-inspect (local)")
 
 
 async def _on_thread(conn: _Connection, work: Callable[[], T]) -> T:
@@ -257,8 +248,8 @@ class InfluxReader:
         if self.mode == "socket" and self.cfg.inspect_socket is not None:
             return _connect_socket(self.cfg.inspect_socket)
         early, self._early = self._early, None
-        proc = None if early is None else early.take(self.cfg.inspect, polite=self._polite)
-        return _spawn_local(self.cfg.inspect, polite=self._polite, proc=proc)
+        helper = None if early is None else early.take(self.cfg.inspect, polite=self._polite)
+        return _spawn_local(self.cfg.inspect, polite=self._polite, helper=helper)
 
     async def connect(self) -> None:
         """Reach the helper now rather than at the first request (ReaderError if it cannot
@@ -377,8 +368,8 @@ class InfluxReader:
             start=start,
             end=end,
         )
-        # Written straight into the descriptor (by splice(2) from a local helper's pipe): the
-        # converter follows it, it must see every byte at once.
+        # A pipe goes to the helper, whose influx_inspect writes into it; D frames are written
+        # into a file as they come: the converter follows it, it must see every byte at once.
         result, stderr = await self._call(request, sink=fd)
         return Exported(int(result.get("exit", -1)), stderr)
 

@@ -1,4 +1,5 @@
-"""Starting a local ``headlined-inspect``: a child Python on pipes (the standard library only).
+"""Starting a local ``headlined-inspect``: a child Python on a socketpair (the standard library
+only), so that an export can send it the converter's pipe, as to the systemd socket's.
 
 ``headlined export`` starts one before it reads its config (:class:`Early`): the config and the
 export's imports take ~0.2 s, in which the child gets ready; the export then adopts it when
@@ -11,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +23,14 @@ BINARY_ENV = "HEADLINED_INFLUX_INSPECT"  # the influx_inspect a helper runs (nev
 DEFAULT_INSPECT = "influx_inspect"  # influx.inspect's default
 DEFAULT_SOCKET = Path("/run/headlined-inspect.sock")  # influx.inspect_socket's default
 EXIT_S = 10.0  # for a helper to stop its influx_inspect and exit once its stdin ends
+
+
+@dataclass(frozen=True)
+class Local:
+    """A local helper and this process's end of its connection (its stdin and stdout)."""
+
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket
 
 
 def low_priority() -> list[str]:
@@ -37,31 +48,36 @@ def helper_argv(*, polite: bool) -> list[str]:
     return [*(low_priority() if polite else []), sys.executable, "-m", "headlined.influx.helper"]
 
 
-def start(inspect: str, *, polite: bool) -> subprocess.Popen[bytes]:
-    """A local helper running ``inspect``, on unbuffered pipes (the reply's line protocol is
-    spliced from the pipe itself); OSError if it cannot be started."""
-    return subprocess.Popen(
-        helper_argv(polite=polite),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={**os.environ, BINARY_ENV: inspect},
-        bufsize=0,
-    )
+def start(inspect: str, *, polite: bool) -> Local:
+    """A local helper running ``inspect``, its stdin and stdout one end of a socketpair;
+    OSError if it cannot be started."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        proc = subprocess.Popen(
+            helper_argv(polite=polite),
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
+            env={**os.environ, BINARY_ENV: inspect},
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return Local(proc, ours)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(helper: Local) -> None:
     """End a helper that answers nothing now: its stdin ending makes it stop influx_inspect
     and exit (a kill would orphan that), killed only if it does not within EXIT_S."""
-    if proc.stdin is not None:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
+    with contextlib.suppress(OSError):  # the other end may be gone already
+        helper.sock.shutdown(socket.SHUT_WR)
     try:
-        proc.wait(timeout=EXIT_S)
+        helper.proc.wait(timeout=EXIT_S)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+        helper.proc.kill()
+        helper.proc.wait()
+    helper.sock.close()
 
 
 class Early:
@@ -72,19 +88,21 @@ class Early:
 
     def __init__(self) -> None:
         """Start the helper now, unless the default socket says it would not be used."""
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._helper: Local | None = None
         if not DEFAULT_SOCKET.is_socket():
             with contextlib.suppress(OSError):  # the export starts one itself, and says why not
-                self._proc = start(DEFAULT_INSPECT, polite=False)
+                self._helper = start(DEFAULT_INSPECT, polite=False)
 
-    def take(self, inspect: str, *, polite: bool) -> subprocess.Popen[bytes] | None:
+    def take(self, inspect: str, *, polite: bool) -> Local | None:
         """The helper, if it was started as a local one for ``inspect`` and ``polite`` would be
         (and still runs); else None, and it is stopped."""
-        proc, self._proc = self._proc, None
-        if proc is not None and (inspect != DEFAULT_INSPECT or polite or proc.poll() is not None):
-            stop(proc)
+        helper, self._helper = self._helper, None
+        if helper is not None and (
+            inspect != DEFAULT_INSPECT or polite or helper.proc.poll() is not None
+        ):
+            stop(helper)
             return None
-        return proc
+        return helper
 
     def __enter__(self) -> Early:
         return self
@@ -95,6 +113,6 @@ class Early:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            stop(proc)
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            stop(helper)

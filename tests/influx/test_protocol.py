@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -100,6 +101,8 @@ def test_requests_round_trip_and_bad_ones_are_refused() -> None:
         end="2024-01-07T23:59:59.999999999Z",
     )
     assert decode_request(request.encode()) == request
+    passing = dataclasses.replace(request, passed_pipe=True)
+    assert decode_request(passing.encode()) == passing
     good = json.loads(request.encode())
     for change, problem in (
         ({"op": "rm"}, "unknown op"),
@@ -108,6 +111,8 @@ def test_requests_round_trip_and_bad_ones_are_refused() -> None:
         ({"data_dir": 7}, "data_dir: not a string"),
         ({"wal_dir": "a\x00b"}, "wal_dir: not a string"),
         ({"databases": "all"}, "databases: not a list"),
+        ({"passed_pipe": "yes"}, "passed_pipe: not true or false"),
+        ({"op": "discover", "passed_pipe": True}, "discover takes no pipe"),
     ):
         with pytest.raises(ProtocolError, match=problem):
             decode_request(json.dumps({**good, **change}).encode())

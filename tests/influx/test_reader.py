@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -21,8 +22,11 @@ from pathlib import Path
 import pytest
 
 from headlined.config import InfluxConfig
+from headlined.influx import reader as reader_module
+from headlined.influx import spawn
 from headlined.influx.chunkplan import Chunk
 from headlined.influx.datadir import DataDirError
+from headlined.influx.protocol import FAILURE, Request, decode_json, read_header, read_payload
 from headlined.influx.reader import InfluxReader, ReaderError
 from tests.support.influxdb_server import InfluxServer, require_binary, running_influxd
 
@@ -131,6 +135,116 @@ def test_the_socket_and_the_local_helper_give_the_same_export(
     assert by_socket == by_child == (["plant"], by_child[1])
     assert by_child[1] >= 6000  # 3000 points x 2 fields, one field per line
     assert (tmp_path / "socket.lp").read_bytes() == (tmp_path / "local.lp").read_bytes()
+
+
+async def export_into_pipe(reader: InfluxReader) -> bytes:
+    """WEEK exported into a pipe read on a thread, as the converter reads it."""
+    read_end, write_end = os.pipe()
+    received: list[bytes] = []
+
+    def drain() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            received.append(pipe.read())
+
+    draining = threading.Thread(target=drain)
+    draining.start()
+    try:
+        exported = await reader.export_into(WEEK, write_end)
+        assert exported.exit_code == 0, exported.stderr
+    finally:
+        os.close(write_end)
+        await reader.close()
+        await asyncio.to_thread(draining.join)
+    return received[0]
+
+
+@pytest.mark.parametrize("via", ["socket", "local"])
+def test_an_export_into_a_pipe_is_written_by_influx_inspect_itself(
+    influx: InfluxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
+    """The converter's pipe goes to the helper with the request (SCM_RIGHTS), and
+    influx_inspect writes into it: the same lines as an export into a file, none of them
+    relayed through the daemon."""
+    expected = tmp_path / "file.lp"
+
+    async def into_file() -> None:
+        local = InfluxReader(config(influx, tmp_path / "absent.sock"))
+        try:
+            await local.export(WEEK, expected)
+        finally:
+            await local.close()
+
+    asyncio.run(into_file())
+    relayed: list[int] = []
+    monkeypatch.setattr(reader_module, "_write_all", lambda _, data: relayed.append(len(data)))
+    sock = tmp_path / "inspect.sock"
+    server = AcceptingSocket(sock, require_binary("influx_inspect")) if via == "socket" else None
+    try:
+        reader = InfluxReader(config(influx, sock))
+        assert reader.mode == via
+        received = asyncio.run(export_into_pipe(reader))
+    finally:
+        if server is not None:
+            server.close()
+    assert received == expected.read_bytes()
+    assert len(received.splitlines()) >= 6000
+    assert relayed == []
+
+
+def test_a_passed_pipe_reopens_for_reading_and_writing_as_another_user() -> None:
+    """influx_inspect reopens the pipe it is given by /proc/self/fd/N for reading and writing
+    (Go's os.Create), as InfluxDB's user under headlined-inspect@.service: the pipe's mode
+    must let that user, which a pipe's own (0600, the daemon's user) does not."""
+    if os.geteuid() != 0:
+        pytest.skip("runs a child as another user: needs root")
+    nobody = pwd.getpwnam("nobody")
+
+    def reopened_by_nobody(mode_set: bool) -> tuple[int, bytes]:
+        read_end, write_end = os.pipe()
+        try:
+            if mode_set:
+                assert reader_module._passable(write_end)
+            child = subprocess.run(
+                ["/bin/sh", "-c", f"exec 5<>/proc/self/fd/{write_end} && echo line >&5"],
+                pass_fds=(write_end,),
+                user=nobody.pw_uid,
+                group=nobody.pw_gid,
+                extra_groups=[],
+                capture_output=True,
+                check=False,
+            )
+            os.close(write_end)
+            return child.returncode, os.read(read_end, 100)
+        finally:
+            os.close(read_end)
+
+    assert reopened_by_nobody(mode_set=True) == (0, b"line\n")
+    assert reopened_by_nobody(mode_set=False)[0] != 0  # what the mode is for
+
+
+def test_the_helper_refuses_a_passed_pipe_that_is_missing_or_not_a_pipe(tmp_path: Path) -> None:
+    request = Request(
+        op="export",
+        data_dir=str(tmp_path),
+        wal_dir=str(tmp_path),
+        database="plant",
+        retention_policy="autogen",
+        passed_pipe=True,
+    ).encode()
+    helper = spawn.start(require_binary("influx_inspect"), polite=False)
+    try:
+        with helper.sock.makefile("rb") as replies, (tmp_path / "file").open("wb") as file:
+            for fds, problem in (([], "0 descriptors"), ([file.fileno()], "not a pipe")):
+                socket.send_fds(helper.sock, [request], fds)
+                header = read_header(replies)
+                assert header is not None
+                assert header[0] == FAILURE
+                reply = decode_json(read_payload(replies, header[1]))
+                assert reply["kind"] == "bad_request"
+                assert problem in str(reply["error"])
+    finally:
+        spawn.stop(helper)
+    assert helper.proc.returncode == 0
 
 
 def test_an_unusable_data_dir_comes_back_as_a_data_dir_error(

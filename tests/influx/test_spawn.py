@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from pathlib import Path
-from typing import BinaryIO, cast
 
 import pytest
 
@@ -16,17 +14,14 @@ from headlined.influx import spawn
 from headlined.influx.protocol import FAILURE, read_header, read_payload
 
 
-def answers(proc: subprocess.Popen[bytes]) -> dict[str, object]:
-    """The helper's reply to a request it must refuse: it is up and reading its pipe."""
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    proc.stdin.write(b"{}\n")
-    proc.stdin.flush()
-    out = cast("BinaryIO", proc.stdout)
-    header = read_header(out)
-    assert header is not None
-    assert header[0] == FAILURE
-    reply: dict[str, object] = json.loads(read_payload(out, header[1]))
+def answers(helper: spawn.Local) -> dict[str, object]:
+    """The helper's reply to a request it must refuse: it is up and reading its socket."""
+    helper.sock.sendall(b"{}\n")
+    with helper.sock.makefile("rb") as out:
+        header = read_header(out)
+        assert header is not None
+        assert header[0] == FAILURE
+        reply: dict[str, object] = json.loads(read_payload(out, header[1]))
     return reply
 
 
@@ -38,14 +33,14 @@ def test_the_defaults_are_the_configs() -> None:
 
 def test_the_early_helper_serves_a_default_config_in_the_foreground() -> None:
     with spawn.Early() as early:
-        proc = early.take(spawn.DEFAULT_INSPECT, polite=False)
-        assert proc is not None
+        helper = early.take(spawn.DEFAULT_INSPECT, polite=False)
+        assert helper is not None
         assert early.take(spawn.DEFAULT_INSPECT, polite=False) is None  # handed over once
     try:
-        assert answers(proc)["kind"] == "bad_request"  # taken: still running after the block
+        assert answers(helper)["kind"] == "bad_request"  # taken: still running after the block
     finally:
-        spawn.stop(proc)
-    assert proc.returncode == 0
+        spawn.stop(helper)
+    assert helper.proc.returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -56,17 +51,17 @@ def test_the_early_helper_is_stopped_when_the_config_wants_another(
     inspect: str, polite: bool
 ) -> None:
     with spawn.Early() as early:
-        started = early._proc  # the process, to see that it ended
+        started = early._helper  # the process, to see that it ended
         assert started is not None
         assert early.take(inspect, polite=polite) is None
-        assert started.returncode == 0  # stopped (waited for), not left running
+        assert started.proc.returncode == 0  # stopped (waited for), not left running
 
 
 def test_an_early_helper_not_taken_is_stopped() -> None:
     with spawn.Early() as early:
-        started = early._proc  # the process, to see that it ended
+        started = early._helper  # the process, to see that it ended
         assert started is not None
-    assert started.returncode == 0
+    assert started.proc.returncode == 0
 
 
 def test_no_early_helper_where_headlined_inspect_socket_listens(
