@@ -171,6 +171,39 @@ def test_a_closed_partition_becomes_one_file_with_the_same_rows(tmp_path: Path) 
     assert merge_partition(conn, folder, tmp_path / "work" / "2") is None  # nothing left
 
 
+def test_flushes_whose_columns_differ_merge_by_name(tmp_path: Path) -> None:
+    """Flushes with the same columns merge as they are (less memory); a flush lacking one
+    (an older version's) or holding one more (a newer one's) is matched by name, so that no
+    value is dropped and no merge refused."""
+    parquet, _ = build_tree(tmp_path)
+    folder = parquet / "messages" / "source=a" / "date=2026-11-20"
+    flushes = sorted(folder.iterdir())
+    conn = duckdb.connect()
+    for flush, select in (
+        (flushes[2], "* EXCLUDE (first_seen)"),
+        (flushes[4], "*, 'n' || id AS note"),
+    ):
+        conn.execute(
+            f"COPY (SELECT {select} FROM '{flush}') TO '{tmp_path / 'x.parquet'}' "
+            "(FORMAT parquet, COMPRESSION zstd)"
+        )
+        (tmp_path / "x.parquet").replace(flush)
+    ids = []
+    for flush in (flushes[2], flushes[4]):
+        row = conn.execute(f"SELECT list(id ORDER BY id) FROM '{flush}'").fetchone()
+        assert row is not None
+        ids.append(row[0])
+    merged = merge_partition(conn, folder, tmp_path / "work" / "1")
+    assert merged is not None
+    assert (merged.files, merged.rows) == (6, 300)
+    got = conn.execute(
+        f"SELECT list(id ORDER BY id) FILTER (WHERE first_seen IS NULL), "
+        f"list(id ORDER BY id) FILTER (WHERE note = 'n' || id), count(*) "
+        f"FROM read_parquet('{folder}/*.parquet')"
+    ).fetchone()
+    assert got == (ids[0], ids[1], 300)
+
+
 def test_the_compactor_merges_closed_days_only_and_takes_late_flushes_later(
     tmp_path: Path,
 ) -> None:
