@@ -138,15 +138,14 @@ def serve(inp: BinaryIO, out: BinaryIO, inspect: Inspect) -> None:
 
 
 def _answer(line: bytes, fds: list[int], client: int, out: BinaryIO, inspect: Inspect) -> None:
-    """Answer one request; a pipe ``fds`` holds that it uses is taken out of it (and closed)."""
+    """Answer one request (``fds``: the descriptors that came with it, closed by the caller
+    once the reply is written: the client's pipe then ends as influx_inspect's copy has)."""
     try:
         request = decode_request(line)
         pipe = _passed_pipe(request, fds)
     except ProtocolError as exc:
         write_json(out, FAILURE, {"kind": "bad_request", "error": str(exc)})
         return
-    if pipe is not None:
-        fds.remove(pipe)
     try:
         if request.op == "discover":
             found = datadir.discover(
@@ -261,13 +260,8 @@ def _export(
     pipe: int | None = None,
 ) -> int:
     """Run influx_inspect; stream its output back, or, given ``scanner``, the WAL's into it,
-    or let it write into the client's ``pipe`` (closed here once influx_inspect has it)."""
-    try:
-        path, lponly = inspect.probe()
-    except InspectError:
-        if pipe is not None:
-            os.close(pipe)
-        raise
+    or let it write into the client's ``pipe`` (the caller's to close)."""
+    path, lponly = inspect.probe()
     with contextlib.ExitStack() as stack:
         # A data dir without TSM files makes influx_inspect read the WAL alone; the WAL dir
         # itself is one (and needs no temporary folder).
@@ -291,7 +285,8 @@ def _export(
         except OSError as exc:
             raise InspectError(f"cannot start {path}: {exc}") from None
         finally:
-            os.close(write_end)  # the child's copy is the only writer: EOF when it exits
+            if pipe is None:
+                os.close(write_end)  # the child's copy is the only writer: EOF when it exits
         try:
             _pump(proc, read_end, client, out, scanner)
         except BaseException:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import select
 import socket
 import subprocess
 import sys
@@ -220,6 +221,37 @@ def test_a_passed_pipe_reopens_for_reading_and_writing_as_another_user() -> None
 
     assert reopened_by_nobody(mode_set=True) == (0, b"line\n")
     assert reopened_by_nobody(mode_set=False)[0] != 0  # what the mode is for
+
+
+def test_a_failed_export_leaves_the_passed_pipe_to_end(tmp_path: Path) -> None:
+    """The helper lets go of the client's pipe with its reply, also when the export fails:
+    the converter reading it sees its end instead of waiting for ever."""
+    request = Request(
+        op="export",
+        data_dir=str(tmp_path),
+        wal_dir=str(tmp_path),
+        database="plant",
+        retention_policy="autogen",
+        passed_pipe=True,
+    ).encode()
+    helper = spawn.start(str(tmp_path / "no-influx_inspect"), polite=False)
+    read_end, write_end = os.pipe()
+    try:
+        socket.send_fds(helper.sock, [request], [write_end])
+        os.close(write_end)
+        with helper.sock.makefile("rb") as replies:
+            header = read_header(replies)
+            assert header is not None
+            assert header[0] == FAILURE
+            assert "influx_inspect not found" in str(
+                decode_json(read_payload(replies, header[1]))["error"]
+            )
+        ready, _, _ = select.select([read_end], [], [], 10)
+        assert ready, "the helper still holds the pipe"
+        assert os.read(read_end, 10) == b""
+    finally:
+        os.close(read_end)
+        spawn.stop(helper)
 
 
 def test_the_helper_refuses_a_passed_pipe_that_is_missing_or_not_a_pipe(tmp_path: Path) -> None:
