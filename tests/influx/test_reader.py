@@ -223,17 +223,22 @@ def test_a_passed_pipe_reopens_for_reading_and_writing_as_another_user() -> None
     assert reopened_by_nobody(mode_set=False)[0] != 0  # what the mode is for
 
 
-def test_a_failed_export_leaves_the_passed_pipe_to_end(tmp_path: Path) -> None:
-    """The helper lets go of the client's pipe with its reply, also when the export fails:
-    the converter reading it sees its end instead of waiting for ever."""
-    request = Request(
+def passed_pipe_export(folder: Path) -> bytes:
+    """An export request that says a pipe comes with it (of a data dir with nothing)."""
+    return Request(
         op="export",
-        data_dir=str(tmp_path),
-        wal_dir=str(tmp_path),
+        data_dir=str(folder),
+        wal_dir=str(folder),
         database="plant",
         retention_policy="autogen",
         passed_pipe=True,
     ).encode()
+
+
+def test_a_failed_export_leaves_the_passed_pipe_to_end(tmp_path: Path) -> None:
+    """The helper lets go of the client's pipe with its reply, also when the export fails:
+    the converter reading it sees its end instead of waiting for ever."""
+    request = passed_pipe_export(tmp_path)
     helper = spawn.start(str(tmp_path / "no-influx_inspect"), polite=False)
     read_end, write_end = os.pipe()
     try:
@@ -255,14 +260,7 @@ def test_a_failed_export_leaves_the_passed_pipe_to_end(tmp_path: Path) -> None:
 
 
 def test_the_helper_refuses_a_passed_pipe_that_is_missing_or_not_a_pipe(tmp_path: Path) -> None:
-    request = Request(
-        op="export",
-        data_dir=str(tmp_path),
-        wal_dir=str(tmp_path),
-        database="plant",
-        retention_policy="autogen",
-        passed_pipe=True,
-    ).encode()
+    request = passed_pipe_export(tmp_path)
     helper = spawn.start(require_binary("influx_inspect"), polite=False)
     try:
         with helper.sock.makefile("rb") as replies, (tmp_path / "file").open("wb") as file:
