@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import socket
 import stat
@@ -204,9 +205,9 @@ def _spawn_local(
         except OSError as exc:
             argv = " ".join(spawn.helper_argv(polite=polite))
             raise ReaderError(f"cannot start {argv}: {exc}") from None
-    local = helper
     # Its input ending makes it stop influx_inspect and exit; a kill would orphan that.
-    return _Connection(local.sock, lambda: spawn.stop(local), "headlined-inspect (local)")
+    close = functools.partial(spawn.stop, helper)
+    return _Connection(helper.sock, close, "headlined-inspect (local)")
 
 
 async def _on_thread(conn: _Connection, work: Callable[[], T]) -> T:
