@@ -112,7 +112,7 @@ class _Requests:
             return self._inp.readline(MAX_REQUEST + 1), []
         fds: list[int] = []
         while b"\n" not in self._buffer and len(self._buffer) <= MAX_REQUEST:
-            data, received, _, _ = socket.recv_fds(self._sock, READ_SIZE, MAX_FDS)
+            data, received, _, _ = socket.recv_fds(self._sock, MAX_REQUEST + 1, MAX_FDS)
             fds += received
             if not data:
                 break
