@@ -191,6 +191,8 @@ class Publisher:
         self._lists: dict[TableId, tuple[str, list[ManifestFile]]] = {}
         # Folders that got new lake names (links) since the last commit: synced before it.
         self._unsynced: set[Path] = set()
+        # Lake folders this publisher made or found (a link into one needs no check first).
+        self._made: set[Path] = set()
         # Tables that had nothing to do: (metadata location, local files, snapshot id) then.
         self._idle: dict[TableId, tuple[str, tuple[LocalFile, ...], int | None]] = {}
 
@@ -509,14 +511,28 @@ class Publisher:
                 placed = (info.st_size, info.st_mtime_ns)
             else:
                 final = Path(uri.path)
-                durable_io.make_folders(final.parent)
-                placed = _link_or_copy(local.path, final)
+                placed = self._link_into(local.path, final)
                 self._unsynced.add(final.parent)
         except FileNotFoundError:
             raise _ChangedError from None
         if placed != (local.size, local.mtime_ns):
             # Replaced since the plan (merged days are new files with new names).
             raise _ChangedError
+
+    def _link_into(self, local: Path, final: Path) -> tuple[int, int]:
+        """_link_or_copy, its folder made first unless this publisher made or found it."""
+        folder = final.parent
+        if folder not in self._made:
+            durable_io.make_folders(folder)
+            self._made.add(folder)
+        try:
+            return _link_or_copy(local, final)
+        except FileNotFoundError:
+            if folder.is_dir() or not local.exists():
+                raise
+        # Removed behind our back (a lake wiped by hand): made again.
+        durable_io.make_folders(folder)
+        return _link_or_copy(local, final)
 
     def _fit(self, table: Table, arrow_schema: pa.Schema, local: LocalFile) -> Table:
         """``table``, its schema widened first if the lake copy of ``local`` needs it."""
@@ -845,14 +861,24 @@ def _link_or_copy(local: Path, final: Path) -> tuple[int, int]:
     """``local`` also named ``final`` (its bytes copied, and synced, where a hard link cannot
     be made); the (size, mtime_ns) of the file that ``final`` now holds. The caller syncs the
     folder."""
-    temporary = durable.temporary(final)
-    temporary.unlink(missing_ok=True)
     try:
-        os.link(local, temporary)
-        placed = temporary.stat()
+        # Most often the name is new: linked in one step.
+        os.link(local, final)
+    except FileExistsError:
+        linkable = True  # left by a cycle that did not commit: replaced below
     except OSError as why:
         if why.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
+        linkable = False
+    else:
+        placed = final.stat()
+        return placed.st_size, placed.st_mtime_ns
+    temporary = durable.temporary(final)
+    temporary.unlink(missing_ok=True)
+    if linkable:
+        os.link(local, temporary)
+        placed = temporary.stat()
+    else:
         shutil.copyfile(local, temporary)
         durable.fsync(temporary)
         # A file replaced before or during the copy shows in its status afterwards.

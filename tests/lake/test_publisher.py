@@ -460,6 +460,24 @@ def test_a_warehouse_on_another_file_system_gets_byte_copies(
     assert lake_messages(table) == site.local_messages()
 
 
+def test_a_lake_folder_removed_behind_the_publisher_is_made_again(
+    site: Site, publisher: Publisher, tmp_path: Path
+) -> None:
+    site.poll("alpha", 4)
+    assert publisher.cycle().added == 1
+    (first,) = Path(site.settings.warehouse).rglob("data/site-a/source=alpha/*/*.parquet")
+    kept = tmp_path / "kept"
+    first.parent.rename(kept)  # the folder the publisher made (and remembers) is gone
+    site.poll("alpha", 4)
+    result = publisher.cycle()
+    assert (result.added, result.errors) == (1, {})
+    for moved in kept.iterdir():
+        moved.rename(first.parent / moved.name)
+    table = catalog(site.settings).load_table(MESSAGES)
+    assert lake_messages(table) == site.local_messages()
+    assert len(site.local_messages()) == 8
+
+
 def test_appends_keep_the_manifest_list_short(site: Site, publisher: Publisher) -> None:
     """Each append commit adds one manifest; once a snapshot holds the table's
     commit.manifest.min-count-to-merge, the next commit merges them (as pyiceberg and Java
