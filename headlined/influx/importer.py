@@ -457,7 +457,7 @@ def _write_measurement(
     if count:
         row = con.execute(
             f"COPY (SELECT {', '.join(columns)} FROM ({points}) ORDER BY {', '.join(order)}) "
-            f"TO {sql.literal(str(file))} (FORMAT parquet, COMPRESSION zstd, KV_METADATA "
+            f"TO {sql.literal(str(file))} ({sql.PARQUET_MEASUREMENTS}, KV_METADATA "
             f"{{{sql.literal(METADATA_KEY)}: {sql.literal(document)}}})",
         ).fetchone()
         written = int(row[0]) if row else 0

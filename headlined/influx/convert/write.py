@@ -60,7 +60,7 @@ def copy_parquet(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> i
     tmp = durable.temporary(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     row = con.execute(
-        f"COPY ({select}) TO {sql.literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+        f"COPY ({select}) TO {sql.literal(str(tmp))} ({sql.PARQUET_MEASUREMENTS})"
     ).fetchone()
     durable.publish(tmp, target)
     return int(row[0]) if row else 0
