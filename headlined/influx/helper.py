@@ -250,6 +250,21 @@ def _argv(request: Request, path: str, lponly: bool, data_dir: str, fd: int) -> 
     return argv
 
 
+def inspect_env() -> dict[str, str]:
+    """influx_inspect's environment: this process's, with GOMAXPROCS one less than the cores
+    it may run on (at least 1) unless it is set already.
+
+    What influx_inspect writes goes to headlined's converter on this machine, a CPU-bound
+    stage of its own. With Go's default (every core) the two contend and influx_inspect's
+    parallel garbage collection costs more than it gains: measured into a converter on two
+    cores (bench/RESULTS.md, 12-04), 10M lines 1.41 -> 1.19 s, influx_inspect's CPU
+    1.33 -> 1.19 s."""
+    env = dict(os.environ)
+    if "GOMAXPROCS" not in env:
+        env["GOMAXPROCS"] = str(max(1, len(os.sched_getaffinity(0)) - 1))
+    return env
+
+
 def _export(
     request: Request,
     inspect: Inspect,
@@ -281,6 +296,7 @@ def _export(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 pass_fds=(write_end,),
+                env=inspect_env(),
             )
         except OSError as exc:
             raise InspectError(f"cannot start {path}: {exc}") from None

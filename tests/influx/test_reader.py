@@ -159,6 +159,35 @@ async def export_into_pipe(reader: InfluxReader) -> bytes:
     return received[0]
 
 
+@pytest.mark.parametrize("set_by_operator", [None, "3"])
+def test_influx_inspect_leaves_a_core_to_the_converter_unless_gomaxprocs_is_set(
+    influx: InfluxServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    set_by_operator: str | None,
+) -> None:
+    seen = tmp_path / "gomaxprocs"
+    wrapper = tmp_path / "influx_inspect"
+    real = require_binary("influx_inspect")
+    wrapper.write_text(f'#!/bin/sh\necho "$2 $GOMAXPROCS" >> {seen}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    if set_by_operator is None:
+        monkeypatch.delenv("GOMAXPROCS", raising=False)
+    else:
+        monkeypatch.setenv("GOMAXPROCS", set_by_operator)
+    sock = tmp_path / "inspect.sock"
+    server = AcceptingSocket(sock, str(wrapper))  # the helper gets this test's environment
+    try:
+        _, lines = asyncio.run(read_all(InfluxReader(config(influx, sock)), tmp_path / "out.lp"))
+    finally:
+        server.close()
+    assert lines >= 6000
+    expected = set_by_operator or str(max(1, len(os.sched_getaffinity(0)) - 1))
+    runs = [line.split(" ") for line in seen.read_text().splitlines()]
+    exports = [value for argument, value in runs if argument == "-datadir"]
+    assert exports == [expected, expected]  # the chunk's, then the WAL's scan
+
+
 @pytest.mark.parametrize("via", ["socket", "local"])
 def test_an_export_into_a_pipe_is_written_by_influx_inspect_itself(
     influx: InfluxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
