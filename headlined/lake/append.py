@@ -91,6 +91,9 @@ def fast_append(
     Raises CommitFailedException if another writer moved the branch first (nothing of this
     commit is then referenced: its manifest and list are left as orphans, as pyiceberg does
     when a retry gives up)."""
+    catalog = table.catalog
+    if not isinstance(catalog, HeadlinedCatalog):  # catalog.open_catalog opens no other kind
+        raise TypeError(f"a fast append needs a HeadlinedCatalog, not {type(catalog).__name__}")
     metadata = table.metadata
     parent = metadata.current_snapshot()
     parent_id = parent.snapshot_id if parent is not None else None
@@ -154,12 +157,8 @@ def fast_append(
             "schema-id": metadata.current_schema_id,
         }
     )
-    # Onto the table as the caller holds it, where the catalog can (see commit_onto).
-    catalog = table.catalog
-    commit_table = (
-        catalog.commit_onto if isinstance(catalog, HeadlinedCatalog) else catalog.commit_table
-    )
-    response = commit_table(
+    # Onto the table as the caller holds it (see commit_onto).
+    response = catalog.commit_onto(
         table,
         (
             AssertTableUUID(uuid=metadata.table_uuid),

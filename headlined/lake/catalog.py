@@ -152,7 +152,7 @@ class HeadlinedCatalog(SqlCatalog):
         return super().load_table(identifier)
 
 
-def open_catalog(url: str, warehouse: str, s3: LakeS3Config | None) -> SqlCatalog:
+def open_catalog(url: str, warehouse: str, s3: LakeS3Config | None) -> HeadlinedCatalog:
     """Open (and on first use create) the catalog; LakeError when it cannot be reached."""
     try:
         parsed = make_url(url)
