@@ -490,6 +490,80 @@ def test_the_pivot_takes_later_lines_that_overwrite_as_the_general_way_does(
     pivots_like_the_general_way(tmp_path, text)
 
 
+IN_ORDER = "".join(
+    f"air,{tags} {field}={value} {T0 + t * 60 * 10**9}\n"
+    # As an export lists one shard: series in order (a missing tag sorts last), then fields,
+    # then times.
+    for tags in ("id=a,site=north\\ gate", "id=b", "id=c,site=ท่าเรือ")
+    for field, value in (("pm", "1.5"), ("n", "7i"), ("ok", "true"), ("note", '"x"'))
+    for t in range(4)
+)
+
+
+def spy_tags_into(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each pivoted table's _tags_into answered (True: written in order, as it is)."""
+    taken: list[bool] = []
+    tags_into = pivot._tags_into
+
+    def spied(*args: Any) -> bool:
+        taken.append(tags_into(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(pivot, "_tags_into", spied)
+    return taken
+
+
+@pytest.mark.parametrize(
+    ("text", "in_order"),
+    [
+        pytest.param(IN_ORDER, True, id="one shard: already in order"),
+        pytest.param(
+            IN_ORDER + f"air,id=a,site=north\\ gate pm=2 {T0 - 1}\n", False, id="a WAL point"
+        ),
+        pytest.param(
+            "".join(reversed(IN_ORDER.splitlines(keepends=True))), False, id="series reversed"
+        ),
+    ],
+)
+def test_a_pivoted_table_in_order_is_written_without_a_sort_and_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, in_order: bool
+) -> None:
+    """Points already in the file's order (series, then time) are copied as they are, with
+    their tags from the splitter: the same rows, in the same order, as the join and sort."""
+    taken = spy_tags_into(monkeypatch)
+    (tmp_path / "a").mkdir()
+    fast = run(tmp_path / "a", text)
+    monkeypatch.setattr(pivot, "_tags_into", lambda *args: False)
+    (tmp_path / "b").mkdir()
+    sorted_way = run(tmp_path / "b", text)
+    assert (fast.pivoted, sorted_way.pivoted, taken) == (True, True, [in_order])
+    assert [table(f) for f in fast.files] == [table(f) for f in sorted_way.files]
+    assert [schema(f) for f in fast.files] == [schema(f) for f in sorted_way.files]
+    rows = table(fast.files[0])
+    assert list(dict.fromkeys((r["id"], r["site"]) for r in rows)) == [
+        ("a", "north gate"),
+        ("b", None),
+        ("c", "ท่าเรือ"),
+    ]
+    assert rows == sorted(rows, key=lambda r: (r["id"], r["time"]))
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_tag_columns_past_their_budget_are_left_to_the_join(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, over: int
+) -> None:
+    # 12 points; the longest tag values of a row are c's, and an offset of 8 bytes per tag.
+    needed = 12 * (len("c") + len("ท่าเรือ".encode()) + 8 * 2)
+    monkeypatch.setattr(pivot, "TAGS_BUDGET", needed - over)
+    taken = spy_tags_into(monkeypatch)
+    (tmp_path / "a").mkdir()
+    result = run(tmp_path / "a", IN_ORDER)
+    monkeypatch.undo()
+    (tmp_path / "b").mkdir()
+    assert taken == [not over]
+    assert table(result.files[0]) == table(run(tmp_path / "b", IN_ORDER).files[0])
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -3,6 +3,7 @@ test_convert.py; here: each kind of line, and that the way bytes arrive changes 
 
 from __future__ import annotations
 
+import array
 import itertools
 import random
 from typing import Any
@@ -331,6 +332,37 @@ def test_the_pivot_gives_a_row_per_point_and_a_column_per_field_and_type() -> No
     ]
     with pytest.raises(RuntimeError, match="no pivot"):
         splitter.pivot_tables()  # handed out once
+
+
+def pivot_batch(data: bytes) -> Batch:
+    splitter = Splitter(LOW, HIGH, PIVOT, 1)
+    splitter.feed(data)
+    splitter.finish()
+    ((_, _, _, batch),) = splitter.pivot_tables()
+    return batch
+
+
+def test_with_tags_gives_rows_in_order_their_tags_and_leaves_others_alone() -> None:
+    data = b"m,t=a f=1 10\nm,t=a f=2 20\nm,t=b f=3 10\nm,t=c f=4 5\n"
+    ranks = array.array("i", [0, 1, 2]).tobytes()
+    batch = pivot_batch(data)
+    assert batch.with_tags(ranks, [["x", None, "ไทย"], ["", "y", "z"]])
+    found = _CON.execute("SELECT kid, epoch_ns(ts), t0, t1 FROM batch").fetchall()
+    assert found == [(0, 10, "x", ""), (0, 20, "x", ""), (1, 10, None, "y"), (2, 5, "ไทย", "z")]
+    with pytest.raises(RuntimeError, match="once per pivoted table"):
+        batch.with_tags(ranks, [])
+    # Ranked otherwise (c before b), or a time that does not rise: not in order, no change.
+    for other, rows in (([0, 2, 1], data), ([0, 1, 2], data + b"m,t=a f=5 15\n")):
+        batch = pivot_batch(rows)
+        assert not batch.with_tags(array.array("i", other).tobytes(), [["x", "y", "z"]])
+        assert [d[0] for d in _CON.execute("SELECT * FROM batch").description or []] == [
+            "kid",
+            "ts",
+            "c0",
+        ]
+    not_a_tag: Any = 1
+    with pytest.raises(TypeError, match="a str or None"):
+        pivot_batch(data).with_tags(ranks, [["x", not_a_tag, "z"]])
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,19 @@ static inline __attribute__((always_inline)) int buf_add(Buf *b, const void *src
     return 0;
 }
 
+/* Grows `b` to `n` bytes, the new ones zero. */
+static int buf_zero_to(Buf *b, size_t n) {
+    if (n <= b->len) {
+        return 0;
+    }
+    if (buf_reserve(b, n - b->len) < 0) {
+        return -1;
+    }
+    memset(b->data + b->len, 0, n - b->len);
+    b->len = n;
+    return 0;
+}
+
 /* Columns of the `lines` table: kind, kid (the series key's number), fk, v, ts, raw, and the
  * value's type and whether it is bad (of a one-field bulk line; else NULL). */
 enum { C_KIND, C_KID, C_FK, C_V, C_TS, C_RAW, C_TY, C_BAD, N_COLUMNS };
@@ -88,7 +101,8 @@ typedef struct {
     Column *col;
     int n;
     int64_t rows;
-    int refs; /* arrays exported from this batch that are not yet released */
+    int refs;   /* arrays exported from this batch that are not yet released */
+    int tagged; /* a pivoted table given its tag columns (with_tags) */
 } Columns;
 
 static void columns_free(Columns *c) {
@@ -253,7 +267,7 @@ static void array_release(struct ArrowArray *array) {
 
 static int fill_child(struct ArrowArray *out, Columns *c, int i) {
     Column *col = &c->col[i];
-    int strings = col->format[0] == 'u';
+    int strings = col->format[0] == 'u' || col->format[0] == 'U';
     memset(out, 0, sizeof *out);
     ArrayData *data = malloc(sizeof *data);
     const void **buffers = calloc(3, sizeof(void *));
@@ -413,9 +427,189 @@ static PyObject *batch_arrow_c_stream(BatchObject *self, PyObject *args, PyObjec
     return capsule;
 }
 
+/* Whether a pivoted table's rows (kid, ts, ...) are in the order of (rank[kid], ts), no two
+ * alike. */
+static int rows_in_order(const Columns *c, const int32_t *rank, size_t n_ranks) {
+    const int32_t *kids = (const int32_t *)c->col[0].values.data;
+    const int64_t *times = (const int64_t *)c->col[1].values.data;
+    for (int64_t row = 0; row < c->rows; row++) {
+        if (kids[row] < 0 || (size_t)kids[row] >= n_ranks) {
+            return 0;
+        }
+        if (row > 0) {
+            int32_t before = rank[kids[row - 1]], now = rank[kids[row]];
+            if (now < before || (now == before && times[row] <= times[row - 1])) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* The UTF-8 of each kid's value in `values` (a list by kid: str or None; NULL for None),
+ * each str held until tag_text_free; -1 with a Python error set. */
+static int tag_text(PyObject *values, const char ***text, Py_ssize_t **length,
+                    PyObject ***held) {
+    Py_ssize_t n_kids = PyList_GET_SIZE(values);
+    *text = calloc((size_t)n_kids + 1, sizeof(char *));
+    *length = calloc((size_t)n_kids + 1, sizeof(Py_ssize_t));
+    *held = calloc((size_t)n_kids + 1, sizeof(PyObject *));
+    if (*text == NULL || *length == NULL || *held == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t kid = 0; kid < n_kids; kid++) {
+        PyObject *value = PyList_GET_ITEM(values, kid);
+        if (value == Py_None) {
+            continue;
+        }
+        if (!PyUnicode_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "with_tags: a tag value is a str or None");
+            return -1;
+        }
+        (*text)[kid] = PyUnicode_AsUTF8AndSize(value, &(*length)[kid]);
+        if ((*text)[kid] == NULL) {
+            return -1;
+        }
+        (*held)[kid] = Py_NewRef(value); /* its UTF-8 lives as long as it does */
+    }
+    return 0;
+}
+
+static void tag_text_free(Py_ssize_t n_kids, const char **text, Py_ssize_t *length,
+                          PyObject **held) {
+    for (Py_ssize_t kid = 0; held != NULL && kid < n_kids; kid++) {
+        Py_XDECREF(held[kid]);
+    }
+    free(text);
+    free(length);
+    free(held);
+}
+
+/* A large-string column (Arrow "U") of each row's value, `text` and `length` by kid (NULL:
+ * none), into `to`; -1 out of memory. Needs no GIL. */
+static int tag_column(Column *to, const Columns *c, const char **text, const Py_ssize_t *length,
+                      Py_ssize_t n_kids, int index) {
+    const int32_t *kids = (const int32_t *)c->col[0].values.data;
+    size_t bits = (size_t)(c->rows + 7) / 8;
+    int64_t end = 0;
+    to->format = "U";
+    snprintf(to->name, sizeof to->name, "t%d", index);
+    if (buf_zero_to(&to->validity, bits) < 0 || buf_add(&to->values, &end, sizeof end) < 0 ||
+        buf_reserve(&to->values, (size_t)c->rows * sizeof end) < 0) {
+        return -1;
+    }
+    for (int64_t row = 0; row < c->rows; row++) {
+        int32_t kid = kids[row];
+        if (kid < n_kids && text[kid] != NULL) {
+            if (buf_add(&to->chars, text[kid], (size_t)length[kid]) < 0) {
+                return -1;
+            }
+            to->validity.data[row >> 3] |= (char)(1 << (row & 7));
+        } else {
+            to->nulls++;
+        }
+        end = (int64_t)to->chars.len;
+        memcpy(to->values.data + to->values.len, &end, sizeof end);
+        to->values.len += sizeof end;
+    }
+    /* Arrow wants a data buffer even when every value is null or empty. */
+    return buf_reserve(&to->chars, 8);
+}
+
+static void columns_free_from(Column *col, int from, int to) {
+    for (int i = from; i < to; i++) {
+        free(col[i].validity.data);
+        free(col[i].values.data);
+        free(col[i].chars.data);
+    }
+}
+
+static PyObject *batch_with_tags(BatchObject *self, PyObject *args) {
+    Py_buffer ranks;
+    PyObject *tags;
+    if (!PyArg_ParseTuple(args, "y*O!", &ranks, &PyList_Type, &tags)) {
+        return NULL;
+    }
+    Columns *c = self->columns;
+    Py_ssize_t n_tags = PyList_GET_SIZE(tags);
+    PyObject *result = NULL;
+    Column *more = NULL;
+    const char ***text = calloc((size_t)n_tags + 1, sizeof(char **));
+    Py_ssize_t **length = calloc((size_t)n_tags + 1, sizeof(Py_ssize_t *));
+    PyObject ***held = calloc((size_t)n_tags + 1, sizeof(PyObject **));
+    Py_ssize_t *n_kids = calloc((size_t)n_tags + 1, sizeof(Py_ssize_t)); /* 0: not taken */
+    if (text == NULL || length == NULL || held == NULL || n_kids == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (c->refs != 1 || c->tagged || c->n < 2 || strcmp(c->col[0].name, "kid") != 0 ||
+        strcmp(c->col[1].name, "ts") != 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "with_tags: once per pivoted table, while nothing reads it");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_tags; i++) {
+        PyObject *values = PyList_GET_ITEM(tags, i);
+        if (!PyList_Check(values)) {
+            PyErr_SetString(PyExc_TypeError, "with_tags: a list of values by kid per tag");
+            goto done;
+        }
+        n_kids[i] = PyList_GET_SIZE(values);
+        if (tag_text(values, &text[i], &length[i], &held[i]) < 0) {
+            goto done;
+        }
+    }
+    more = calloc((size_t)(c->n + n_tags), sizeof(Column));
+    if (more == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int in_order, err = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    in_order = rows_in_order(c, ranks.buf, (size_t)ranks.len / sizeof(int32_t));
+    for (Py_ssize_t i = 0; in_order && !err && i < n_tags; i++) {
+        err = tag_column(&more[c->n + i], c, text[i], length[i], n_kids[i], (int)i) < 0;
+    }
+    Py_END_ALLOW_THREADS;
+    if (err) {
+        columns_free_from(more, c->n, c->n + (int)n_tags);
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!in_order) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    memcpy(more, c->col, (size_t)c->n * sizeof(Column));
+    free(c->col);
+    c->col = more;
+    more = NULL;
+    c->n += (int)n_tags;
+    c->tagged = 1;
+    result = Py_NewRef(Py_True);
+done:
+    free(more);
+    for (Py_ssize_t i = 0; text != NULL && length != NULL && held != NULL && n_kids != NULL &&
+                           i < n_tags;
+         i++) {
+        tag_text_free(n_kids[i], text[i], length[i], held[i]);
+    }
+    free(text);
+    free(length);
+    free(held);
+    free(n_kids);
+    PyBuffer_Release(&ranks);
+    return result;
+}
+
 static PyMethodDef batch_methods[] = {
     {"__arrow_c_stream__", (PyCFunction)(void (*)(void))batch_arrow_c_stream,
      METH_VARARGS | METH_KEYWORDS, "The rows as an Arrow C stream."},
+    {"with_tags", (PyCFunction)batch_with_tags, METH_VARARGS,
+     "with_tags(ranks, tags): if a pivoted table's rows are in (ranks[kid], ts) order (int32 "
+     "ranks by kid), add a column t0, t1... per list of tags (each a str or None by kid) and "
+     "return True; else change nothing and return False."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1189,19 +1383,6 @@ static int64_t pivot_column(Pivot *p, int32_t table, int type, const char *fk, s
     t->n_columns++;
     p->used += 8 * t->points + (int64_t)fk_n + 64;
     return id;
-}
-
-/* Grows `b` to `n` bytes, the new ones zero. */
-static int buf_zero_to(Buf *b, size_t n) {
-    if (n <= b->len) {
-        return 0;
-    }
-    if (buf_reserve(b, n - b->len) < 0) {
-        return -1;
-    }
-    memset(b->data + b->len, 0, n - b->len);
-    b->len = n;
-    return 0;
 }
 
 /* Clinger's fast path: a decimal of at most 15 significant digits and a power of ten of at

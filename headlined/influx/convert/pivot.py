@@ -4,11 +4,13 @@ straight into its point's cell, one table per measurement; they are written with
 
 from __future__ import annotations
 
+import array
 from pathlib import Path
 
 import duckdb
 
 from headlined import sql
+from headlined.influx.convert import _lines
 from headlined.influx.convert.groups import Columns, Group, GroupId, Series, SeriesId, series_of_key
 from headlined.influx.convert.job import ConvertResult, Settings
 from headlined.influx.convert.read import PivotTable, Split
@@ -19,6 +21,8 @@ from headlined.influx.convert.write import Output, Written, copy_parquet, null_s
 from headlined.lineprotocol.grammar import TYPES, series_key_fits
 
 PIVOT_BUDGET = 256 << 20  # bytes the pivoted points may take before the general way takes over
+IN_ORDER = "points_in_order"  # the name a pivoted table in the file's order is read by
+TAGS_BUDGET = PIVOT_BUDGET  # bytes its tag columns may take (see _tags_into)
 
 
 class NoPivotError(Exception):
@@ -112,12 +116,26 @@ def _write_table(
         else:
             value = f"coalesce({', '.join(cells)})"
         values.append(f"{value} AS {sql.ident(column.name)}")
+    if _tags_into(con, batch, len(group.tag_keys)):
+        # In the file's order already, with its tag columns: copied as it is, from one
+        # table and without ORDER BY, which DuckDB keeps in order (no join, no sort).
+        con.register(IN_ORDER, batch)
+        del batch
+        try:
+            rounded = _rounded(con, columns, cell, IN_ORDER)
+            select = (
+                f'SELECT p.ts AS "time", {", ".join([*tag_sql(columns, "p"), *values])} '
+                f"FROM {IN_ORDER} p"
+            )
+            return Written(copy_parquet(con, select, target), rounded)
+        finally:
+            con.unregister(IN_ORDER)  # frees the points
     # `batch` (read by DuckDB by its name in this frame) is copied into a table first:
     # DuckDB scans one Arrow array in one thread, and the join and sort then ran about
     # 0.1 s slower per 400K points than from a table.
     con.execute("CREATE OR REPLACE TABLE points AS SELECT * FROM batch")
     del batch  # its memory goes before the sort needs more
-    rounded = _rounded(con, columns, cell)
+    rounded = _rounded(con, columns, cell, "points")
     rows = copy_parquet(
         con,
         # The splitter gave the times as TIMESTAMPTZ_NS already.
@@ -129,11 +147,42 @@ def _write_table(
     return Written(rows, rounded)
 
 
+def _tags_into(con: duckdb.DuckDBPyConnection, batch: _lines.Batch, tag_count: int) -> bool:
+    """When the pivoted points of ``batch`` are already in the file's order (by series id,
+    then time), give them their series' tag values as columns t0, t1... (as `group_tags`)
+    and say True: the file needs no join and no sort then. An export lists a shard's series
+    in order, each with its times rising, so a chunk of one shard without WAL points is in
+    order (a dense week of 2M points: its table written in 0.24 s instead of 0.31)."""
+    tags = ", ".join(f"g.t{index}" for index in range(tag_count))
+    rows = con.execute(
+        f"SELECT k.kid, k.sid{', ' if tags else ''}{tags} "
+        "FROM group_keys k JOIN group_tags g ON k.sid = g.sid"
+    ).fetchall()
+    size = max((row[0] for row in rows), default=-1) + 1
+    ranks = array.array("i", [-1]) * size
+    values: list[list[str | None]] = [[None] * size for _ in range(tag_count)]
+    longest = 0  # bytes of a row's tag values, at most
+    for kid, sid, *tag_values in rows:
+        ranks[kid] = sid
+        longest = max(longest, sum(len(value.encode()) for value in tag_values if value))
+        for column, value in zip(values, tag_values, strict=True):
+            column[kid] = value
+    # The tag columns hold each row's values (and an 8-byte offset per tag): within a budget
+    # as large as the pivot's, or the join and sort make them as they go.
+    if len(batch) * (longest + 8 * tag_count) > TAGS_BUDGET:
+        return False
+    return batch.with_tags(ranks.tobytes(), values)
+
+
 def _rounded(
-    con: duckdb.DuckDBPyConnection, columns: Columns, cell: dict[tuple[str, str], str]
+    con: duckdb.DuckDBPyConnection,
+    columns: Columns,
+    cell: dict[tuple[str, str], str],
+    points: str,
 ) -> dict[str, int]:
-    """Per field of a float column, the integer and unsigned values in `points` that are not
-    exactly a double (the cells of a point's field hold one value, so none counts twice)."""
+    """Per field of a float column, the integer and unsigned values in table ``points`` that
+    are not exactly a double (the cells of a point's field hold one value, so none counts
+    twice)."""
     checks = [
         (column.key, lost_sql(kind, cell[column.key, kind]))
         for column in columns.fields
@@ -146,7 +195,7 @@ def _rounded(
     (counts,) = con.execute(
         "SELECT "
         + ", ".join(f"count(*) FILTER (WHERE {lost})" for _, lost in checks)
-        + " FROM points p"
+        + f" FROM {points} p"
     ).fetchall()
     rounded: dict[str, int] = {}
     for (key, _), count in zip(checks, counts, strict=True):
