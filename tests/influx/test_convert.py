@@ -552,8 +552,8 @@ def test_a_pivoted_table_in_order_is_written_without_a_sort_and_the_same(
 def test_tag_columns_past_their_budget_are_left_to_the_join(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, over: int
 ) -> None:
-    # 12 points; the longest tag values of a row are c's, and an offset of 8 bytes per tag.
-    needed = 12 * (len("c") + len("ท่าเรือ".encode()) + 8 * 2)
+    # 12 points, an index of 4 bytes per point and tag, and each series' values once.
+    needed = 12 * 4 * 2 + sum(len(v.encode()) for v in ("a", "north gate", "b", "c", "ท่าเรือ"))
     monkeypatch.setattr(pivot, "TAGS_BUDGET", needed - over)
     taken = spy_tags_into(monkeypatch)
     (tmp_path / "a").mkdir()

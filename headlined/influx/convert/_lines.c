@@ -87,13 +87,17 @@ static const char *const column_names[N_COLUMNS] = {"kind", "kid", "fk", "v",
                                                      "ts",   "raw", "ty", "bad"};
 static const char *const column_formats[N_COLUMNS] = {"C", "i", "u", "u", "l", "u", "C", "b"};
 
-typedef struct {
+typedef struct Column {
     Buf validity; /* one bit per row, set when the value is present */
     Buf values;   /* fixed-width values or bits, or the int32 offsets of a string column */
     Buf chars;    /* string bytes */
     int64_t nulls;
     const char *format; /* Arrow format: a static string */
     char name[16];
+    /* A dictionary-encoded column: `values` holds int32 indices into this column of
+     * `entries` values (its own `dict` is NULL). */
+    struct Column *dict;
+    int64_t entries;
 } Column;
 
 /* A table of rows: a batch of the `lines` table, or one measurement's points (pivot). */
@@ -113,6 +117,11 @@ static void columns_free(Columns *c) {
         free(c->col[i].validity.data);
         free(c->col[i].values.data);
         free(c->col[i].chars.data);
+        if (c->col[i].dict != NULL) {
+            free(c->col[i].dict->values.data);
+            free(c->col[i].dict->chars.data);
+            free(c->col[i].dict);
+        }
     }
     free(c->col);
     free(c);
@@ -206,6 +215,9 @@ static void schema_release(struct ArrowSchema *schema) {
             if (child->release != NULL) {
                 child->release(child);
             }
+            if (child->dictionary != NULL) {
+                free(child->dictionary); /* released with its child */
+            }
             free(child);
         }
         free(schema->children);
@@ -237,6 +249,18 @@ static int fill_schema(struct ArrowSchema *out, const Columns *c) {
         child->flags = ARROW_FLAG_NULLABLE;
         child->release = child_schema_release;
         out->children[i] = child;
+        const Column *dict = c->col[i].dict;
+        if (dict != NULL) {
+            child->dictionary = calloc(1, sizeof *child->dictionary);
+            if (child->dictionary == NULL) {
+                out->n_children = i + 1;
+                return ENOMEM;
+            }
+            child->dictionary->format = dict->format;
+            child->dictionary->name = "";
+            child->dictionary->flags = ARROW_FLAG_NULLABLE;
+            child->dictionary->release = child_schema_release;
+        }
     }
     return 0;
 }
@@ -259,14 +283,20 @@ static void array_release(struct ArrowArray *array) {
         }
         free(array->children);
     }
+    if (array->dictionary != NULL) {
+        if (array->dictionary->release != NULL) {
+            array->dictionary->release(array->dictionary);
+        }
+        free(array->dictionary);
+    }
     free((void *)array->buffers);
     columns_unref(data->columns);
     free(data);
     array->release = NULL;
 }
 
-static int fill_child(struct ArrowArray *out, Columns *c, int i) {
-    Column *col = &c->col[i];
+/* `col` of `c` (a table's column, or a column's dictionary) as an Arrow array. */
+static int fill_column(struct ArrowArray *out, Columns *c, Column *col, int64_t length) {
     int strings = col->format[0] == 'u' || col->format[0] == 'U';
     memset(out, 0, sizeof *out);
     ArrayData *data = malloc(sizeof *data);
@@ -279,7 +309,7 @@ static int fill_child(struct ArrowArray *out, Columns *c, int i) {
     data->columns = c;
     data->is_parent = 0;
     __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
-    out->length = c->rows;
+    out->length = length;
     out->null_count = col->nulls;
     out->n_buffers = strings ? 3 : 2;
     buffers[0] = col->nulls ? col->validity.data : NULL;
@@ -288,7 +318,23 @@ static int fill_child(struct ArrowArray *out, Columns *c, int i) {
     out->buffers = buffers;
     out->release = array_release;
     out->private_data = data;
+    if (col->dict != NULL) {
+        out->dictionary = malloc(sizeof *out->dictionary);
+        int err = out->dictionary == NULL
+                      ? ENOMEM
+                      : fill_column(out->dictionary, c, col->dict, col->dict->entries);
+        if (err != 0) {
+            free(out->dictionary);
+            out->dictionary = NULL;
+            array_release(out);
+            return err;
+        }
+    }
     return 0;
+}
+
+static int fill_child(struct ArrowArray *out, Columns *c, int i) {
+    return fill_column(out, c, &c->col[i], c->rows);
 }
 
 static int fill_array(struct ArrowArray *out, Columns *c) {
@@ -486,35 +532,54 @@ static void tag_text_free(Py_ssize_t n_kids, const char **text, Py_ssize_t *leng
     free(held);
 }
 
-/* A large-string column (Arrow "U") of each row's value, `text` and `length` by kid (NULL:
- * none), into `to`; -1 out of memory. Needs no GIL. */
+/* A dictionary-encoded column of each row's value into `to`: int32 indices (the row's kid)
+ * into a large-string dictionary (Arrow "U") of the values by kid, `text` and `length`
+ * (NULL: none, the row's value null); -1 out of memory. Needs no GIL. */
 static int tag_column(Column *to, const Columns *c, const char **text, const Py_ssize_t *length,
                       Py_ssize_t n_kids, int index) {
-    const int32_t *kids = (const int32_t *)c->col[0].values.data;
-    size_t bits = (size_t)(c->rows + 7) / 8;
-    int64_t end = 0;
-    to->format = "U";
+    to->format = "i";
     snprintf(to->name, sizeof to->name, "t%d", index);
-    if (buf_zero_to(&to->validity, bits) < 0 || buf_add(&to->values, &end, sizeof end) < 0 ||
-        buf_reserve(&to->values, (size_t)c->rows * sizeof end) < 0) {
+    Column *dict = to->dict = calloc(1, sizeof(Column));
+    if (dict == NULL) {
+        return -1;
+    }
+    dict->format = "U";
+    dict->entries = n_kids;
+    int64_t end = 0;
+    int any_null = 0;
+    if (buf_add(&dict->values, &end, sizeof end) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t kid = 0; kid < n_kids; kid++) {
+        any_null |= text[kid] == NULL;
+        if (text[kid] != NULL && buf_add(&dict->chars, text[kid], (size_t)length[kid]) < 0) {
+            return -1;
+        }
+        end = (int64_t)dict->chars.len;
+        if (buf_add(&dict->values, &end, sizeof end) < 0) {
+            return -1;
+        }
+    }
+    /* Arrow wants a data buffer even when every value is empty. */
+    if (buf_reserve(&dict->chars, 8) < 0 ||
+        buf_add(&to->values, c->col[0].values.data, (size_t)c->rows * sizeof(int32_t)) < 0) {
+        return -1;
+    }
+    if (!any_null) {
+        return 0;
+    }
+    const int32_t *kids = (const int32_t *)c->col[0].values.data;
+    if (buf_zero_to(&to->validity, (size_t)(c->rows + 7) / 8) < 0) {
         return -1;
     }
     for (int64_t row = 0; row < c->rows; row++) {
-        int32_t kid = kids[row];
-        if (kid < n_kids && text[kid] != NULL) {
-            if (buf_add(&to->chars, text[kid], (size_t)length[kid]) < 0) {
-                return -1;
-            }
+        if (text[kids[row]] != NULL) {
             to->validity.data[row >> 3] |= (char)(1 << (row & 7));
         } else {
             to->nulls++;
         }
-        end = (int64_t)to->chars.len;
-        memcpy(to->values.data + to->values.len, &end, sizeof end);
-        to->values.len += sizeof end;
     }
-    /* Arrow wants a data buffer even when every value is null or empty. */
-    return buf_reserve(&to->chars, 8);
+    return 0;
 }
 
 static void columns_free_from(Column *col, int from, int to) {
@@ -522,6 +587,11 @@ static void columns_free_from(Column *col, int from, int to) {
         free(col[i].validity.data);
         free(col[i].values.data);
         free(col[i].chars.data);
+        if (col[i].dict != NULL) {
+            free(col[i].dict->values.data);
+            free(col[i].dict->chars.data);
+            free(col[i].dict);
+        }
     }
 }
 
@@ -556,6 +626,10 @@ static PyObject *batch_with_tags(BatchObject *self, PyObject *args) {
             goto done;
         }
         n_kids[i] = PyList_GET_SIZE(values);
+        if ((size_t)n_kids[i] < (size_t)ranks.len / sizeof(int32_t)) {
+            PyErr_SetString(PyExc_ValueError, "with_tags: a tag value for every ranked kid");
+            goto done;
+        }
         if (tag_text(values, &text[i], &length[i], &held[i]) < 0) {
             goto done;
         }
@@ -608,8 +682,8 @@ static PyMethodDef batch_methods[] = {
      METH_VARARGS | METH_KEYWORDS, "The rows as an Arrow C stream."},
     {"with_tags", (PyCFunction)batch_with_tags, METH_VARARGS,
      "with_tags(ranks, tags): if a pivoted table's rows are in (ranks[kid], ts) order (int32 "
-     "ranks by kid), add a column t0, t1... per list of tags (each a str or None by kid) and "
-     "return True; else change nothing and return False."},
+     "ranks by kid), add a dictionary-encoded column t0, t1... per list of tags (each a str "
+     "or None by kid) and return True; else change nothing and return False."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -152,7 +152,8 @@ def _tags_into(con: duckdb.DuckDBPyConnection, batch: _lines.Batch, tag_count: i
     then time), give them their series' tag values as columns t0, t1... (as `group_tags`)
     and say True: the file needs no join and no sort then. An export lists a shard's series
     in order, each with its times rising, so a chunk of one shard without WAL points is in
-    order (a dense week of 2M points: its table written in 0.24 s instead of 0.31)."""
+    order (a dense week of 2M points: its table written in 0.19 s instead of 0.31). The tag
+    columns are dictionary-encoded: a row holds its series number, not its values."""
     tags = ", ".join(f"g.t{index}" for index in range(tag_count))
     rows = con.execute(
         f"SELECT k.kid, k.sid{', ' if tags else ''}{tags} "
@@ -161,15 +162,15 @@ def _tags_into(con: duckdb.DuckDBPyConnection, batch: _lines.Batch, tag_count: i
     size = max((row[0] for row in rows), default=-1) + 1
     ranks = array.array("i", [-1]) * size
     values: list[list[str | None]] = [[None] * size for _ in range(tag_count)]
-    longest = 0  # bytes of a row's tag values, at most
+    dictionaries = 0  # bytes of the tag values, once per series
     for kid, sid, *tag_values in rows:
         ranks[kid] = sid
-        longest = max(longest, sum(len(value.encode()) for value in tag_values if value))
+        dictionaries += sum(len(value.encode()) for value in tag_values if value)
         for column, value in zip(values, tag_values, strict=True):
             column[kid] = value
-    # The tag columns hold each row's values (and an 8-byte offset per tag): within a budget
-    # as large as the pivot's, or the join and sort make them as they go.
-    if len(batch) * (longest + 8 * tag_count) > TAGS_BUDGET:
+    # The tag columns hold a 4-byte index per row and tag, and the values: within a budget
+    # as large as the pivot's (many tags), or the join and sort make them as they go.
+    if len(batch) * 4 * tag_count + dictionaries > TAGS_BUDGET:
         return False
     return batch.with_tags(ranks.tobytes(), values)
 
