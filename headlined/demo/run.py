@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -16,17 +15,20 @@ __all__ = ["default_specs", "run_demo"]
 
 log = logs.get("demofeed")
 
-_PREFILL_S = 60.0
+# When the default feeds began: fixed, not the feed process's start, so that a feed started
+# again (a second `scripts/demo`) goes on with the records it would have had by now, as a
+# real API does, instead of serving again the ids that the state already holds.
+DEMO_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 def default_specs(t0: float | None = None) -> list[FeedSpec]:
     """Friendly demo feeds: ``a`` (DATA, 2/s), ``b`` (RESULT_ITEMS, 0.5/s), ``c`` (rough).
 
     ``c`` is a bare list, oldest first, with a burst of 150 records every minute and a few
-    failed or slow responses, to show headlined coping. `t0` defaults to a minute ago so the
-    first poll already finds records.
+    failed or slow responses, to show headlined coping. `t0` defaults to DEMO_EPOCH, so the
+    first poll already finds a full window.
     """
-    start = time.time() - _PREFILL_S if t0 is None else t0
+    start = DEMO_EPOCH if t0 is None else t0
     return [
         FeedSpec("a", rate=2.0, shape=Shape.DATA, seed=1, t0=start),
         FeedSpec("b", rate=0.5, shape=Shape.RESULT_ITEMS, seed=2, t0=start),

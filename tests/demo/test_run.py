@@ -22,8 +22,19 @@ def test_default_specs() -> None:
         ("b", Shape.RESULT_ITEMS, 0.5),
     ]
     assert all(s.t0 == T0 for s in specs)
-    # Without t0 the feeds started a minute ago, so a first poll already finds records.
-    assert FeedModel(default_specs()[0]).arrivals_until(time.time()) > 0
+
+
+def test_a_default_feed_started_again_goes_on_with_new_records() -> None:
+    """A first poll finds a full window, and a feed process started again (a second
+    scripts/demo) serves the records it would have by now, not the ids of the last run."""
+    now = time.time()
+    first_run = FeedModel(default_specs()[0])
+    window = first_run.window_at(now)
+    assert len(window) == 200
+    restarted = FeedModel(default_specs()[0])  # built later, as a new process would
+    later = restarted.window_at(now + 600)  # 1,200 records later: a window of new ones
+    assert min(r["id"] for r in later) > max(r["id"] for r in window)
+    assert restarted.window_at(now) == window
 
 
 @pytest.mark.integration
