@@ -109,20 +109,25 @@ typedef struct {
     int tagged; /* a pivoted table given its tag columns (with_tags) */
 } Columns;
 
+/* The buffers of columns `from`..`to` of `col` (their dictionaries too). */
+static void columns_free_from(Column *col, int from, int to) {
+    for (int i = from; col != NULL && i < to; i++) {
+        free(col[i].validity.data);
+        free(col[i].values.data);
+        free(col[i].chars.data);
+        if (col[i].dict != NULL) {
+            free(col[i].dict->values.data);
+            free(col[i].dict->chars.data);
+            free(col[i].dict);
+        }
+    }
+}
+
 static void columns_free(Columns *c) {
     if (c == NULL) {
         return;
     }
-    for (int i = 0; c->col != NULL && i < c->n; i++) {
-        free(c->col[i].validity.data);
-        free(c->col[i].values.data);
-        free(c->col[i].chars.data);
-        if (c->col[i].dict != NULL) {
-            free(c->col[i].dict->values.data);
-            free(c->col[i].dict->chars.data);
-            free(c->col[i].dict);
-        }
-    }
+    columns_free_from(c->col, 0, c->n);
     free(c->col);
     free(c);
 }
@@ -580,19 +585,6 @@ static int tag_column(Column *to, const Columns *c, const char **text, const Py_
         }
     }
     return 0;
-}
-
-static void columns_free_from(Column *col, int from, int to) {
-    for (int i = from; i < to; i++) {
-        free(col[i].validity.data);
-        free(col[i].values.data);
-        free(col[i].chars.data);
-        if (col[i].dict != NULL) {
-            free(col[i].dict->values.data);
-            free(col[i].dict->chars.data);
-            free(col[i].dict);
-        }
-    }
 }
 
 static PyObject *batch_with_tags(BatchObject *self, PyObject *args) {
