@@ -54,7 +54,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     read as UTC), on two threads where there are two cores: the chunk it copies was made by
     influx_inspect and the converter side by side, and a chunk's row groups are encoded in
     parallel (an export's cycle 106 -> 84 ms in bench/lake.py, the same CPU)."""
-    conn = duckdb.connect(config={"threads": min(COPY_THREADS, os.cpu_count() or 1)})
+    conn = duckdb.connect(config={"threads": min(COPY_THREADS, len(os.sched_getaffinity(0)))})
     # SET after connecting: as a connect() option DuckDB refuses it, after trying for ~2 s to
     # autoload the ICU extension (checked with DuckDB 2.0.1).
     conn.execute("SET TimeZone = 'UTC'")
