@@ -518,18 +518,34 @@ def spy_tags_into(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     [
         pytest.param(IN_ORDER, True, id="one shard: already in order"),
         pytest.param(
-            IN_ORDER + f"air,id=a,site=north\\ gate pm=2 {T0 - 1}\n", False, id="a WAL point"
+            # Before the series' other points: its run moves ahead of theirs.
+            IN_ORDER + f"air,id=a,site=north\\ gate pm=2 {T0 - 1}\n",
+            True,
+            id="a WAL point before",
         ),
         pytest.param(
-            "".join(reversed(IN_ORDER.splitlines(keepends=True))), False, id="series reversed"
+            # Two shards, the later one listed first.
+            IN_ORDER.replace(f" {T0}\n", f" {T0 + 3600 * 10**9}\n"),
+            True,
+            id="shards out of order",
+        ),
+        pytest.param(
+            "".join(reversed(IN_ORDER.splitlines(keepends=True))), True, id="series reversed"
+        ),
+        pytest.param(
+            # Between two of the series' points: no moving of runs gives the order.
+            IN_ORDER + f"air,id=a,site=north\\ gate pm=2 {T0 + 1}\n",
+            False,
+            id="a WAL point between",
         ),
     ],
 )
 def test_a_pivoted_table_in_order_is_written_without_a_sort_and_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, in_order: bool
 ) -> None:
-    """Points already in the file's order (series, then time) are copied as they are, with
-    their tags from the splitter: the same rows, in the same order, as the join and sort."""
+    """Points in the file's order (series, then time), or put in it by moving whole runs of a
+    series' points, are copied as they are, with their tags from the splitter: the same rows,
+    in the same order, as the join and sort."""
     taken = spy_tags_into(monkeypatch)
     (tmp_path / "a").mkdir()
     fast = run(tmp_path / "a", text)

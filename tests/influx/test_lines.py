@@ -351,8 +351,12 @@ def test_with_tags_gives_rows_in_order_their_tags_and_leaves_others_alone() -> N
     assert found == [(0, 10, "x", ""), (0, 20, "x", ""), (1, 10, None, "y"), (2, 5, "ไทย", "z")]
     with pytest.raises(RuntimeError, match="once per pivoted table"):
         batch.with_tags(ranks, [])
-    # Ranked otherwise (c before b), or a time that does not rise: not in order, no change.
-    for other, rows in (([0, 2, 1], data), ([0, 1, 2], data + b"m,t=a f=5 15\n")):
+    not_a_tag: Any = 1
+    with pytest.raises(TypeError, match="a str or None"):
+        pivot_batch(data).with_tags(ranks, [["x", not_a_tag, "z"]])
+    # A series' times that overlap (a at 10 and 20, then at 15), or two series of one rank
+    # whose times interleave: not in order, and no runs put them in order: no change.
+    for other, rows in (([0, 1, 2], data + b"m,t=a f=5 15\n"), ([0, 0, 1], data)):
         batch = pivot_batch(rows)
         assert not batch.with_tags(array.array("i", other).tobytes(), [["x", "y", "z"]])
         assert [d[0] for d in _CON.execute("SELECT * FROM batch").description or []] == [
@@ -360,9 +364,29 @@ def test_with_tags_gives_rows_in_order_their_tags_and_leaves_others_alone() -> N
             "ts",
             "c0",
         ]
-    not_a_tag: Any = 1
-    with pytest.raises(TypeError, match="a str or None"):
-        pivot_batch(data).with_tags(ranks, [["x", not_a_tag, "z"]])
+
+
+def test_with_tags_puts_runs_of_series_in_order_with_all_their_cells() -> None:
+    # As an export of two shards gives them, the later shard first: each shard lists series
+    # a then b, with rising times; a string, a boolean and cells left empty move with them.
+    data = (
+        b'm,t=a f=1 30\nm,t=a s="one" 30\nm,t=b ok=true 30\n'
+        b'm,t=a f=3 10\nm,t=b f=4 10\nm,t=b s="four" 10\n'
+    )
+    batch = pivot_batch(data)
+    assert batch.with_tags(array.array("i", [0, 1]).tobytes(), [["x", "y"]])
+    found = _CON.execute("SELECT kid, epoch_ns(ts), c0, c1, c2, t0 FROM batch").fetchall()
+    assert found == [
+        (0, 10, 3.0, None, None, "x"),
+        (0, 30, 1.0, "one", None, "x"),
+        (1, 10, 4.0, "four", None, "y"),
+        (1, 30, None, None, True, "y"),
+    ]
+    # Ranked otherwise (b before a): the same runs, in the other order.
+    batch = pivot_batch(data)
+    assert batch.with_tags(array.array("i", [1, 0]).tobytes(), [])
+    found = _CON.execute("SELECT kid, epoch_ns(ts), c1 FROM batch").fetchall()
+    assert found == [(1, 10, "four"), (1, 30, None), (0, 10, None), (0, 30, "one")]
 
 
 @pytest.mark.parametrize(

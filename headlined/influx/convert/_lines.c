@@ -497,6 +497,139 @@ static int rows_in_order(const Columns *c, const int32_t *rank, size_t n_ranks) 
     return 1;
 }
 
+/* A run of a pivoted table's rows: one kid's, one after another, their times rising. */
+typedef struct {
+    int32_t rank;
+    int32_t start; /* its first row */
+    int32_t rows;
+    int64_t first, last; /* its times */
+} Run;
+
+static int run_cmp(const void *a, const void *b) {
+    const Run *x = a, *y = b;
+    if (x->rank != y->rank) {
+        return x->rank < y->rank ? -1 : 1;
+    }
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* The runs that put a pivoted table's rows in (rank[kid], ts) order when taken one after
+ * another, if moving whole runs is enough: a chunk of several shards, each listing its
+ * series in order with their times rising, in whatever order the shards come. NULL when it
+ * is not (a kid without a rank, runs of one rank whose times overlap, more than MAX_RUNS
+ * runs), or out of memory (*oom set); else *n_runs of them, to be freed. */
+#define MAX_RUNS(rows) ((rows) / 32 + 4096)
+static Run *rank_order(const Columns *c, const int32_t *rank, size_t n_ranks, int64_t *n_runs,
+                       int *oom) {
+    const int32_t *kids = (const int32_t *)c->col[0].values.data;
+    const int64_t *times = (const int64_t *)c->col[1].values.data;
+    if (c->rows > INT32_MAX) {
+        return NULL;
+    }
+    Buf runs = {0};
+    Run *run = NULL;
+    *n_runs = 0;
+    for (int64_t row = 0; row < c->rows; row++) {
+        int32_t kid = kids[row];
+        if (kid < 0 || (size_t)kid >= n_ranks || rank[kid] < 0) {
+            free(runs.data);
+            return NULL;
+        }
+        if (row > 0 && kid == kids[row - 1] && times[row] > times[row - 1]) {
+            run->rows++;
+            run->last = times[row];
+            continue;
+        }
+        if (++*n_runs > MAX_RUNS(c->rows) || buf_reserve(&runs, sizeof(Run)) < 0) {
+            *oom = *n_runs <= MAX_RUNS(c->rows);
+            free(runs.data);
+            return NULL;
+        }
+        run = (Run *)(runs.data + runs.len);
+        runs.len += sizeof(Run);
+        *run = (Run){rank[kid], (int32_t)row, 1, times[row], times[row]};
+    }
+    Run *all = (Run *)runs.data;
+    qsort(all, (size_t)*n_runs, sizeof(Run), run_cmp);
+    for (int64_t i = 1; i < *n_runs; i++) {
+        if (all[i].rank == all[i - 1].rank && all[i].first <= all[i - 1].last) {
+            free(runs.data);
+            return NULL;
+        }
+    }
+    return all;
+}
+
+/* The bits of `from` run after run as a new buffer of `rows` bits into `to`; -1 out of
+ * memory. */
+static int move_bits(Buf *to, const Buf *from, const Run *runs, int64_t n_runs, int64_t rows) {
+    if (buf_zero_to(to, (size_t)(rows + 7) / 8) < 0) {
+        return -1;
+    }
+    const unsigned char *bits = (const unsigned char *)from->data;
+    int64_t at = 0;
+    for (int64_t i = 0; i < n_runs; i++) {
+        for (int64_t row = runs[i].start; row < (int64_t)runs[i].start + runs[i].rows; row++, at++) {
+            if (bits[row >> 3] >> (row & 7) & 1) {
+                to->data[at >> 3] |= (char)(1 << (at & 7));
+            }
+        }
+    }
+    return 0;
+}
+
+/* Column `col` of `rows` rows with its rows run after run, in new buffers (the old ones
+ * freed); -1 out of memory, the column then unchanged. */
+static int move_runs(Column *col, const Run *runs, int64_t n_runs, int64_t rows) {
+    Column out = *col;
+    memset(&out.validity, 0, sizeof out.validity);
+    memset(&out.values, 0, sizeof out.values);
+    memset(&out.chars, 0, sizeof out.chars);
+    int err = col->validity.data != NULL &&
+              move_bits(&out.validity, &col->validity, runs, n_runs, rows) < 0;
+    if (err) {
+        /* the column stays as it is */
+    } else if (col->format[0] == 'b') {
+        err = move_bits(&out.values, &col->values, runs, n_runs, rows) < 0;
+    } else if (col->format[0] == 'u') {
+        /* Reserved whole, so the adds below cannot fail: the runs hold every string once. */
+        const int32_t *ends = (const int32_t *)col->values.data;
+        err = buf_reserve(&out.chars, col->chars.len + 8) < 0 ||
+              buf_reserve(&out.values, (size_t)(rows + 1) * sizeof(int32_t)) < 0;
+        int32_t end = 0;
+        if (!err) {
+            buf_add(&out.values, &end, sizeof end);
+        }
+        for (int64_t i = 0; !err && i < n_runs; i++) {
+            int32_t from = runs[i].start, to = runs[i].start + runs[i].rows;
+            int32_t shift = (int32_t)out.chars.len - ends[from];
+            buf_add(&out.chars, col->chars.data + ends[from], (size_t)(ends[to] - ends[from]));
+            for (int32_t row = from + 1; row <= to; row++) {
+                end = ends[row] + shift;
+                buf_add(&out.values, &end, sizeof end);
+            }
+        }
+    } else {
+        size_t width = col->format[0] == 'i' ? 4 : 8;
+        err = buf_reserve(&out.values, (size_t)rows * width) < 0;
+        for (int64_t i = 0; !err && i < n_runs; i++) {
+            buf_add(&out.values, col->values.data + (size_t)runs[i].start * width,
+                    (size_t)runs[i].rows * width);
+        }
+    }
+    if (err) {
+        free(out.validity.data);
+        free(out.values.data);
+        free(out.chars.data);
+        return -1;
+    }
+    free(col->validity.data);
+    free(col->values.data);
+    free(col->chars.data);
+    *col = out;
+    return 0;
+}
+
 /* The UTF-8 of each kid's value in `values` (a list by kid: str or None; NULL for None),
  * each str held until tag_text_free; -1 with a Python error set. */
 static int tag_text(PyObject *values, const char ***text, Py_ssize_t **length,
@@ -631,15 +764,29 @@ static PyObject *batch_with_tags(BatchObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    int in_order, err = 0;
+    int in_order, err = 0, broken = 0;
     Py_BEGIN_ALLOW_THREADS;
-    in_order = rows_in_order(c, ranks.buf, (size_t)ranks.len / sizeof(int32_t));
+    size_t n_ranks = (size_t)ranks.len / sizeof(int32_t);
+    in_order = rows_in_order(c, ranks.buf, n_ranks);
+    int64_t n_runs = 0;
+    Run *runs = in_order ? NULL : rank_order(c, ranks.buf, n_ranks, &n_runs, &err);
+    /* Column by column, so that the table takes one column more at most; out of memory half
+     * way, the table is broken (its rows no longer line up): MemoryError, and it is not read. */
+    for (int i = 0; runs != NULL && !err && i < c->n; i++) {
+        err = broken = move_runs(&c->col[i], runs, n_runs, c->rows) < 0;
+        in_order = 1;
+    }
+    free(runs);
     for (Py_ssize_t i = 0; in_order && !err && i < n_tags; i++) {
         err = tag_column(&more[c->n + i], c, text[i], length[i], n_kids[i], (int)i) < 0;
     }
     Py_END_ALLOW_THREADS;
     if (err) {
         columns_free_from(more, c->n, c->n + (int)n_tags);
+        if (broken) {
+            c->rows = 0;
+            self->rows = 0;
+        }
         PyErr_NoMemory();
         goto done;
     }
@@ -674,8 +821,10 @@ static PyMethodDef batch_methods[] = {
      METH_VARARGS | METH_KEYWORDS, "The rows as an Arrow C stream."},
     {"with_tags", (PyCFunction)batch_with_tags, METH_VARARGS,
      "with_tags(ranks, tags): if a pivoted table's rows are in (ranks[kid], ts) order (int32 "
-     "ranks by kid), add a dictionary-encoded column t0, t1... per list of tags (each a str "
-     "or None by kid) and return True; else change nothing and return False."},
+     "ranks by kid), or each kid's times rise so that moving each kid's rows together puts "
+     "them in that order (which it then does), add a dictionary-encoded column t0, t1... per "
+     "list of tags (each a str or None by kid) and return True; else change nothing and "
+     "return False."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -117,7 +117,7 @@ def _write_table(
             value = f"coalesce({', '.join(cells)})"
         values.append(f"{value} AS {sql.ident(column.name)}")
     if _tags_into(con, batch, len(group.tag_keys)):
-        # In the file's order already, with its tag columns: copied as it is, from one
+        # In the file's order, with its tag columns: copied as it is, from one
         # table and without ORDER BY, which DuckDB keeps in order (no join, no sort).
         con.register(IN_ORDER, batch)
         del batch
@@ -148,12 +148,15 @@ def _write_table(
 
 
 def _tags_into(con: duckdb.DuckDBPyConnection, batch: _lines.Batch, tag_count: int) -> bool:
-    """When the pivoted points of ``batch`` are already in the file's order (by series id,
-    then time), give them their series' tag values as columns t0, t1... (as `group_tags`)
-    and say True: the file needs no join and no sort then. An export lists a shard's series
-    in order, each with its times rising, so a chunk of one shard without WAL points is in
-    order (a dense week of 2M points: its table written in 0.19 s instead of 0.31). The tag
-    columns are dictionary-encoded: a row holds its series number, not its values."""
+    """When the pivoted points of ``batch`` are in the file's order (by series id, then
+    time), or can be put in it by moving whole runs of a series' points, give them their
+    series' tag values as columns t0, t1... (as `group_tags`) and say True: the file needs
+    no join and no sort then. An export lists a shard's series in order, each with its times
+    rising, so a chunk of one shard is in order (a dense week of 2M points: its table written
+    in 0.19 s instead of 0.31), and a chunk of many shards, in whatever order they come, is
+    runs that the splitter moves (4 sparse years in 209 shards, 416K points: 8 ms to move,
+    written in 0.10 s instead of 0.13); WAL points after the shard's are a run of their own.
+    The tag columns are dictionary-encoded: a row holds its series number, not its values."""
     tags = ", ".join(f"g.t{index}" for index in range(tag_count))
     rows = con.execute(
         f"SELECT k.kid, k.sid{', ' if tags else ''}{tags} "
