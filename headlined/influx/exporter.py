@@ -389,6 +389,9 @@ class Exporter:
                 if time.monotonic() - last_log > PROGRESS_LOG_S:
                     last_log = time.monotonic()
                     self._log_progress()
+            # Every export has ended: the helper exits while the last chunk is written (a
+            # retry of it would connect again).
+            await self.reader.close()
             await asyncio.gather(*running)
         finally:
             for task in running:

@@ -11,7 +11,7 @@ import duckdb
 
 from headlined import sql
 from headlined.influx.convert import _lines
-from headlined.influx.convert.groups import Columns, Group, GroupId, Series, SeriesId, series_of_key
+from headlined.influx.convert.groups import Columns, Group, GroupId, Series, SeriesId
 from headlined.influx.convert.job import ConvertResult, Settings
 from headlined.influx.convert.read import PivotTable, Split
 from headlined.influx.convert.rejects import Rejects
@@ -71,7 +71,7 @@ def _groups(
     NoPivotError when a series key is for the exact parser or a measurement or series was
     written in more than one way."""
     where = segments[segment]
-    parsed = {kid: series_of_key(key) for kid, key in enumerate(split.keys)}
+    parsed = split.series
     groups: dict[GroupId, Group] = {}
     tables: dict[GroupId, PivotTable] = {}
     for table in split.take_pivot_tables():
@@ -90,7 +90,7 @@ def _groups(
         for fk, ty in fields:
             group.fields[fk].add(TYPES[ty])
         tables[ident] = table
-    return groups, tables, {kid: sid for kid, sid in parsed.items() if sid is not None}
+    return groups, tables, {kid: sid for kid, sid in enumerate(parsed) if sid is not None}
 
 
 def _write_table(

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from headlined.influx.convert import _lines
+from headlined.influx.convert.groups import SeriesId, series_of_key
 from headlined.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME
 
 CHUNK = 1 << 22  # bytes read at a time
@@ -27,6 +28,7 @@ ROWS_PER_INSERT = 1 << 19
 BYTES_PER_INSERT = 1 << 26
 GROWING_WAIT = 0.005  # seconds between looks at the end of a file still being written
 BATCH = 5000  # rows fetched from DuckDB, or buffered for it, at a time
+KEYS_WAIT = 0.02  # seconds between looks at the series keys the splitter has found
 
 # Kinds of `lines` rows (_lines.c says what each holds).
 BULK, SKIP, SLOW, TAKEN = _lines.BULK, _lines.SKIP, _lines.SLOW, _lines.TAKEN
@@ -51,6 +53,8 @@ class Split:
     pivot_lines: int = 0
     pivot_first_line: int = 0  # the physical line (from 1) of the first point, or 0
     pivot_tables: list[PivotTable] = field(default_factory=list)
+    # With a pivot: series_of_key of each key, by number (parsed while the source is read).
+    series: list[SeriesId | None] = field(default_factory=list)
 
     def take_pivot_tables(self) -> list[PivotTable]:
         """The pivoted tables, handed over once (so each is freed once written)."""
@@ -82,7 +86,9 @@ def read_lines(
     """Every physical line of ``source`` into the new table `lines`; with a ``pivot_budget``
     (bytes; 0: none) the splitter also pivots what it can."""
     # A thread reads and splits (without the GIL) while this one inserts the batch before into
-    # DuckDB; the queue holds two batches at most, which bounds memory.
+    # DuckDB; the queue holds two batches at most, which bounds memory. With a pivot (few
+    # batches), this one also parses the series keys as they are found, which would otherwise
+    # wait for the end of the source (2,000 keys: 30 ms).
     con.execute(
         "CREATE TABLE lines (kind UTINYINT, kid INTEGER, fk VARCHAR, v VARCHAR, ts BIGINT, "
         "raw VARCHAR, ty UTINYINT, bad BOOLEAN)"
@@ -92,6 +98,7 @@ def read_lines(
     batches: queue.Queue[_lines.Batch | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
     failure: list[BaseException] = []
+    keys = _Keys(parsing=pivot_budget > 0)
 
     def split() -> None:
         try:
@@ -104,6 +111,7 @@ def read_lines(
                         break
                     if splitter.rows >= ROWS_PER_INSERT or splitter.size >= BYTES_PER_INSERT:
                         batches.put(splitter.take())
+                    keys.send(splitter)
                     if progress is not None:
                         progress(splitter.lines)
             splitter.finish()
@@ -115,19 +123,14 @@ def read_lines(
 
     splitting = threading.Thread(target=split, name="convert-split", daemon=True)
     splitting.start()
-    batch = None
     try:
-        while (batch := batches.get()) is not None:
-            if len(batch):
-                con.execute("INSERT INTO lines SELECT * FROM batch")
+        _insert(con, batches, stop, keys)
     finally:
-        stop.set()
-        while batch is not None:  # the insert failed: unblock a splitter waiting to put
-            batch = batches.get()
         splitting.join()
     if failure:
         raise failure[0]
-    found = Split(splitter.keys(0), splitter.final_newline, splitter.unique)
+    keys.finish(splitter)
+    found = Split(keys.keys, splitter.final_newline, splitter.unique, series=keys.series)
     if pivot_budget:
         found.pivot_failure = splitter.pivot_failure
         if found.pivot_failure is None:
@@ -135,6 +138,64 @@ def read_lines(
             found.pivot_lines = splitter.pivot_lines
             found.pivot_tables = splitter.pivot_tables()
     return found
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    batches: queue.Queue[_lines.Batch | None],
+    stop: threading.Event,
+    keys: _Keys,
+) -> None:
+    """Insert the splitter's batches into `lines` until it ends (None), parsing ``keys`` while
+    there is none; on a failure, stop the splitter."""
+    ended = False
+    try:
+        while not ended:
+            try:
+                batch = batches.get(timeout=KEYS_WAIT if keys.parsing else None)
+            except queue.Empty:
+                keys.parse()
+                continue
+            ended = batch is None
+            if batch is not None and len(batch):
+                con.execute("INSERT INTO lines SELECT * FROM batch")
+    finally:
+        stop.set()
+        while not ended:  # this thread failed: unblock a splitter waiting to put
+            ended = batches.get() is None
+
+
+class _Keys:
+    """The splitter's series keys, and with ``parsing`` their series_of_key, parsed by the
+    inserting thread as the splitting thread finds them (see read_lines)."""
+
+    def __init__(self, *, parsing: bool) -> None:
+        self.keys: list[str] = []
+        self.series: list[SeriesId | None] = []
+        self.parsing = parsing
+        self._fresh: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+        self._sent = 0  # the splitting thread's
+
+    def send(self, splitter: _lines.Splitter) -> None:
+        """In the splitting thread, between feeds: pass on the keys found since the last."""
+        if self.parsing and (found := splitter.keys(self._sent)):
+            self._sent += len(found)
+            self._fresh.put(found)
+
+    def parse(self) -> None:
+        """In the inserting thread: parse the keys passed on so far."""
+        while not self._fresh.empty():
+            self._add(self._fresh.get())
+
+    def finish(self, splitter: _lines.Splitter) -> None:
+        """Once the splitting thread has ended: the rest of the keys."""
+        self.parse()
+        self._add(splitter.keys(len(self.keys)))
+
+    def _add(self, found: list[str]) -> None:
+        self.keys += found
+        if self.parsing:
+            self.series += [series_of_key(key) for key in found]
 
 
 def _pieces(
