@@ -221,7 +221,7 @@ def _general_way(
     targets = settings.destination.targets(groups)
     # A group whose names cannot be directories is rejected, line by line.
     for ident in sorted(groups.keys() - targets.keys(), key=group_order):
-        output.prepare(groups[ident])
+        output.prepare(groups[ident]).tables(con)
         merge.reject(groups[ident], settings.destination.no_directory_reason())
     return output.write(
         groups, targets, merge.write, lines=exact.lines + collected.lines, pivoted=False

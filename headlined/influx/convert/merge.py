@@ -15,7 +15,7 @@ from headlined.influx.convert.read import BATCH, BULK, LINE_COLUMNS, Split, line
 from headlined.influx.convert.rejects import Rejects
 from headlined.influx.convert.segments import Segments
 from headlined.influx.convert.values import column_sql, text_lost_sql
-from headlined.influx.convert.write import Written, copy_parquet, null_sql, tag_sql
+from headlined.influx.convert.write import GroupSeries, Written, copy_parquet, null_sql, tag_sql
 
 # `time` as TIMESTAMPTZ_NS, which Parquet stores as TIMESTAMP(NANOS, isAdjustedToUTC=true), so
 # readers see UTC times.  timezone('UTC', ...) reads the plain timestamp as UTC whatever the
@@ -25,7 +25,7 @@ _TIME = "timezone('UTC', make_timestamp_ns(p.t))"
 
 @dataclass(frozen=True, kw_only=True)
 class Merge:
-    """Writes a group's merged points, or rejects its lines; needs Output.prepare() first."""
+    """Writes a group's merged points, or rejects its lines (after series.tables())."""
 
     con: duckdb.DuckDBPyConnection
     split: Split
@@ -35,8 +35,9 @@ class Merge:
     mitems: bool  # whether multi-field lines were split into the table `mitems`
     rejects: Rejects
 
-    def write(self, group: Group, columns: Columns, target: Path) -> Written:
+    def write(self, group: Group, columns: Columns, target: Path, series: GroupSeries) -> Written:
         """The group's points into the Parquet file ``target``, sorted by tags, then time."""
+        series.tables(self.con)
         # A point's field takes the value of the latest line that gives it, whatever its type,
         # converted into the field's one column type.  Raw value text is aggregated and
         # converted afterwards: one conversion per output value instead of one per line.  When

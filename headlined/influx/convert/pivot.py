@@ -17,7 +17,14 @@ from headlined.influx.convert.read import PivotTable, Split
 from headlined.influx.convert.rejects import Rejects
 from headlined.influx.convert.segments import Segments, check_layout
 from headlined.influx.convert.values import cast_sql, lost_sql
-from headlined.influx.convert.write import Output, Written, copy_parquet, null_sql, tag_sql
+from headlined.influx.convert.write import (
+    GroupSeries,
+    Output,
+    Written,
+    copy_parquet,
+    null_sql,
+    tag_sql,
+)
 from headlined.lineprotocol.grammar import TYPES, series_key_fits
 
 PIVOT_BUDGET = 256 << 20  # bytes the pivoted points may take before the general way takes over
@@ -58,7 +65,9 @@ def write_pivoted(
     return output.write(
         groups,
         targets,
-        lambda group, columns, target: _write_table(con, tables, group, columns, target),
+        lambda group, columns, target, series: _write_table(
+            con, tables, group, columns, target, series=series
+        ),
         lines=split.pivot_lines,
         pivoted=True,
     )
@@ -99,6 +108,8 @@ def _write_table(
     group: Group,
     columns: Columns,
     target: Path,
+    *,
+    series: GroupSeries,
 ) -> Written:
     """One measurement's pivoted points to Parquet, as Merge.write writes merged ones."""
     # Popped: the points are freed once DuckDB has them.
@@ -116,7 +127,7 @@ def _write_table(
         else:
             value = f"coalesce({', '.join(cells)})"
         values.append(f"{value} AS {sql.ident(column.name)}")
-    if _tags_into(con, batch, len(group.tag_keys)):
+    if _tags_into(batch, series):
         # In the file's order, with its tag columns: copied as it is, from one
         # table and without ORDER BY, which DuckDB keeps in order (no join, no sort).
         con.register(IN_ORDER, batch)
@@ -133,6 +144,7 @@ def _write_table(
     # `batch` (read by DuckDB by its name in this frame) is copied into a table first:
     # DuckDB scans one Arrow array in one thread, and the join and sort then ran about
     # 0.1 s slower per 400K points than from a table.
+    series.tables(con)
     con.execute("CREATE OR REPLACE TABLE points AS SELECT * FROM batch")
     del batch  # its memory goes before the sort needs more
     rounded = _rounded(con, columns, cell, "points")
@@ -147,7 +159,7 @@ def _write_table(
     return Written(rows, rounded)
 
 
-def _tags_into(con: duckdb.DuckDBPyConnection, batch: _lines.Batch, tag_count: int) -> bool:
+def _tags_into(batch: _lines.Batch, series: GroupSeries) -> bool:
     """When the pivoted points of ``batch`` are in the file's order (by series id, then
     time), or can be put in it by moving whole runs of a series' points, give them their
     series' tag values as columns t0, t1... (as `group_tags`) and say True: the file needs
@@ -157,20 +169,17 @@ def _tags_into(con: duckdb.DuckDBPyConnection, batch: _lines.Batch, tag_count: i
     runs that the splitter moves (4 sparse years in 209 shards, 416K points: 8 ms to move,
     written in 0.10 s instead of 0.13); WAL points after the shard's are a run of their own.
     The tag columns are dictionary-encoded: a row holds its series number, not its values."""
-    tags = ", ".join(f"g.t{index}" for index in range(tag_count))
-    rows = con.execute(
-        f"SELECT k.kid, k.sid{', ' if tags else ''}{tags} "
-        "FROM group_keys k JOIN group_tags g ON k.sid = g.sid"
-    ).fetchall()
-    size = max((row[0] for row in rows), default=-1) + 1
+    tag_count = len(series.tags)
+    at = {sid: index for index, sid in enumerate(series.sids)}
+    size = max(series.kids, default=-1) + 1
     ranks = array.array("i", [-1]) * size
     values: list[list[str | None]] = [[None] * size for _ in range(tag_count)]
     dictionaries = 0  # bytes of the tag values, once per series
-    for kid, sid, *tag_values in rows:
+    for kid, sid in zip(series.kids, series.kid_sids, strict=True):
         ranks[kid] = sid
-        dictionaries += sum(len(value.encode()) for value in tag_values if value)
-        for column, value in zip(values, tag_values, strict=True):
-            column[kid] = value
+        for column, by_series in zip(values, series.tags, strict=True):
+            value = column[kid] = by_series[at[sid]]
+            dictionaries += len(value.encode()) if value else 0
     # The tag columns hold a 4-byte index per row and tag, and the values: within a budget
     # as large as the pivot's (many tags), or the join and sort make them as they go.
     if len(batch) * 4 * tag_count + dictionaries > TAGS_BUDGET:

@@ -30,6 +30,38 @@ from headlined.influx.schema import MeasurementSchema
 log = logs.get("convert")
 
 
+@dataclass(frozen=True)
+class GroupSeries:
+    """A group's series, numbered (sid, see Series.numbered): of its bulk lines by key number
+    (kid), of its exact-path points by canonical text, and each series' tag values."""
+
+    kids: list[int]
+    kid_sids: list[int]
+    canons: list[str]
+    canon_sids: list[int]
+    sids: list[int]  # in tag order
+    tags: list[list[str | None]]  # per tag key (Group.tag_keys), the values by series (sids)
+
+    def tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Temp tables of these series for SQL that joins them: `group_keys` (kid -> sid),
+        `group_canons` (canonical text -> sid) and `group_tags` (sid -> tag values t0, t1...)."""
+        con.execute(
+            "CREATE OR REPLACE TABLE group_keys AS "
+            "SELECT unnest($1)::INTEGER AS kid, unnest($2)::INTEGER AS sid",
+            [self.kids, self.kid_sids],
+        )
+        con.execute(
+            "CREATE OR REPLACE TABLE group_canons AS "
+            "SELECT unnest($1) AS canon, unnest($2)::INTEGER AS sid",
+            [self.canons, self.canon_sids],
+        )
+        select = "".join(f"unnest(${i + 2}) AS t{i}, " for i in range(len(self.tags)))
+        con.execute(
+            f"CREATE OR REPLACE TABLE group_tags AS SELECT {select}unnest($1)::INTEGER AS sid",
+            [self.sids, *self.tags],
+        )
+
+
 class Written(NamedTuple):
     """What writing one group's file gave: its rows, and per field the values that lost digits
     (big integers in a float column; zero counts may be left out)."""
@@ -95,44 +127,36 @@ class Output:
     def __post_init__(self) -> None:
         self._sid_of = self.series.numbered()
 
-    def prepare(self, group: Group) -> None:
-        """Temp tables of the group's series: `group_keys` (kid -> sid), `group_canons`
-        (canonical text -> sid) and `group_tags` (sid -> tag values t0, t1...); sets
-        ``group.tag_keys``."""
+    def prepare(self, group: Group) -> GroupSeries:
+        """The group's series, numbered; sets ``group.tag_keys``. No SQL: a writer that joins
+        them makes their tables (GroupSeries.tables)."""
         sid_of = self._sid_of
         kids = sorted(group.kids)
         canons = sorted(group.canons)
-        self.con.execute(
-            "CREATE OR REPLACE TABLE group_keys AS "
-            "SELECT unnest($1)::INTEGER AS kid, unnest($2)::INTEGER AS sid",
-            [kids, [sid_of[self.series.bulk[kid]] for kid in kids]],
-        )
-        self.con.execute(
-            "CREATE OR REPLACE TABLE group_canons AS "
-            "SELECT unnest($1) AS canon, unnest($2)::INTEGER AS sid",
-            [canons, [sid_of[self.series.exact[canon]] for canon in canons]],
-        )
         series = sorted(self.series.of(group), key=sid_of.__getitem__)
         tag_keys = sorted({tag for sid in series for tag, _ in sid[1]})
-        columns = [[dict(sid[1]).get(tag) for sid in series] for tag in tag_keys]
-        select = "".join(f"unnest(${i + 2}) AS t{i}, " for i in range(len(tag_keys)))
-        self.con.execute(
-            f"CREATE OR REPLACE TABLE group_tags AS SELECT {select}unnest($1)::INTEGER AS sid",
-            [[sid_of[sid] for sid in series], *columns],
-        )
         group.tag_keys = tag_keys
+        return GroupSeries(
+            kids=kids,
+            kid_sids=[sid_of[self.series.bulk[kid]] for kid in kids],
+            canons=canons,
+            canon_sids=[sid_of[self.series.exact[canon]] for canon in canons],
+            sids=[sid_of[sid] for sid in series],
+            tags=[[dict(sid[1]).get(tag) for sid in series] for tag in tag_keys],
+        )
 
     def write(
         self,
         groups: dict[GroupId, Group],
         targets: dict[GroupId, Path],
-        write: Callable[[Group, Columns, Path], Written],
+        write: Callable[[Group, Columns, Path, GroupSeries], Written],
         *,
         lines: int,
         pivoted: bool,
     ) -> ConvertResult:
-        """Write each group that has a target with ``write`` (group, its columns, file), remove
-        stale files, write the rejected lines; ``lines``: data lines seen, for the result."""
+        """Write each group that has a target with ``write`` (group, its columns, file, its
+        series), remove stale files, write the rejected lines; ``lines``: data lines seen,
+        for the result."""
         files: list[Path] = []
         written: dict[Path, set[str]] = defaultdict(set)
         measurements: dict[GroupId, int] = {}
@@ -142,12 +166,12 @@ class Output:
         for ident in sorted(targets, key=group_order):
             target = targets[ident]
             group = groups[ident]
-            self.prepare(group)
+            series = self.prepare(group)
             plan = columns(group, self.schema.get(group.measurement))
             if plan.widened:
                 widened[ident] = plan.widened
             tag_columns[ident] = tuple(name for name, _ in plan.tags)
-            measurements[ident], lost = write(group, plan, target)
+            measurements[ident], lost = write(group, plan, target, series)
             rounded.update(((ident, key), count) for key, count in lost.items() if count)
             files.append(target)
             written[target.parent].add(target.name)
