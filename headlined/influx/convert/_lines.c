@@ -821,10 +821,10 @@ static PyMethodDef batch_methods[] = {
      METH_VARARGS | METH_KEYWORDS, "The rows as an Arrow C stream."},
     {"with_tags", (PyCFunction)batch_with_tags, METH_VARARGS,
      "with_tags(ranks, tags): if a pivoted table's rows are in (ranks[kid], ts) order (int32 "
-     "ranks by kid), or each kid's times rise so that moving each kid's rows together puts "
-     "them in that order (which it then does), add a dictionary-encoded column t0, t1... per "
-     "list of tags (each a str or None by kid) and return True; else change nothing and "
-     "return False."},
+     "ranks by kid), or moving whole runs of a kid's rows (its times rising) puts them in "
+     "that order (which it then does), add a dictionary-encoded column t0, t1... per list of "
+     "tags (each a str or None by kid) and return True; else change nothing and return "
+     "False."},
     {NULL, NULL, 0, NULL},
 };
 
