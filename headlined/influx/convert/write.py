@@ -136,13 +136,14 @@ class Output:
         series = sorted(self.series.of(group), key=sid_of.__getitem__)
         tag_keys = sorted({tag for sid in series for tag, _ in sid[1]})
         group.tag_keys = tag_keys
+        tags = [dict(sid[1]) for sid in series]
         return GroupSeries(
             kids=kids,
             kid_sids=[sid_of[self.series.bulk[kid]] for kid in kids],
             canons=canons,
             canon_sids=[sid_of[self.series.exact[canon]] for canon in canons],
             sids=[sid_of[sid] for sid in series],
-            tags=[[dict(sid[1]).get(tag) for sid in series] for tag in tag_keys],
+            tags=[[values.get(tag) for values in tags] for tag in tag_keys],
         )
 
     def write(
